@@ -1,0 +1,1 @@
+"""Shared library of every imgsearch service: settings, logging, errors, images, HTTP."""

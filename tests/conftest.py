@@ -1,0 +1,114 @@
+"""Shared fixtures. Service URLs come from the environment first
+(IMGSEARCH_TEST_MYSQL_URL, IMGSEARCH_TEST_REDIS_URL); where they are unset and a Docker engine
+answers, testcontainers starts mysql:8 / redis:7; otherwise the tests that need them skip.
+Every run uses its own database names and Redis key prefixes and removes them afterwards."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import common_settings
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> Iterator[str]:
+    """A MySQL-compatible server URL (no database name chosen)."""
+    url = os.environ.get("IMGSEARCH_TEST_MYSQL_URL")
+    if url:
+        yield url
+        return
+    if not _docker_available():
+        pytest.skip("no IMGSEARCH_TEST_MYSQL_URL and no Docker engine for testcontainers")
+    from testcontainers.mysql import MySqlContainer  # type: ignore[import-not-found]
+
+    with MySqlContainer("mysql:8") as container:
+        yield container.get_connection_url().replace("mysql://", "mysql+pymysql://")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("IMGSEARCH_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    if not _docker_available():
+        pytest.skip("no IMGSEARCH_TEST_REDIS_URL and no Docker engine for testcontainers")
+    from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
+
+    with RedisContainer("redis:7") as container:
+        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture
+def mysql_database_url(mysql_server_url: str) -> Iterator[str]:
+    """A fresh database of this run on the MySQL server, dropped afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    name = f"imgsearch_t_{RUN_ID}_{secrets.token_hex(3)}"
+    server = make_url(mysql_server_url)
+    admin = sa.create_engine(server.set(database=""), pool_pre_ping=True)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"imgsearch-test-{RUN_ID}-{secrets.token_hex(3)}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def internal_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test reads the developer's environment overrides or writes into ./data."""
+    for key in list(os.environ):
+        if key.startswith("IMGSEARCH_") and not key.startswith("IMGSEARCH_TEST_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("IMGSEARCH_DATA_DIR", str(tmp_path / "data"))
+    common_settings.cache_clear()
+    yield
+    common_settings.cache_clear()
