@@ -8,12 +8,13 @@ from typing import Any
 
 import click
 
-# command name -> "module:attribute" of a click command; imported on first use.
-COMMANDS: dict[str, str] = {
-    "serve": "imgsearch.commands.serve:serve",
-    "embed": "imgsearch.commands.embed:embed",
-    "weights": "imgsearch.commands.weights:weights",
-    "selfcheck": "imgsearch.commands.selfcheck:selfcheck",
+# command name -> ("module:attribute" of a click command, one-line help). Imported on use.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("imgsearch.commands.serve:serve", "Run one service (embedding, index, ...)."),
+    "embed": ("imgsearch.commands.embed:embed", "DINOv2 features of images (JSON or .npy)."),
+    "weights": ("imgsearch.commands.weights:weights", "Download or convert model weights."),
+    "selfcheck": ("imgsearch.commands.selfcheck:selfcheck",
+                  "Check the engine against the reference implementation."),
 }
 
 
@@ -22,12 +23,17 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = entry[0].split(":")
         command: click.Command = getattr(importlib.import_module(module_name), attr)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing must not import every command's module (and so every service's dependencies).
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

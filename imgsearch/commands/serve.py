@@ -8,7 +8,10 @@ import click
 
 # service name -> (app factory "module:function", settings class "module:Class")
 SERVICES: dict[str, tuple[str, str]] = {
-    "embedding": ("services.embedding.main:create_app", "services.embedding.config:EmbeddingSettings"),
+    "embedding": (
+        "services.embedding.main:create_app",
+        "services.embedding.config:EmbeddingSettings",
+    ),
     "segmentation": (
         "services.segmentation.main:create_app",
         "services.segmentation.config:SegmentationSettings",

@@ -54,7 +54,8 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+                code = self.proc.returncode
+                raise RuntimeError(f"{self.name} exited with {code}:\n{self.tail()}")
             try:
                 if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return

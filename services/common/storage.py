@@ -1,0 +1,54 @@
+"""Where image files live: content-addressed keys under `$IMGSEARCH_DATA_DIR`.
+
+A key is `<sha256[:2]>/<sha256>.<ext>`; the original filename is metadata only and never
+becomes a path. `resolve` refuses anything that is not a well-formed key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from services.common.errors import DomainError
+
+_KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(jpg|png|webp|gif|bmp|tif)$")
+
+
+class InvalidStorageKey(DomainError):
+    code = "invalid_storage_key"
+    status = 400
+
+
+def image_key(sha256: str, ext: str) -> str:
+    key = f"{sha256[:2]}/{sha256}.{ext}"
+    if not _KEY.match(key):
+        raise InvalidStorageKey(f"not a storage key: {key!r}")
+    return key
+
+
+def thumbnail_key(sha256: str) -> str:
+    return image_key(sha256, "webp")
+
+
+def resolve(root: Path, key: str) -> Path:
+    """The file path of `key` under `root`; raises for anything but a well-formed key."""
+    if not _KEY.match(key):
+        raise InvalidStorageKey(f"not a storage key: {key!r}")
+    return root / key
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, fsync, rename: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
