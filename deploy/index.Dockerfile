@@ -1,0 +1,22 @@
+# syntax=docker/dockerfile:1
+# The vector index service: Faiss (and the Milvus client for the distributed backend).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY services ./services
+COPY gateway ./gateway
+COPY imgsearch ./imgsearch
+RUN pip install --no-cache-dir --prefix=/install ".[index]"
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 imgsearch && mkdir -p /data/index && chown -R imgsearch /data
+COPY --from=build /install /usr/local
+COPY config /app/config
+WORKDIR /app
+ENV IMGSEARCH_DATA_DIR=/data IMGSEARCH_INDEX_HOST=0.0.0.0 IMGSEARCH_INDEX_PORT=8103 \
+    PYTHONUNBUFFERED=1
+USER imgsearch
+EXPOSE 8103
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8103/readyz', timeout=4)"]
+CMD ["imgsearch", "serve", "index"]
