@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	@# The Compose Specification's JSON schema, for the deployment tests (shipped in this wheel).
+	$(PIP) download --quiet --no-deps --dest $(VENV)/share docker-compose==1.29.2
 	touch $(STAMP)
 
 venv: $(STAMP)
