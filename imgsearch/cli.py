@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("imgsearch.commands.weights:weights", "Download or convert model weights."),
     "selfcheck": ("imgsearch.commands.selfcheck:selfcheck",
                   "Check the engine against the reference implementation."),
+    "worker": ("imgsearch.commands.worker:worker",
+               "Run the Celery workers (--beat for the periodic reconcile)."),
 }
 
 

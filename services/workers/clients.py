@@ -1,0 +1,250 @@
+"""Typed calls to the catalog, index and embedding services (docs/api-internal.md).
+
+`ServiceClient` carries the internal token and request id and retries transient failures a
+few times; what is still transient after that surfaces as `TransientUpstream`, which the task
+wrapper turns into a Celery retry with backoff. Unit tests replace these classes with fakes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.common.errors import DomainError
+from services.common.http import ServiceClient
+from services.common.settings import common_settings
+from services.common.vectors import decode_b64, encode_b64
+from services.workers.config import WorkersSettings
+
+Image = dict[str, Any]
+Job = dict[str, Any]
+
+
+class StatusConflict(DomainError):
+    """The row was not in the expected status (another worker or the gateway moved it)."""
+
+    code = "status_conflict"
+    status = 409
+
+    def __init__(self, message: str, current: str | None) -> None:
+        super().__init__(message, detail={"status": current})
+        self.current = current
+
+
+def _is_not_found(exc: DomainError) -> bool:
+    return exc.status == 404
+
+
+class CatalogApi:
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    def get_image(self, image_id: int) -> Image | None:
+        try:
+            image: Image = self.client.request("GET", f"/v1/images/{image_id}").json()
+        except DomainError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return image
+
+    def create_image(self, body: dict[str, Any]) -> tuple[Image, bool]:
+        data = self.client.request("POST", "/v1/images", json=body).json()
+        return data["image"], bool(data["created"])
+
+    def transition(self, image_id: int, frm: str, to: str, **fields: Any) -> Image:
+        """Compare-and-set `frm` -> `to`; raises StatusConflict with the current status."""
+        body = {"from": frm, "to": to, **{k: v for k, v in fields.items() if v is not None}}
+        try:
+            image: Image = self.client.request(
+                "POST", f"/v1/images/{image_id}/transition", json=body).json()
+        except DomainError as exc:
+            if exc.status == 409:
+                detail = exc.detail if isinstance(exc.detail, dict) else {}
+                current = detail.get("status") or detail.get("current")
+                raise StatusConflict(exc.message, current) from exc
+            raise
+        return image
+
+    def delete_image(self, image_id: int) -> bool:
+        """Remove the row (it must be deleting or removed); False when it was already gone."""
+        try:
+            self.client.request("DELETE", f"/v1/images/{image_id}")
+        except DomainError as exc:
+            if _is_not_found(exc):
+                return False
+            raise
+        return True
+
+    def lookup(self, ids: list[int]) -> list[Image]:
+        images: list[Image] = self.client.request(
+            "POST", "/v1/images/lookup", json={"ids": ids}).json()["images"]
+        return images
+
+    def list_images(self, *, status: str, limit: int, offset: int) -> tuple[list[Image], int]:
+        data = self.client.request("GET", "/v1/images", params={
+            "status": status, "limit": limit, "offset": offset, "order": "asc"}).json()
+        return data["images"], int(data["total"])
+
+    def stale(self, *, status: str, older_than_s: float, limit: int) -> list[Image]:
+        images: list[Image] = self.client.request("GET", "/v1/images/stale", params={
+            "status": status, "older_than_s": older_than_s, "limit": limit}).json()["images"]
+        return images
+
+    def get_job(self, job_id: int) -> Job | None:
+        try:
+            job: Job = self.client.request("GET", f"/v1/jobs/{job_id}").json()
+        except DomainError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return job
+
+    def list_jobs(self, *, status: str, limit: int = 100) -> list[Job]:
+        data = self.client.request("GET", "/v1/jobs",
+                                   params={"status": status, "limit": limit}).json()
+        jobs: list[Job] = data["jobs"] if isinstance(data, dict) else data
+        return jobs
+
+    def register_items(self, job_id: int, image_ids: list[int]) -> None:
+        if image_ids:
+            self.client.request("POST", f"/v1/jobs/{job_id}/items", json={"image_ids": image_ids})
+
+    def record_item(self, job_id: int, image_id: int, state: str,
+                    error: str | None = None) -> None:
+        body: dict[str, Any] = {"state": state}
+        if error:
+            body["error"] = error[:1000]
+        self.client.request("POST", f"/v1/jobs/{job_id}/items/{image_id}", json=body)
+
+    def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
+        body: dict[str, Any] = {"status": status}
+        if error:
+            body["error"] = error[:1000]
+        try:
+            self.client.request("POST", f"/v1/jobs/{job_id}/finish", json=body)
+        except DomainError as exc:
+            if exc.status != 409:  # already finished: finishing is idempotent for us
+                raise
+
+
+class IndexApi:
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    def _vectors_body(self, ids: list[int], vectors: NDArray[np.float32], model: str,
+                      ) -> dict[str, Any]:
+        return {"ids": ids, "vectors_b64": encode_b64(vectors), "dim": int(vectors.shape[1]),
+                "model": model}
+
+    def upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
+        """(n,) ids, (n, d) float32 vectors; acknowledged once durable in the index."""
+        self.client.request("PUT", "/v1/vectors", json=self._vectors_body(ids, vectors, model))
+
+    def remove(self, ids: list[int]) -> None:
+        if ids:
+            self.client.request("DELETE", "/v1/vectors", json={"ids": ids})
+
+    def search(self, vectors: NDArray[np.float32], k: int, model: str,
+               ) -> list[tuple[list[int], list[float]]]:
+        """(nq, d) queries -> per query (ids, scores), best first."""
+        body = {"vectors_b64": encode_b64(vectors), "dim": int(vectors.shape[1]), "k": k,
+                "model": model}
+        results = self.client.request("POST", "/v1/search", json=body).json()["results"]
+        return [([int(i) for i in r["ids"]], [float(s) for s in r["scores"]]) for r in results]
+
+    def present(self, ids: list[int]) -> set[int]:
+        """Which of `ids` have a vector."""
+        if not ids:
+            return set()
+        data = self.client.request("POST", "/v1/vectors/get", json={"ids": ids}).json()
+        return {int(i) for i in data["ids"]}
+
+    def ids_page(self, after: int | None, limit: int) -> tuple[list[int], int | None]:
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        data = self.client.request("GET", "/v1/ids", params=params).json()
+        nxt = data.get("next")
+        return [int(i) for i in data["ids"]], (int(nxt) if nxt is not None else None)
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.client.request("GET", "/v1/stats").json()
+        return stats
+
+    def staging_create(self, model: str, dim: int) -> None:
+        self.client.request("POST", "/v1/staging", json={"model": model, "dim": dim})
+
+    def staging_upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
+        self.client.request("PUT", "/v1/staging/vectors",
+                            json=self._vectors_body(ids, vectors, model))
+
+    def staging_commit(self) -> None:
+        self.client.request("POST", "/v1/staging/commit")
+
+    def staging_drop(self) -> None:
+        try:
+            self.client.request("DELETE", "/v1/staging")
+        except DomainError as exc:
+            if exc.status != 404:
+                raise
+
+
+class EmbeddingApi:
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    def embed(self, images: list[bytes]) -> tuple[str, NDArray[np.float32]]:
+        """Image files -> (model id, (n, dim) L2-normalised float32 vectors).
+
+        A 4xx (not an image, truncated, too large) raises the service's DomainError: permanent.
+        """
+        files = [("file", (f"image{i}", data, "application/octet-stream"))
+                 for i, data in enumerate(images)]
+        data = self.client.request("POST", "/v1/embed", params={"format": "b64"},
+                                   files=files).json()
+        return str(data["model"]), decode_b64(data["vectors_b64"], int(data["dim"]))
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self.client.request("GET", "/v1/info").json()
+        return info
+
+
+@dataclass
+class Clients:
+    catalog: CatalogApi
+    index: IndexApi
+    embedding: EmbeddingApi
+
+    def close(self) -> None:
+        for api in (self.catalog, self.index, self.embedding):
+            api.client.close()
+
+
+def build_clients(settings: WorkersSettings) -> Clients:
+    token = common_settings().require_internal_token()
+
+    def client(name: str, url: str) -> ServiceClient:
+        return ServiceClient(name, url, token, timeout=settings.http_timeout_s)
+
+    return Clients(
+        catalog=CatalogApi(client("catalog", settings.resolved_catalog_url())),
+        index=IndexApi(client("index", settings.resolved_index_url())),
+        embedding=EmbeddingApi(client("embedding", settings.resolved_embedding_url())),
+    )
+
+
+_process_clients: tuple[int, Clients] | None = None
+
+
+def process_clients(settings: WorkersSettings) -> Clients:
+    """Clients of this process, built after the fork (HTTP connections are not fork-safe)."""
+    global _process_clients
+    pid = os.getpid()
+    if _process_clients is None or _process_clients[0] != pid:
+        _process_clients = (pid, build_clients(settings))
+    return _process_clients[1]

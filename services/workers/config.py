@@ -1,0 +1,59 @@
+"""Settings of the workers: the `workers:` section of config.yaml, env IMGSEARCH_WORKERS_*.
+
+The queue keys (broker, queue name, Redis prefix) live in `services.common.queue.QueueSettings`,
+shared with the gateway; this class adds what only the workers need. The URLs of the other
+services default to the host and port of their own sections, read here as plain settings (this
+package never imports another service's modules).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.queue import QueueSettings
+from services.common.settings import SectionSettings, service_url
+
+
+class _CatalogAddress(SectionSettings, section="catalog"):
+    port: int = 8104
+
+
+class _IndexAddress(SectionSettings, section="index"):
+    port: int = 8103
+
+
+class _EmbeddingAddress(SectionSettings, section="embedding"):
+    port: int = 8101
+
+
+class WorkersSettings(QueueSettings, section="workers"):
+    """Every key of the `workers:` section."""
+
+    concurrency: int = Field(default=2, ge=1)
+    catalog_url: str = ""
+    index_url: str = ""
+    embedding_url: str = ""
+    http_timeout_s: float = Field(default=60.0, gt=0)
+    near_duplicate_threshold: float = Field(default=0.97, ge=-1.0, le=1.0)
+    thumbnail_size: int = Field(default=320, ge=16, le=4096)
+    thumbnail_quality: int = Field(default=80, ge=1, le=100)
+    max_image_bytes: int = Field(default=50_000_000, ge=1)
+    max_image_pixels: int = Field(default=100_000_000, ge=1)
+    pending_timeout_s: float = Field(default=900.0, gt=0)
+    reconcile_every_s: float = Field(default=600.0, gt=0)
+    max_retries: int = Field(default=10, ge=0)
+    retry_backoff_max_s: float = Field(default=60.0, gt=0)
+    task_soft_time_limit_s: float = Field(default=300.0, gt=0)
+    task_time_limit_s: float = Field(default=360.0, gt=0)
+    # bulk_ingest, reindex and reconcile walk a whole gallery.
+    long_task_time_limit_s: float = Field(default=86_400.0, gt=0)
+    page_size: int = Field(default=200, ge=1, le=10_000)
+
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or service_url(_CatalogAddress())
+
+    def resolved_index_url(self) -> str:
+        return self.index_url or service_url(_IndexAddress())
+
+    def resolved_embedding_url(self) -> str:
+        return self.embedding_url or service_url(_EmbeddingAddress())

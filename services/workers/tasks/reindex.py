@@ -1,0 +1,101 @@
+"""`reindex(job_id)`: every indexed image re-embedded with the current model into a staging
+index, then swapped in atomically. Search keeps using the live index until the swap; while the
+staging exists the index service mirrors live upserts of the new model and every delete into it,
+so ingests and deletes during a reindex are not lost.
+
+A crash or retry starts over with a fresh staging (creating one replaces the old). Rows the
+paging missed (deleted or added while it ran) are repaired by reconcile: an indexed row without
+a vector in the new index is re-queued.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from services.common.errors import DomainError
+from services.common.storage import resolve
+from services.workers.tasks.context import TaskContext
+from services.workers.tasks.progress import TERMINAL_JOB
+
+logger = logging.getLogger(__name__)
+
+EMBED_BATCH = 8
+
+
+def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
+    """Rebuild the index with the embedding service's current model; returns images embedded."""
+    catalog, index, embedding = ctx.clients.catalog, ctx.clients.index, ctx.clients.embedding
+    if job_id is not None:
+        job = catalog.get_job(job_id)
+        if job is not None and job["status"] in TERMINAL_JOB:
+            return 0
+    info = embedding.info()
+    model, dim = str(info["model"]), int(info["dim"])
+    index.staging_create(model, dim)
+    logger.info("reindex job %s: staging created for %s", job_id, model)
+    embedded = 0
+    offset = 0
+    while True:
+        images, _ = catalog.list_images(status="indexed", limit=ctx.settings.page_size,
+                                        offset=offset)
+        if not images:
+            break
+        offset += len(images)
+        ids = [int(image["id"]) for image in images]
+        if job_id is not None:
+            catalog.register_items(job_id, ids)
+        for start in range(0, len(images), EMBED_BATCH):
+            chunk = images[start:start + EMBED_BATCH]
+            embedded += _embed_chunk(ctx, job_id, chunk, model)
+        if job_id is not None:
+            ctx.heartbeat(job_id)
+    index.staging_commit()
+    logger.info("reindex job %s: %d images embedded, staging committed", job_id, embedded)
+    if job_id is not None:
+        catalog.finish_job(job_id, "succeeded")
+        ctx.forget_heartbeat(job_id)
+    return embedded
+
+
+def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, object]],
+                 model: str) -> int:
+    catalog = ctx.clients.catalog
+    ids: list[int] = []
+    files: list[bytes] = []
+    for image in chunk:
+        image_id = int(str(image["id"]))
+        try:
+            files.append(resolve(ctx.images_dir, str(image["storage_key"])).read_bytes())
+        except FileNotFoundError:
+            if job_id is not None:
+                catalog.record_item(job_id, image_id, "failed", "the image file is missing")
+            continue
+        ids.append(image_id)
+    if not ids:
+        return 0
+    try:
+        got_model, vectors = ctx.clients.embedding.embed(files)
+    except DomainError as exc:
+        if not 400 <= exc.status < 500:
+            raise
+        if len(chunk) == 1:
+            return _record_failed(ctx, job_id, ids, f"{exc.code}: {exc.message}")
+        # One bad file refuses the whole batch: embed them one by one to find it.
+        return sum(_embed_chunk(ctx, job_id, [image], model) for image in chunk)
+    if got_model != model:
+        raise DomainError(f"the embedding model changed during the reindex ({model} -> "
+                          f"{got_model}); run it again", code="model_changed", status=409)
+    ctx.clients.index.staging_upsert(ids, np.asarray(vectors, dtype=np.float32), model)
+    if job_id is not None:
+        for image_id in ids:
+            catalog.record_item(job_id, image_id, "done")
+    return len(ids)
+
+
+def _record_failed(ctx: TaskContext, job_id: int | None, ids: list[int], message: str) -> int:
+    if job_id is not None:
+        for image_id in ids:
+            ctx.clients.catalog.record_item(job_id, image_id, "failed", message)
+    return 0
