@@ -1,0 +1,1 @@
+"""The public gateway: auth, search aggregation, uploads, admin, jobs, the web app."""

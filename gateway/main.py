@@ -1,0 +1,124 @@
+"""The gateway app: `create_app()` builds it; the lifespan connects the internal services,
+the rate limiter and the task producer, and creates the first admin when asked to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware import Middleware
+
+from gateway import static
+from gateway.bootstrap import ensure_first_admin
+from gateway.clients import Upstreams
+from gateway.config import GatewaySettings, SakuraSettings
+from gateway.deps import GatewayState
+from gateway.ratelimit import CapacityGate, make_limiter
+from gateway.routes import admin, auth, config, images, jobs, search
+from gateway.security import TokenIssuer
+from gateway.uploads import BodyLimitMiddleware
+from services.common.app import create_service_app
+from services.common.errors import UpstreamError, error_response
+from services.common.queue import make_producer
+from services.common.settings import common_settings
+
+logger = logging.getLogger(__name__)
+
+API = "/api/v1"
+# Routes whose bodies may be large (many images); every other body gets the search limit.
+UPLOAD_PATHS = (f"{API}/admin/images",)
+
+
+def _limit_for(settings: GatewaySettings) -> Any:
+    def limit_for(path: str, method: str) -> int | None:
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        if path in UPLOAD_PATHS:
+            return settings.request_limit
+        return settings.search_body_limit
+
+    return limit_for
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway; refuses to build without a JWT secret and an internal token."""
+    settings = settings or GatewaySettings()
+    jwt_secret = settings.require_jwt_secret()
+    common = common_settings()
+    internal_token = common.require_internal_token()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upstreams = Upstreams.create(settings.urls(), internal_token,
+                                     timeout=settings.upstream_timeout_s,
+                                     attempts=settings.upstream_attempts)
+        limiter = make_limiter(settings.redis_url, settings.redis_prefix)
+        state = GatewayState(
+            settings=settings,
+            sakura=SakuraSettings(),
+            upstreams=upstreams,
+            tokens=TokenIssuer(jwt_secret, issuer=settings.jwt_issuer,
+                               audience=settings.jwt_audience, expiry_s=settings.jwt_expiry_s),
+            limiter=limiter,
+            search_gate=CapacityGate(settings.max_concurrent_searches, settings.search_queue,
+                                     settings.retry_after_s),
+            images_dir=common.images_dir,
+            thumbs_dir=common.thumbs_dir,
+            producer=make_producer(),
+            random_weights=common.random_weights,
+        )
+        app.state.gateway = state
+        bootstrap = asyncio.create_task(ensure_first_admin(settings, upstreams.catalog))
+        logger.info("gateway ready", extra={"services": settings.urls(),
+                                            "public_search": settings.public_search})
+        try:
+            yield
+        finally:
+            bootstrap.cancel()
+            await upstreams.aclose()
+            await limiter.close()
+            state.producer.close()
+
+    async def readiness() -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        optional: dict[str, str] = {}
+        async with httpx.AsyncClient(timeout=3) as client:
+            for name, url in settings.urls().items():
+                try:
+                    ok = (await client.get(url + "/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if name == "segmentation":
+                    optional[name] = "ready" if ok else "unavailable"
+                else:
+                    checks[name] = ok
+        checks["optional"] = optional
+        return checks
+
+    app = create_service_app(name="gateway", lifespan=lifespan, readiness=readiness,
+                             description="Public API of imgsearch.")
+    # The public API documents itself under /api (the web app owns every other path).
+    app.openapi_url = f"{API}/openapi.json"
+    app.docs_url = "/api/docs"
+    app.redoc_url = None
+    app.setup()
+    # Innermost, so the 413 it answers still carries the request id.
+    app.user_middleware.append(Middleware(BodyLimitMiddleware, limit_for=_limit_for(settings)))
+
+    @app.exception_handler(UpstreamError)
+    async def _upstream(_: Request, exc: UpstreamError) -> JSONResponse:
+        # A dependency down or shedding load: tell the client when to come back.
+        headers = dict(exc.headers or {})
+        headers.setdefault("Retry-After", str(settings.retry_after_s))
+        return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
+
+    for module in (auth, search, images, admin, jobs, config):
+        app.include_router(module.router, prefix=API)
+    static.mount(app, settings.web_dist_dir, api_prefix="/api")
+    return app

@@ -1,0 +1,1 @@
+"""Public API routes, one module per resource, mounted under /api/v1."""

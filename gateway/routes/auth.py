@@ -1,0 +1,65 @@
+"""Login (JWT) and the caller's identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from pydantic import BaseModel
+
+from gateway.deps import StateDep, User, client_key
+from gateway.ratelimit import enforce
+from gateway.routes._forms import InvalidRequest, json_fields, pick
+from gateway.security import InvalidCredentials, Principal
+from services.common.errors import DomainError
+
+router = APIRouter(tags=["auth"])
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    user: UserOut
+
+
+@router.post("/auth/login", response_model=TokenOut)
+async def login(
+    request: Request,
+    state: StateDep,
+    username: str | None = Form(None),
+    password: str | None = Form(None),
+) -> TokenOut:
+    """Exchange a username and password (JSON or form) for an access token."""
+    await enforce(state.limiter, "login", client_key(request, None),
+                  state.settings.login_rate_per_minute)
+    body = await json_fields(request)
+    name = pick("username", username, body, request)
+    secret = password if password is not None else body.get("password")
+    if not isinstance(name, str) or not isinstance(secret, str) or not name or not secret:
+        raise InvalidRequest("username and password are required")
+    if len(name) > 128 or len(secret) > 1024:
+        raise InvalidCredentials("invalid username or password")
+    try:
+        response = await state.upstreams.catalog.arequest(
+            "POST", "/v1/users/verify", json={"username": name, "password": secret})
+    except DomainError as exc:
+        if exc.status in (401, 404, 422):
+            raise InvalidCredentials("invalid username or password") from exc
+        raise
+    user: dict[str, Any] = response.json()
+    principal = Principal(username=user["username"], role=user["role"])
+    return TokenOut(access_token=state.tokens.issue(principal),
+                    expires_in=state.tokens.expiry_s,
+                    user=UserOut(username=principal.username, role=principal.role))
+
+
+@router.get("/me", response_model=UserOut)
+async def me(principal: User) -> UserOut:
+    """The logged-in user."""
+    return UserOut(username=principal.username, role=principal.role)

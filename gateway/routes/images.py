@@ -1,0 +1,91 @@
+"""Images by id only: list, metadata, the original file, the thumbnail; and the tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from gateway.deps import SearchUser, StateDep
+from gateway.searching import visible_image
+from services.common.errors import NotFound
+from services.common.storage import InvalidStorageKey, resolve
+
+router = APIRouter(tags=["images"])
+
+STATUSES = ("pending", "indexed", "failed", "deleting", "removed")
+
+
+@router.get("/images")
+async def list_images(
+    state: StateDep,
+    principal: SearchUser,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=1_000_000),
+    status: str | None = Query(None, pattern="^(pending|indexed|failed|deleting|removed)$"),
+    tag: str | None = Query(None, max_length=64),
+    q: str | None = Query(None, max_length=255, description="filename contains"),
+) -> dict[str, Any]:
+    """Images, newest first (viewers see indexed images only; admins any status)."""
+    admin = bool(principal and principal.is_admin)
+    params: dict[str, Any] = {"limit": limit, "offset": offset, "order": "desc"}
+    params["status"] = (status or "") if admin else "indexed"
+    if not params["status"]:
+        del params["status"]
+    if tag:
+        params["tag"] = tag
+    if q:
+        params["q"] = q
+    body: dict[str, Any] = (await state.upstreams.catalog.arequest(
+        "GET", "/v1/images", params=params)).json()
+    return {"images": body["images"], "total": body["total"]}
+
+
+@router.get("/images/{image_id}")
+async def get_image(image_id: int, state: StateDep, principal: SearchUser) -> dict[str, Any]:
+    """One image's metadata."""
+    return await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+
+
+def _file_response(root: Any, key: str | None, mime: str, image_id: int) -> FileResponse:
+    try:
+        path = resolve(root, key or "")
+    except InvalidStorageKey as exc:
+        raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
+    if not path.is_file():
+        raise NotFound(f"image {image_id} has no file", code="file_not_found")
+    # Content-addressed: the bytes behind this id never change.
+    return FileResponse(path, media_type=mime,
+                        headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/images/{image_id}/file", response_class=FileResponse)
+async def image_file(image_id: int, state: StateDep, principal: SearchUser) -> FileResponse:
+    """The original file."""
+    image = await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+    return _file_response(state.images_dir, image.get("storage_key"),
+                          image.get("mime") or "application/octet-stream", image_id)
+
+
+@router.get("/images/{image_id}/thumbnail", response_class=FileResponse)
+async def image_thumbnail(image_id: int, state: StateDep,
+                          principal: SearchUser) -> FileResponse:
+    """The WebP thumbnail (the original until the worker has made it)."""
+    image = await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+    key = image.get("thumbnail_key")
+    if key:
+        try:
+            if resolve(state.thumbs_dir, key).is_file():
+                return _file_response(state.thumbs_dir, key, "image/webp", image_id)
+        except InvalidStorageKey:
+            pass
+    return _file_response(state.images_dir, image.get("storage_key"),
+                          image.get("mime") or "application/octet-stream", image_id)
+
+
+@router.get("/tags")
+async def list_tags(state: StateDep, _: SearchUser) -> dict[str, Any]:
+    """Every tag with its image count."""
+    body: dict[str, Any] = (await state.upstreams.catalog.arequest("GET", "/v1/tags")).json()
+    return body

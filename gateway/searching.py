@@ -1,0 +1,153 @@
+"""Search aggregation: a query vector -> index (over-fetched, tag-filtered) -> catalog rows
+that are `indexed` and whose file exists -> one page of results.
+
+Invariant 1 of the design lives here: an id the index returns is shown only when the catalog
+says `indexed` *now* (a row marked `deleting` vanishes at once) and its file is on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.deps import GatewayState
+from services.common.errors import NotFound
+from services.common.images import probe_image
+from services.common.storage import InvalidStorageKey, resolve
+
+# Rounds of doubling the index fetch when filtered-out rows leave the page short.
+MAX_ROUNDS = 4
+MAX_FETCH = 2000
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    k: int = 20
+    offset: int = 0
+    min_score: float = 0.0
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class QueryVector:
+    vector: list[float]
+    model: str | None
+    kind: str
+
+
+def check_query_image(state: GatewayState, data: bytes) -> None:
+    """Header checks (bytes, format, pixels) before the image travels anywhere."""
+    probe_image(data, max_bytes=state.settings.max_upload_bytes,
+                max_pixels=state.settings.max_image_pixels)
+
+
+async def embed(state: GatewayState, data: bytes, filename: str = "query",
+                *, patch_tokens: bool = False) -> dict[str, Any]:
+    """The embedding service's answer for one image (vectors, model, patch tokens)."""
+    params = {"tokens": "patch"} if patch_tokens else None
+    response = await state.upstreams.embedding.arequest(
+        "POST", "/v1/embed", params=params,
+        files={"file": (filename, data, "application/octet-stream")})
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def query_from_image(state: GatewayState, data: bytes, kind: str = "image") -> QueryVector:
+    check_query_image(state, data)
+    body = await embed(state, data)
+    return QueryVector(vector=body["vectors"][0], model=body.get("model"), kind=kind)
+
+
+async def visible_image(state: GatewayState, image_id: int, *, admin: bool) -> dict[str, Any]:
+    """The row of `image_id` if the caller may see it (viewers: `indexed` only), else 404."""
+    image = await state.upstreams.get_image(image_id)
+    if not admin and image.get("status") != "indexed":
+        raise NotFound(f"image {image_id} does not exist", code="image_not_found")
+    return image
+
+
+async def query_from_id(state: GatewayState, image_id: int, *, admin: bool) -> QueryVector:
+    """'More like this': the stored vector of an indexed image."""
+    image = await visible_image(state, image_id, admin=admin)
+    response = await state.upstreams.index.arequest("POST", "/v1/vectors/get",
+                                                    json={"ids": [image_id]})
+    body = response.json()
+    if not body.get("ids"):
+        raise NotFound(f"image {image_id} has no vector yet (status {image.get('status')})",
+                       code="image_not_indexed")
+    return QueryVector(vector=body["vectors"][0], model=image.get("model_id"), kind="id")
+
+
+def file_exists(state: GatewayState, image: dict[str, Any]) -> bool:
+    try:
+        return resolve(state.images_dir, image.get("storage_key") or "").is_file()
+    except InvalidStorageKey:
+        return False
+
+
+def result_of(image: dict[str, Any], score: float) -> dict[str, Any]:
+    image_id = image["id"]
+    return {
+        "id": image_id,
+        "score": round(float(score), 6),
+        "thumbnail_url": f"/api/v1/images/{image_id}/thumbnail",
+        "file_url": f"/api/v1/images/{image_id}/file",
+        "original_filename": image.get("original_filename"),
+        "tags": image.get("tags", []),
+        "width": image.get("width"),
+        "height": image.get("height"),
+        "bytes": image.get("bytes"),
+        "created_at": image.get("created_at"),
+    }
+
+
+async def allowed_ids(state: GatewayState, tags: tuple[str, ...]) -> list[int] | None:
+    if not tags:
+        return None
+    response = await state.upstreams.catalog.arequest(
+        "POST", "/v1/images/ids", json={"tags": list(tags), "status": "indexed"})
+    ids: list[int] = response.json()["ids"]
+    return ids
+
+
+async def search_page(state: GatewayState, query: QueryVector, params: SearchParams,
+                      *, started: float | None = None) -> dict[str, Any]:
+    """One page of results for `query` (the shape of docs/api.md's result page)."""
+    started = started if started is not None else time.perf_counter()
+    allowed = await allowed_ids(state, params.tags)
+    hits: list[tuple[dict[str, Any], float]] = []
+    exhausted = True
+    if allowed is None or allowed:
+        want = params.offset + params.k
+        fetch = min(MAX_FETCH, want + max(state.settings.search_overfetch, want // 2))
+        for _ in range(MAX_ROUNDS):
+            body: dict[str, Any] = {"vectors": [query.vector], "k": fetch}
+            if allowed is not None:
+                body["allowed_ids"] = allowed
+            if query.model:
+                body["model"] = query.model
+            result = (await state.upstreams.index.arequest(
+                "POST", "/v1/search", json=body)).json()["results"][0]
+            pairs = [(int(i), float(s)) for i, s in zip(result["ids"], result["scores"],
+                                                        strict=False) if int(i) >= 0]
+            exhausted = len(result["ids"]) < fetch
+            rows = await state.upstreams.lookup([i for i, _ in pairs], status="indexed")
+            by_id = {row["id"]: row for row in rows}
+            hits = [(by_id[i], s) for i, s in pairs
+                    if i in by_id and s >= params.min_score and file_exists(state, by_id[i])]
+            below = bool(pairs) and pairs[-1][1] < params.min_score
+            if len(hits) >= want or exhausted or below or fetch >= MAX_FETCH:
+                exhausted = exhausted or below
+                break
+            fetch = min(MAX_FETCH, fetch * 2)
+    page = hits[params.offset:params.offset + params.k]
+    return {
+        "results": [result_of(image, score) for image, score in page],
+        "k": params.k,
+        "offset": params.offset,
+        "total": len(hits),
+        "total_exact": exhausted,
+        "query": {"kind": query.kind, "model": query.model},
+        "took_ms": round((time.perf_counter() - started) * 1000, 1),
+    }

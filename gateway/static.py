@@ -1,0 +1,41 @@
+"""The built web app (web/dist) at `/`, with the SPA fallback to index.html; a plain page
+saying how to build it when it is not built. API paths never fall back to the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from services.common.errors import NotFound
+
+NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>imgsearch</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
+<h1>imgsearch is running</h1>
+<p>The web app is not built yet. Build it with <code>make web</code>
+(or <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>) and reload this page.</p>
+<p>The API answers meanwhile: <a href="/api/docs">/api/docs</a>.</p>
+</body></html>"""
+
+# Paths the gateway itself serves; never the web app's.
+RESERVED = ("healthz", "readyz", "metrics", "docs", "openapi.json")
+
+
+def mount(app: FastAPI, dist: Path, *, api_prefix: str) -> None:
+    root = dist.resolve()
+    prefix = api_prefix.strip("/")
+
+    @app.get("/{path:path}", include_in_schema=False, response_model=None)
+    async def web_app(path: str) -> Response:
+        if path == prefix or path.startswith(prefix + "/") or path in RESERVED:
+            raise NotFound(f"no route {path!r}", code="not_found")
+        index = root / "index.html"
+        if not index.is_file():
+            return HTMLResponse(NOT_BUILT)
+        if path:
+            candidate = (root / path).resolve()
+            # A path escaping dist (../) is served the app, never the file it names.
+            if candidate.is_relative_to(root) and candidate.is_file():
+                return FileResponse(candidate)
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
