@@ -1,0 +1,43 @@
+"""Route dependencies: the database, settings and password hasher of the running app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from argon2 import PasswordHasher
+from fastapi import Depends, Request
+
+from services.catalog.config import CatalogSettings
+from services.catalog.db.engine import Database
+from services.common.errors import DomainError
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> CatalogSettings:
+    settings: CatalogSettings = request.app.state.settings
+    return settings
+
+
+def get_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.hasher
+    return hasher
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[CatalogSettings, Depends(get_settings)]
+HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
+
+
+def invalid_request(message: str, detail: object = None) -> DomainError:
+    """A 422 with the same code as FastAPI's own validation errors."""
+    return DomainError(message, code="invalid_request", status=422, detail=detail)
+
+
+def check_count(name: str, given: int, limit: int) -> None:
+    if given > limit:
+        raise invalid_request(f"at most {limit} {name} per request",
+                              {"given": given, "max": limit})

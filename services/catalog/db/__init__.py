@@ -1,0 +1,1 @@
+"""Database layer of the catalog: models, engine, migrations."""

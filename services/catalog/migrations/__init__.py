@@ -1,0 +1,1 @@
+"""Alembic migrations of the catalog schema (see `migrate.py` in services/catalog/db)."""

@@ -1,0 +1,53 @@
+"""The catalog's domain errors, each with a stable code (asserted by tests and callers)."""
+
+from __future__ import annotations
+
+from services.common.errors import Conflict, DomainError, NotFound, Unauthorized
+
+
+class ImageNotFound(NotFound):
+    code = "image_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class StatusConflict(Conflict):
+    """The row is not in the status the caller expected (compare-and-set lost)."""
+
+    code = "status_conflict"
+
+
+class InvalidTransition(DomainError):
+    """`from -> to` is not an edge of the status graph."""
+
+    code = "invalid_transition"
+    status = 422
+
+
+class InvalidTag(DomainError):
+    code = "invalid_tag"
+    status = 422
+
+
+class TooManyItems(DomainError):
+    code = "too_many_items"
+    status = 422
+
+
+class UserExists(Conflict):
+    code = "user_exists"
+
+
+class WeakPassword(DomainError):
+    code = "weak_password"
+    status = 422
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"

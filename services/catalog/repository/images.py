@@ -1,0 +1,304 @@
+"""Image rows: idempotent create by sha256, compare-and-set status transitions, queries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.catalog.db.models import Image
+from services.catalog.db.types import utcnow
+from services.catalog.repository import tags as tag_repo
+from services.catalog.repository.errors import ImageNotFound, StatusConflict
+from services.catalog.repository.transitions import STATUSES, check_edge
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    sha256: str
+    original_filename: str
+    storage_key: str
+    thumbnail_key: str | None
+    mime: str
+    width: int
+    height: int
+    bytes: int
+    status: str
+    model_id: str | None
+    error: str | None
+    near_duplicate_of: int | None
+    uploader: str | None
+    created_at: datetime
+    updated_at: datetime
+    tags: list[str] = field(default_factory=list)
+
+
+def _record(row: Image, tags: list[str]) -> ImageRecord:
+    return ImageRecord(
+        id=row.id, sha256=row.sha256, original_filename=row.original_filename,
+        storage_key=row.storage_key, thumbnail_key=row.thumbnail_key, mime=row.mime,
+        width=row.width, height=row.height, bytes=row.bytes, status=row.status,
+        model_id=row.model_id, error=row.error, near_duplicate_of=row.near_duplicate_of,
+        uploader=row.uploader, created_at=row.created_at, updated_at=row.updated_at, tags=tags,
+    )
+
+
+def _records(session: Session, rows: Sequence[Image]) -> list[ImageRecord]:
+    tags = tag_repo.tags_of(session=session, image_ids=[r.id for r in rows])
+    return [_record(r, tags[r.id]) for r in rows]
+
+
+def _fresh(session: Session, image_id: int) -> Image | None:
+    return session.execute(
+        sa.select(Image).where(Image.id == image_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def get_image(*, session: Session, image_id: int) -> ImageRecord:
+    row = _fresh(session, image_id)
+    if row is None:
+        raise ImageNotFound(f"image {image_id} does not exist", detail={"id": image_id})
+    return _records(session, [row])[0]
+
+
+def create_image(
+    *,
+    session: Session,
+    sha256: str,
+    original_filename: str,
+    storage_key: str,
+    mime: str,
+    width: int,
+    height: int,
+    bytes: int,
+    uploader: str | None = None,
+    tags: Sequence[str] = (),
+) -> tuple[ImageRecord, bool]:
+    """A `pending` row for these bytes, or the existing row of the same sha256.
+
+    Returns (image, created). Two concurrent calls with the same sha256 both get the one row:
+    the loser's INSERT fails on the unique key and it reads the winner's row. Tags given are
+    added in both cases.
+    """
+    names = tag_repo.normalize_tags(tags)
+    now = utcnow()
+    row = Image(
+        sha256=sha256, original_filename=original_filename, storage_key=storage_key,
+        mime=mime, width=width, height=height, bytes=bytes, status="pending",
+        uploader=uploader, created_at=now, updated_at=now,
+    )
+    try:
+        session.add(row)
+        session.flush()
+        created = True
+    except IntegrityError:
+        session.rollback()
+        existing = session.execute(
+            sa.select(Image).where(Image.sha256 == sha256)
+        ).scalar_one_or_none()
+        if existing is None:  # the conflict was not the sha256: a real error
+            raise
+        row, created = existing, False
+    image_id = row.id
+    tag_repo.attach(session=session, image_id=image_id, names=names)
+    session.commit()
+    if created:
+        logger.info("image %d created", image_id, extra={"image_id": image_id})
+    return get_image(session=session, image_id=image_id), created
+
+
+def transition(
+    *,
+    session: Session,
+    image_id: int,
+    from_: str,
+    to: str,
+    model_id: str | None = None,
+    error: str | None = None,
+    thumbnail_key: str | None = None,
+    near_duplicate_of: int | None = None,
+) -> ImageRecord:
+    """Compare-and-set `from_ -> to`: exactly one of several racing callers wins.
+
+    The UPDATE carries `WHERE status = :from`; its row count decides. Raises
+    `InvalidTransition` for an edge outside the graph, `ImageNotFound`, or `StatusConflict`
+    (detail: the current status) when the row was not in `from_`.
+    """
+    check_edge(from_, to)
+    values: dict[str, object] = {"status": to, "updated_at": utcnow()}
+    if to == "indexed":
+        values["error"] = None
+        if model_id is not None:
+            values["model_id"] = model_id
+    elif to == "failed":
+        values["error"] = error or "unknown error"
+    elif to == "pending":
+        values["error"] = None
+    elif error is not None:
+        values["error"] = error
+    if thumbnail_key is not None:
+        values["thumbnail_key"] = thumbnail_key
+    if near_duplicate_of is not None and near_duplicate_of != image_id:
+        values["near_duplicate_of"] = near_duplicate_of
+    result = session.execute(
+        sa.update(Image).where(Image.id == image_id, Image.status == from_).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        current = get_image(session=session, image_id=image_id)
+        raise StatusConflict(
+            f"image {image_id} is {current.status}, not {from_}",
+            detail={"id": image_id, "current": current.status, "expected": from_},
+        )
+    return get_image(session=session, image_id=image_id)
+
+
+def bulk_transition(
+    *, session: Session, ids: Sequence[int], from_: Sequence[str], to: str
+) -> tuple[list[int], list[int]]:
+    """Move every id whose status is one of `from_` to `to` (compare-and-set per row).
+
+    Returns (changed, unchanged) in the order given; absent ids are unchanged.
+    """
+    sources = list(dict.fromkeys(from_))
+    for source in sources:
+        check_edge(source, to)
+    changed: list[int] = []
+    unchanged: list[int] = []
+    now = utcnow()
+    for image_id in dict.fromkeys(ids):
+        result = session.execute(
+            sa.update(Image).where(Image.id == image_id, Image.status.in_(sources))
+            .values(status=to, updated_at=now).execution_options(synchronize_session=False)
+        )
+        (changed if result.rowcount == 1 else unchanged).append(image_id)  # type: ignore[attr-defined]
+    session.commit()
+    return changed, unchanged
+
+
+def delete_image(*, session: Session, image_id: int) -> None:
+    """Remove the row (its tags go with it); only once it is `deleting` or `removed`."""
+    result = session.execute(
+        sa.delete(Image).where(Image.id == image_id,
+                               Image.status.in_(("deleting", "removed")))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        current = get_image(session=session, image_id=image_id)
+        raise StatusConflict(
+            f"image {image_id} is {current.status}; only deleting or removed rows are deleted",
+            detail={"id": image_id, "current": current.status,
+                    "expected": ["deleting", "removed"]},
+        )
+
+
+def lookup(*, session: Session, ids: Sequence[int], status: str | None = None
+           ) -> list[ImageRecord]:
+    """Rows of `ids` in the order given (each once); missing or other-status ids left out."""
+    wanted = list(dict.fromkeys(ids))
+    found: dict[int, Image] = {}
+    for part in tag_repo.chunks(wanted):
+        query = sa.select(Image).where(Image.id.in_(part))
+        if status is not None:
+            query = query.where(Image.status == status)
+        for row in session.execute(query).scalars():
+            found[row.id] = row
+    return _records(session, [found[i] for i in wanted if i in found])
+
+
+def list_images(
+    *,
+    session: Session,
+    statuses: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    uploader: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    descending: bool = True,
+) -> tuple[list[ImageRecord], int]:
+    """One page of images (newest first by default) and the total matching the filters.
+
+    `created_from` is inclusive, `created_to` exclusive.
+    """
+    conditions: list[sa.ColumnElement[bool]] = []
+    if statuses:
+        conditions.append(Image.status.in_(list(statuses)))
+    names = tag_repo.normalize_tags(tags)
+    if names:
+        conditions.append(Image.id.in_(tag_repo.having_all_tags(names)))
+    if uploader is not None:
+        conditions.append(Image.uploader == uploader)
+    if created_from is not None:
+        conditions.append(Image.created_at >= created_from)
+    if created_to is not None:
+        conditions.append(Image.created_at < created_to)
+    total = session.execute(
+        sa.select(sa.func.count()).select_from(Image).where(*conditions)
+    ).scalar_one()
+    order = (Image.created_at.desc(), Image.id.desc()) if descending else (
+        Image.created_at.asc(), Image.id.asc())
+    rows = session.execute(
+        sa.select(Image).where(*conditions).order_by(*order).limit(limit).offset(offset)
+    ).scalars().all()
+    return _records(session, rows), int(total)
+
+
+def ids_with_tags(*, session: Session, tags: Sequence[str], status: str | None = "indexed"
+                  ) -> list[int]:
+    """Ids (ascending) of images carrying every tag; for the index's allowed_ids filter."""
+    names = tag_repo.normalize_tags(tags)
+    if not names:
+        return []
+    query = sa.select(Image.id).where(Image.id.in_(tag_repo.having_all_tags(names)))
+    if status is not None:
+        query = query.where(Image.status == status)
+    return list(session.execute(query.order_by(Image.id)).scalars())
+
+
+def add_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> ImageRecord:
+    names = tag_repo.normalize_tags(tags)
+    get_image(session=session, image_id=image_id)
+    tag_repo.attach(session=session, image_id=image_id, names=names)
+    session.commit()
+    return get_image(session=session, image_id=image_id)
+
+
+def remove_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> ImageRecord:
+    names = tag_repo.normalize_tags(tags)
+    get_image(session=session, image_id=image_id)
+    tag_repo.detach(session=session, image_id=image_id, names=names)
+    session.commit()
+    return get_image(session=session, image_id=image_id)
+
+
+def status_counts(*, session: Session) -> dict[str, int]:
+    """Rows per status; every status present, zero where none."""
+    counts = dict.fromkeys(STATUSES, 0)
+    rows = session.execute(sa.select(Image.status, sa.func.count()).group_by(Image.status))
+    for status, n in rows:
+        counts[status] = int(n)
+    return counts
+
+
+def stale(*, session: Session, status: str, older_than_s: float, limit: int
+          ) -> list[ImageRecord]:
+    """Rows in `status` not updated for `older_than_s` seconds, oldest first (for reconcile)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    rows = session.execute(
+        sa.select(Image).where(Image.status == status, Image.updated_at < cutoff)
+        .order_by(Image.updated_at, Image.id).limit(limit)
+    ).scalars().all()
+    return _records(session, rows)
+

@@ -1,0 +1,123 @@
+"""Tags: normalised names, get-or-create without races, counts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.orm import Session
+
+from services.catalog.db.models import ImageTag, Tag
+from services.catalog.repository.errors import InvalidTag
+
+MAX_TAG_LENGTH = 64
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f,]")
+# SQLite allows a few thousand bound parameters per statement; MySQL packets are finite too.
+CHUNK = 500
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    """Trimmed, lower-cased, de-duplicated tag names in first-seen order.
+
+    Tags compare case-insensitively (`Cat` is `cat`) the same way on every backend; commas
+    are refused because the public API takes tag lists comma-separated.
+    """
+    out: list[str] = []
+    for raw in tags:
+        name = raw.strip().lower()
+        if not name or len(name) > MAX_TAG_LENGTH or _FORBIDDEN.search(name):
+            raise InvalidTag(
+                f"a tag is 1-{MAX_TAG_LENGTH} characters without commas or control characters",
+                detail={"tag": raw[:100]},
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def chunks(values: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _insert_ignoring_duplicates(session: Session, table: Any,
+                                rows: list[dict[str, object]]) -> None:
+    """INSERT rows, silently keeping rows whose key already exists (concurrent callers)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+    elif dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        first = next(iter(rows[0]))
+        session.execute(stmt.on_duplicate_key_update({first: stmt.inserted[first]}), rows)
+    else:
+        raise NotImplementedError(f"catalog does not support the {dialect} dialect")
+
+
+def ensure_tags(*, session: Session, names: list[str]) -> dict[str, int]:
+    """Tag ids of `names` (normalised), creating the missing ones."""
+    if not names:
+        return {}
+    _insert_ignoring_duplicates(session, Tag, [{"name": n} for n in names])
+    rows = session.execute(sa.select(Tag.name, Tag.id).where(Tag.name.in_(names)))
+    return {name: tag_id for name, tag_id in rows}
+
+
+def attach(*, session: Session, image_id: int, names: list[str]) -> None:
+    ids = ensure_tags(session=session, names=names)
+    _insert_ignoring_duplicates(
+        session, ImageTag,
+        [{"image_id": image_id, "tag_id": tag_id} for tag_id in ids.values()],
+    )
+
+
+def detach(*, session: Session, image_id: int, names: list[str]) -> None:
+    if not names:
+        return
+    tag_ids = sa.select(Tag.id).where(Tag.name.in_(names)).scalar_subquery()
+    session.execute(
+        sa.delete(ImageTag).where(ImageTag.image_id == image_id, ImageTag.tag_id.in_(tag_ids))
+    )
+
+
+def tags_of(*, session: Session, image_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Tag names of each image, sorted by name."""
+    out: dict[int, list[str]] = {i: [] for i in image_ids}
+    for part in chunks(list(out)):
+        rows = session.execute(
+            sa.select(ImageTag.image_id, Tag.name)
+            .join(Tag, Tag.id == ImageTag.tag_id)
+            .where(ImageTag.image_id.in_(part))
+            .order_by(ImageTag.image_id, Tag.name)
+        )
+        for image_id, name in rows:
+            out[image_id].append(name)
+    return out
+
+
+def tag_counts(*, session: Session) -> list[tuple[str, int]]:
+    """Every tag with the number of images carrying it, most used first."""
+    count = sa.func.count(ImageTag.image_id)
+    rows = session.execute(
+        sa.select(Tag.name, count)
+        .join(ImageTag, ImageTag.tag_id == Tag.id, isouter=True)
+        .group_by(Tag.id, Tag.name)
+        .order_by(count.desc(), Tag.name)
+    )
+    return [(name, int(n)) for name, n in rows]
+
+
+def having_all_tags(names: list[str]) -> sa.Select[Any]:
+    """SELECT image_id of images carrying every tag in `names` (normalised, non-empty)."""
+    return (
+        sa.select(ImageTag.image_id)
+        .join(Tag, Tag.id == ImageTag.tag_id)
+        .where(Tag.name.in_(names))
+        .group_by(ImageTag.image_id)
+        .having(sa.func.count(sa.distinct(ImageTag.tag_id)) == len(names))
+    )

@@ -1,0 +1,230 @@
+"""Request and response bodies of the catalog's internal API (docs/api-internal.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+class ImageStatus(StrEnum):
+    pending = "pending"
+    indexed = "indexed"
+    failed = "failed"
+    deleting = "deleting"
+    removed = "removed"
+
+
+class JobKind(StrEnum):
+    ingest = "ingest"
+    bulk_ingest = "bulk_ingest"
+    delete = "delete"
+    reindex = "reindex"
+    reconcile = "reconcile"
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class FinishStatus(StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class ItemOutcome(StrEnum):
+    done = "done"
+    failed = "failed"
+    skipped = "skipped"
+
+
+class Role(StrEnum):
+    admin = "admin"
+    viewer = "viewer"
+
+
+class Order(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageCreate(_Body):
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    original_filename: str = Field(max_length=255)
+    storage_key: str = Field(min_length=1, max_length=255)
+    mime: str = Field(min_length=1, max_length=64)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    bytes: int = Field(ge=0)
+    uploader: str | None = Field(default=None, max_length=64)
+    tags: list[str] = Field(default_factory=list)
+
+
+class ImageOut(BaseModel):
+    id: int
+    sha256: str
+    original_filename: str
+    storage_key: str
+    thumbnail_key: str | None
+    mime: str
+    width: int
+    height: int
+    bytes: int
+    status: ImageStatus
+    model_id: str | None
+    error: str | None
+    near_duplicate_of: int | None
+    uploader: str | None
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ImageCreated(BaseModel):
+    image: ImageOut
+    created: bool
+
+
+class ImageList(BaseModel):
+    images: list[ImageOut]
+    total: int
+
+
+class Images(BaseModel):
+    images: list[ImageOut]
+
+
+class Lookup(_Body):
+    ids: list[int]
+    status: ImageStatus | None = None
+
+
+class IdsByTags(_Body):
+    tags: list[str] = Field(min_length=1)
+    status: ImageStatus | None = ImageStatus.indexed
+
+
+class Ids(BaseModel):
+    ids: list[int]
+
+
+class Transition(_Body):
+    from_: ImageStatus = Field(alias="from")
+    to: ImageStatus
+    model_id: str | None = Field(default=None, max_length=128)
+    error: str | None = None
+    thumbnail_key: str | None = Field(default=None, max_length=255)
+    near_duplicate_of: int | None = None
+
+
+class BulkTransition(_Body):
+    ids: list[int]
+    from_: list[ImageStatus] = Field(alias="from", min_length=1)
+    to: ImageStatus
+
+
+class BulkTransitionResult(BaseModel):
+    changed: list[int]
+    unchanged: list[int]
+
+
+class TagsBody(_Body):
+    tags: list[str]
+
+
+class TagCount(BaseModel):
+    name: str
+    count: int
+
+
+class TagList(BaseModel):
+    tags: list[TagCount]
+
+
+class Stats(BaseModel):
+    images: dict[str, int]
+    total: int
+
+
+class JobCreate(_Body):
+    kind: JobKind
+    total: int = Field(default=0, ge=0)
+    creator: str | None = Field(default=None, max_length=64)
+    params: dict[str, Any] | None = None
+
+
+class JobItems(_Body):
+    image_ids: list[int]
+
+
+class ItemReport(_Body):
+    state: ItemOutcome
+    error: str | None = None
+
+
+class JobFinish(_Body):
+    status: FinishStatus
+    error: str | None = None
+
+
+class FailedItem(BaseModel):
+    image_id: int
+    error: str | None
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: JobKind
+    status: JobStatus
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    creator: str | None
+    params: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    items_failed: list[FailedItem]
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class UserCreate(_Body):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Role = Role.viewer
+
+
+class Credentials(_Body):
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=1024)
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: Role
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
