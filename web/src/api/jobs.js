@@ -1,0 +1,88 @@
+// Follows a job until it finishes: server-sent events first (?access_token= because
+// EventSource cannot send headers), polling GET /jobs/{id} when the stream fails.
+
+import { api, getToken } from './client.js'
+
+const FINISHED = new Set(['succeeded', 'failed', 'done', 'completed', 'cancelled', 'partial'])
+
+export function isFinished(job) {
+  return Boolean(job && (FINISHED.has(job.status) || job.finished_at))
+}
+
+/**
+ * @param {string|number} jobId
+ * @param {(job: object) => void} onUpdate called with each new job state
+ * @param {{pollMs?: number, useEvents?: boolean}} options
+ * @returns {{stop: () => void, done: Promise<object>}}
+ */
+export function watchJob(jobId, onUpdate, { pollMs = 1000, useEvents = true } = {}) {
+  let stopped = false
+  let source = null
+  let timer = null
+  let resolveDone
+  const done = new Promise((resolve) => {
+    resolveDone = resolve
+  })
+
+  const finish = (job) => {
+    stop()
+    resolveDone(job)
+  }
+  const update = (job) => {
+    if (stopped) return
+    onUpdate(job)
+    if (isFinished(job)) finish(job)
+  }
+
+  const poll = async () => {
+    if (stopped) return
+    try {
+      update(await api.job(jobId))
+    } catch {
+      // A transient error: the next poll tries again.
+    }
+    if (!stopped) timer = setTimeout(poll, pollMs)
+  }
+
+  function stop() {
+    stopped = true
+    if (source) source.close()
+    if (timer) clearTimeout(timer)
+  }
+
+  if (useEvents && typeof EventSource !== 'undefined') {
+    const token = getToken()
+    const query = token ? `?access_token=${encodeURIComponent(token)}` : ''
+    source = new EventSource(`/api/v1/jobs/${encodeURIComponent(jobId)}/events${query}`)
+    const onData = (event) => {
+      try {
+        update(JSON.parse(event.data))
+      } catch {
+        // Not a job document (a keep-alive); ignore it.
+      }
+    }
+    source.addEventListener('progress', onData)
+    source.addEventListener('message', onData)
+    source.addEventListener('done', async (event) => {
+      onData(event)
+      if (!stopped) {
+        // The final state from the document itself, whatever the done event carried.
+        try {
+          update(await api.job(jobId))
+        } catch {
+          stop()
+        }
+        if (!stopped) finish(null)
+      }
+    })
+    source.onerror = () => {
+      if (stopped) return
+      source.close()
+      source = null
+      poll()
+    }
+  } else {
+    poll()
+  }
+  return { stop, done }
+}

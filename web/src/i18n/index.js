@@ -1,0 +1,69 @@
+// A small i18n: two locales, dotted keys, {name} placeholders. The choice is remembered in
+// localStorage; otherwise zh-CN when the browser prefers Chinese.
+import { ref } from 'vue'
+import { messages } from './messages.js'
+
+export const LOCALES = [
+  { code: 'en', label: 'English' },
+  { code: 'zh-CN', label: '简体中文' },
+]
+const STORAGE_KEY = 'imgsearch.locale'
+
+/** The locale for a browser language list (navigator.languages), English by default. */
+export function pickLocale(languages) {
+  for (const lang of languages || []) {
+    const lower = String(lang).toLowerCase()
+    if (lower.startsWith('zh')) return 'zh-CN'
+    if (lower.startsWith('en')) return 'en'
+  }
+  return 'en'
+}
+
+function initialLocale() {
+  try {
+    const saved = localStorage.getItem(STORAGE_KEY)
+    if (saved && messages[saved]) return saved
+  } catch {
+    // No storage: fall through to the browser's preference.
+  }
+  const nav = typeof navigator !== 'undefined' ? navigator : {}
+  return pickLocale(nav.languages && nav.languages.length ? nav.languages : [nav.language])
+}
+
+export const locale = ref(initialLocale())
+
+export function setLocale(code) {
+  if (!messages[code]) return
+  locale.value = code
+  try {
+    localStorage.setItem(STORAGE_KEY, code)
+  } catch {
+    // Not remembered, still applied.
+  }
+  if (typeof document !== 'undefined') document.documentElement.lang = code
+}
+
+function lookup(table, key) {
+  return key.split('.').reduce((node, part) => (node == null ? undefined : node[part]), table)
+}
+
+/** The string for key in the current locale (English, then the key itself, as fallbacks). */
+export function t(key, params = {}) {
+  const text = lookup(messages[locale.value], key) ?? lookup(messages.en, key) ?? key
+  return String(text).replace(/\{(\w+)\}/g, (_, name) =>
+    params[name] !== undefined ? String(params[name]) : `{${name}}`,
+  )
+}
+
+/** A translated message for an ApiError (or any error), the server's message as fallback. */
+export function errorText(error) {
+  if (!error) return ''
+  const code = error.code
+  if (code && lookup(messages[locale.value], `errors.${code}`)) return t(`errors.${code}`)
+  if (error.message && error.message !== code) return error.message
+  return t('errors.generic', { code: code || 'unknown' })
+}
+
+export function useI18n() {
+  return { t, locale, setLocale, errorText, LOCALES }
+}
