@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "Check the engine against the reference implementation."),
     "worker": ("imgsearch.commands.worker:worker",
                "Run the Celery workers (--beat for the periodic reconcile)."),
+    "db": ("imgsearch.commands.db:db", "Catalog database: upgrade the schema, reset."),
+    "users": ("imgsearch.commands.users:users", "Create and list users (admin, viewer)."),
 }
 
 
