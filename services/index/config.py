@@ -1,0 +1,45 @@
+"""Settings of the index service: section `index:` of config.yaml, env IMGSEARCH_INDEX_*."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from services.common.settings import SectionSettings, common_settings
+
+
+class IndexSettings(SectionSettings, section="index"):
+    port: int = Field(default=8103, ge=0, le=65535)
+    backend: Literal["faiss", "milvus"] = "faiss"
+    # flat (exact inner product) | hnsw | ivf_sq8 | ivf_pq
+    type: Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"] = "flat"
+    dir: str = ""  # empty: $data_dir/index
+    snapshot_every: int = Field(default=10000, ge=1)
+    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_ef_construction: int = Field(default=200, ge=8)
+    hnsw_ef_search: int = Field(default=256, ge=1)
+    ivf_nlist: int = Field(default=0, ge=0)
+    ivf_nprobe: int = Field(default=32, ge=1)
+    pq_m: int = Field(default=64, ge=1)
+    pq_nbits: int = Field(default=8, ge=4, le=12)
+    train_min: int = Field(default=10000, ge=0)
+    rerank_factor: int = Field(default=4, ge=1)
+    filter_exact_max: int = Field(default=20000, ge=0)
+    compact_fraction: float = Field(default=0.2, gt=0, le=1)
+    retrain_growth: float = Field(default=4.0, gt=1)
+    exact_engine: Literal["numpy", "faiss"] = "numpy"
+    # faiss.cvar.distance_compute_blas_threshold (used when exact_engine is faiss)
+    faiss_blas_threshold: int = Field(default=20, ge=1)
+    threads: int = Field(default=0, ge=0)  # faiss.omp_set_num_threads; 0: all cores
+    max_k: int = Field(default=1000, ge=1)
+    max_batch: int = Field(default=10000, ge=1)  # vectors (or ids) per request
+    maintenance_interval_s: float = Field(default=1.0, gt=0)
+    milvus_uri: str = ""  # empty: milvus-lite file $dir/milvus.db
+    milvus_collection: str = "imgsearch"
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.dir).expanduser().resolve() if self.dir else (
+            common_settings().data_dir / "index")

@@ -1,0 +1,175 @@
+"""The approximate search structure (Faiss HNSW, IVF-SQ8, IVF-PQ) over internal labels.
+
+Labels are assigned in insertion order and map to catalog ids through `label_ids`, so an
+upsert of an existing id adds a new label and retires the old one. IVF indexes remove retired
+labels at once; HNSW cannot remove, so its retired labels are tombstones, filtered at search
+time through an `IDSelectorBitmap` of live labels and dropped by a rebuild (compaction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+
+from services.index.store.params import FaissParams
+from services.index.store.protocol import Ids, Vectors
+
+
+def _new_faiss_index(index_type: str, dim: int, params: FaissParams, n_train: int) -> Any:
+    metric = faiss.METRIC_INNER_PRODUCT
+    index: Any
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, params.hnsw_m, metric)
+        index.hnsw.efConstruction = params.hnsw_ef_construction
+        return index
+    nlist = params.nlist_for(n_train)
+    quantizer = faiss.IndexFlatIP(dim)
+    if index_type == "ivf_sq8":
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
+                                              faiss.ScalarQuantizer.QT_8bit, metric)
+    elif index_type == "ivf_pq":
+        if dim % params.pq_m:
+            from services.index.store.errors import InvalidIndexType
+
+            raise InvalidIndexType(f"pq_m={params.pq_m} does not divide the dimension {dim}")
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, params.pq_m, params.pq_nbits, metric)
+    else:
+        raise ValueError(index_type)
+    index.referenced_objects = [quantizer]  # the Python quantizer must outlive the index
+    return index
+
+
+class AnnIndex:
+    """A trained Faiss index plus the label <-> catalog id maps. Not thread-safe."""
+
+    def __init__(self, index_type: str, dim: int, params: FaissParams, index: Any,
+                 label_ids: Ids | None = None) -> None:
+        self.index_type = index_type
+        self.dim = dim
+        self.params = params
+        self.index = index
+        self.label_ids: Ids = label_ids if label_ids is not None else np.empty(0, np.int64)
+        self.next_label = len(self.label_ids)
+        live = np.flatnonzero(self.label_ids >= 0)
+        self.id_to_label: dict[int, int] = dict(zip(self.label_ids[live].tolist(),
+                                                    live.tolist(), strict=True))
+        self.tombstones = (self.next_label - len(live)) if index_type == "hnsw" else 0
+        self._bitmap: NDArray[np.uint8] | None = None
+        self.trained_at = int(index.ntotal)
+
+    @classmethod
+    def build(cls, index_type: str, dim: int, params: FaissParams, ids: Ids,
+              vectors: Vectors) -> AnnIndex:
+        """Train (IVF) on and add all (n, dim) `vectors`; labels 0..n-1."""
+        index = _new_faiss_index(index_type, dim, params, len(ids))
+        if not index.is_trained:
+            index.train(np.ascontiguousarray(vectors))
+        ann = cls(index_type, dim, params, index)
+        ann.add(ids, vectors)
+        ann.trained_at = len(ids)
+        return ann
+
+    @property
+    def removes(self) -> bool:
+        """Whether Faiss can remove from this type (IVF yes, HNSW no)."""
+        return self.index_type != "hnsw"
+
+    @property
+    def live(self) -> int:
+        return len(self.id_to_label)
+
+    @property
+    def nbytes(self) -> int:
+        n = int(self.index.ntotal)
+        per = {"hnsw": 4 * self.dim + 8 * self.params.hnsw_m * 1.05,
+               "ivf_sq8": self.dim + 8, "ivf_pq": self.params.pq_m + 8}[self.index_type]
+        return int(n * per + self.label_ids.nbytes + 100 * len(self.id_to_label))
+
+    def _grow_labels(self, extra: int) -> None:
+        need = self.next_label + extra
+        if need > len(self.label_ids):
+            grown = np.full(max(need, 2 * len(self.label_ids), 1024), -1, dtype=np.int64)
+            grown[: self.next_label] = self.label_ids[: self.next_label]
+            self.label_ids = grown
+
+    def _retire(self, labels: list[int]) -> None:
+        if not labels:
+            return
+        arr = np.asarray(labels, dtype=np.int64)
+        self.label_ids[arr] = -1
+        if self.removes:
+            self.index.remove_ids(faiss.IDSelectorBatch(arr))
+        else:
+            self.tombstones += len(arr)
+        self._bitmap = None
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        """(n,) unique ids, (n, dim) vectors; an id already present is replaced."""
+        self._retire([self.id_to_label[i] for i in ids.tolist() if i in self.id_to_label])
+        self._grow_labels(len(ids))
+        labels = np.arange(self.next_label, self.next_label + len(ids), dtype=np.int64)
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.index_type == "hnsw":
+            self.index.add(x)  # HNSW labels are its insertion order, the same as ours
+        else:
+            self.index.add_with_ids(x, labels)
+        self.label_ids[labels] = ids
+        self.id_to_label.update(zip(ids.tolist(), labels.tolist(), strict=True))
+        self.next_label += len(ids)
+        self._bitmap = None
+
+    def remove(self, ids: Ids) -> None:
+        labels = [self.id_to_label.pop(i) for i in ids.tolist() if i in self.id_to_label]
+        self._retire(labels)
+
+    def labels_of(self, ids: Ids) -> Ids:
+        return np.asarray([self.id_to_label[i] for i in ids.tolist() if i in self.id_to_label],
+                          dtype=np.int64)
+
+    def _live_bitmap(self) -> NDArray[np.uint8]:
+        bitmap = self._bitmap
+        if bitmap is None:
+            bitmap = np.packbits(self.label_ids[: self.next_label] >= 0, bitorder="little")
+            self._bitmap = bitmap
+        return bitmap
+
+    def search(self, xq: Vectors, k: int, allowed_labels: Ids | None = None) -> Ids:
+        """(nq, dim) queries -> (nq, k) catalog ids of candidates (-1 where none)."""
+        keep: list[Any] = []
+        sel: Any = None
+        if allowed_labels is not None:
+            sel = faiss.IDSelectorBatch(allowed_labels)
+            keep.append(allowed_labels)
+        elif self.tombstones:
+            bitmap = self._live_bitmap()
+            keep.append(bitmap)
+            sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(bitmap))
+        if self.index_type == "hnsw":
+            params: Any = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = max(self.params.hnsw_ef_search, k)
+        else:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = min(self.params.ivf_nprobe, self.index.nlist)
+        if sel is not None:
+            params.sel = sel
+        _, labels = self.index.search(np.ascontiguousarray(xq, dtype=np.float32), k,
+                                      params=params)
+        out: Ids = np.where(labels >= 0, self.label_ids[np.clip(labels, 0, None)], -1)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """Arrays that `restore` turns back into this index."""
+        return {"index": faiss.serialize_index(self.index),
+                "label_ids": self.label_ids[: self.next_label].copy(),
+                "trained_at": self.trained_at}
+
+    @classmethod
+    def restore(cls, index_type: str, dim: int, params: FaissParams,
+                state: dict[str, Any]) -> AnnIndex:
+        index = faiss.deserialize_index(np.asarray(state["index"], dtype=np.uint8))
+        ann = cls(index_type, dim, params, index, np.asarray(state["label_ids"], np.int64))
+        ann.trained_at = int(state.get("trained_at", index.ntotal))
+        return ann

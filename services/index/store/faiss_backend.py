@@ -1,0 +1,261 @@
+"""The Faiss backend: vectors in a NumPy store, an approximate structure beside them.
+
+`flat` searches the store exactly. `hnsw`, `ivf_sq8` and `ivf_pq` answer from Faiss, then
+re-score `rerank_factor * k` candidates exactly from the store (exact scores, better recall).
+IVF types search exactly until `train_size` vectors exist, then train once. Rebuilds
+(a new type, compaction of HNSW tombstones, IVF retraining) run off the lock on a copy and
+replay the writes that arrived meanwhile before swapping in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.index.store.ann import AnnIndex
+from services.index.store.errors import DimensionMismatch, ModelMismatch
+from services.index.store.exact import search_exact
+from services.index.store.filters import empty_result, fill_short, rerank, search_filtered
+from services.index.store.params import FaissParams, check_type
+from services.index.store.protocol import Ids, IndexStats, Vectors
+from services.index.store.rwlock import RWLock
+from services.index.store.vectorstore import VectorStore
+
+logger = logging.getLogger(__name__)
+
+_Op = tuple[str, Ids, Vectors | None]
+
+
+def dedupe_last(ids: Ids, vectors: Vectors) -> tuple[Ids, Vectors]:
+    """Keep the last occurrence of each id (a batch upserting one id twice: last wins)."""
+    if len(np.unique(ids)) == len(ids):
+        return ids, vectors
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+    keep = np.sort(len(ids) - 1 - first_in_reversed)
+    return ids[keep], vectors[keep]
+
+
+class FaissIndex:
+    """A thread-safe `VectorIndex` over Faiss. See the module docstring."""
+
+    def __init__(self, index_type: str = "flat", params: FaissParams | None = None) -> None:
+        self._type = check_type(index_type)
+        self._params = params or FaissParams()
+        self._model: str | None = None
+        self._store: VectorStore | None = None
+        self._ann: AnnIndex | None = None
+        self._lock = RWLock()
+        self._rebuild_mutex = threading.Lock()
+        self._pending: list[_Op] | None = None
+
+    # -- introspection -------------------------------------------------------------------
+    @property
+    def model(self) -> str | None:
+        return self._model
+
+    @property
+    def dim(self) -> int | None:
+        return self._store.dim if self._store is not None else None
+
+    @property
+    def count(self) -> int:
+        return len(self._store) if self._store is not None else 0
+
+    @property
+    def index_type(self) -> str:
+        return self._type
+
+    @property
+    def params(self) -> FaissParams:
+        return self._params
+
+    def stats(self) -> IndexStats:
+        with self._lock.read():
+            ann = self._ann
+            nbytes = (self._store.nbytes if self._store is not None else 0) + (
+                ann.nbytes if ann is not None else 0)
+            return IndexStats(
+                count=self.count, dim=self.dim, model=self._model, type=self._type,
+                tombstones=ann.tombstones if ann is not None else 0, bytes=nbytes,
+                trained=self._type == "flat" or ann is not None,
+                params=self._params.as_dict(),
+            )
+
+    def check(self, model: str | None, dim: int) -> None:
+        """Refuse vectors of another model or dimension (an empty index adopts any)."""
+        if self.count == 0:
+            return
+        if model is not None and self._model is not None and model != self._model:
+            raise ModelMismatch(
+                f"the index holds vectors of model {self._model}, not {model}",
+                detail={"index_model": self._model, "given_model": model})
+        if dim != self.dim:
+            raise DimensionMismatch(
+                f"the index holds {self.dim}-d vectors, not {dim}-d",
+                detail={"index_dim": self.dim, "given_dim": dim})
+
+    # -- writes --------------------------------------------------------------------------
+    def upsert(self, ids: Ids, vectors: Vectors, model: str) -> None:
+        if not len(ids):
+            return
+        ids, vectors = dedupe_last(np.asarray(ids, np.int64),
+                                   np.asarray(vectors, np.float32))
+        with self._lock.write():
+            self.check(model, vectors.shape[1])
+            if self.count == 0 and (self._store is None or self._store.dim != vectors.shape[1]
+                                    or self._model != model):
+                self._store = VectorStore(vectors.shape[1])
+                self._ann = None
+            self._model = model
+            assert self._store is not None
+            self._store.upsert(ids, vectors)
+            if self._ann is not None:
+                self._ann.add(ids, vectors)
+            elif self._type != "flat" and self.count >= self._params.train_size(self._type):
+                self._ann = AnnIndex.build(self._type, self._store.dim, self._params,
+                                           self._store.ids.copy(), self._store.vectors)
+                logger.info("trained %s index", self._type, extra={"count": self.count})
+            if self._pending is not None:
+                self._pending.append(("upsert", ids, vectors))
+
+    def remove(self, ids: Ids) -> int:
+        ids = np.unique(np.asarray(ids, np.int64))
+        with self._lock.write():
+            if self._store is None or not len(ids):
+                return 0
+            removed = self._store.remove(ids)
+            if self._ann is not None:
+                self._ann.remove(removed)
+            if self._pending is not None:
+                self._pending.append(("remove", removed, None))
+            return len(removed)
+
+    # -- reads ---------------------------------------------------------------------------
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None
+               ) -> tuple[NDArray[np.float32], Ids]:
+        xq = np.ascontiguousarray(queries, dtype=np.float32)
+        with self._lock.read():
+            store = self._store
+            if store is None or not len(store) or not len(xq):
+                return empty_result(len(xq), k)
+            if xq.shape[1] != store.dim:
+                raise DimensionMismatch(
+                    f"the index holds {store.dim}-d vectors, not {xq.shape[1]}-d",
+                    detail={"index_dim": store.dim, "given_dim": int(xq.shape[1])})
+            if allowed_ids is not None:
+                return search_filtered(store, self._ann, xq, k,
+                                       np.asarray(allowed_ids, np.int64), self._params)
+            if self._ann is None:
+                return search_exact(xq, store.vectors, store.ids, k, self._params.exact_engine)
+            candidates = self._ann.search(xq, k * self._params.rerank_factor)
+            D, I = rerank(store, xq, candidates, k)
+            fill_short(store, xq, k, D, I, None, self._params)
+            return D, I
+
+    def get(self, ids: Ids) -> tuple[Ids, Vectors]:
+        with self._lock.read():
+            if self._store is None:
+                return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+            found, rows = self._store.rows_of(np.asarray(ids, np.int64))
+            return found, self._store.vectors[rows].copy()
+
+    def ids(self, after: int, limit: int) -> Ids:
+        with self._lock.read():
+            if self._store is None:
+                return np.empty(0, np.int64)
+            return self._store.ids_after(after, limit)
+
+    # -- rebuilds ------------------------------------------------------------------------
+    def needs_compaction(self) -> bool:
+        """Too many tombstones, or an auto-sized IVF that the gallery has outgrown."""
+        ann = self._ann
+        if ann is None:
+            return False
+        if ann.tombstones > self._params.compact_fraction * max(ann.index.ntotal, 1):
+            return True
+        return (ann.index_type != "hnsw" and not self._params.ivf_nlist
+                and self.count >= self._params.retrain_growth * max(ann.trained_at, 1))
+
+    def rebuild(self, index_type: str | None = None, params: dict[str, Any] | None = None
+                ) -> None:
+        """Rebuild the search structure (optionally as another type or with new params)."""
+        new_type = check_type(index_type or self._type)
+        new_params = self._params.replace(params or {})
+        with self._rebuild_mutex:
+            with self._lock.write():
+                store = self._store
+                if store is None:
+                    self._type, self._params = new_type, new_params
+                    return
+                ids, vectors = store.ids.copy(), store.vectors.copy()
+                model, dim = self._model, store.dim
+                self._pending = []
+            try:
+                ann = None
+                if new_type != "flat" and len(ids) >= new_params.train_size(new_type):
+                    ann = AnnIndex.build(new_type, dim, new_params, ids, vectors)
+            except BaseException:
+                with self._lock.write():
+                    self._pending = None
+                raise
+            with self._lock.write():
+                pending, self._pending = self._pending or [], None
+                if self._model != model or self._store is not store:
+                    logger.info("index reset during rebuild; rebuild dropped")
+                    return
+                if ann is not None:
+                    for op, op_ids, op_vecs in pending:
+                        if op == "upsert":
+                            assert op_vecs is not None
+                            ann.add(op_ids, op_vecs)
+                        else:
+                            ann.remove(op_ids)
+                    ann.trained_at = len(ids)
+                elif new_type != "flat" and self.count >= new_params.train_size(new_type):
+                    ann = AnnIndex.build(new_type, dim, new_params, store.ids.copy(),
+                                         store.vectors)
+                self._type, self._params, self._ann = new_type, new_params, ann
+        logger.info("rebuilt index", extra={"type": new_type, "count": self.count})
+
+    # -- persistence ---------------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """Copies of everything a snapshot needs (call with writes paused)."""
+        with self._lock.read():
+            meta = {"model": self._model, "dim": self.dim, "type": self._type,
+                    "params": self._params.as_dict()}
+            out: dict[str, Any] = {"meta": meta}
+            if self._store is not None:
+                out["ids"] = self._store.ids.copy()
+                out["vectors"] = self._store.vectors.copy()
+            if self._ann is not None:
+                out["ann"] = self._ann.state()
+            return out
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Replace the contents with a snapshot's (start-up, before serving)."""
+        meta = state["meta"]
+        with self._lock.write():
+            self._model = meta.get("model")
+            self._store = None
+            self._ann = None
+            dim = meta.get("dim")
+            if dim is None or "ids" not in state:
+                return
+            store = VectorStore(int(dim), capacity=max(1024, len(state["ids"])))
+            store.upsert(np.asarray(state["ids"], np.int64),
+                         np.asarray(state["vectors"], np.float32))
+            self._store = store
+            if "ann" in state and meta.get("type") == self._type:
+                self._ann = AnnIndex.restore(self._type, int(dim), self._params, state["ann"])
+            elif self._type != "flat" and len(store) >= self._params.train_size(self._type):
+                self._ann = AnnIndex.build(self._type, int(dim), self._params,
+                                           store.ids.copy(), store.vectors)
+
+    def close(self) -> None:
+        with self._lock.write():
+            self._ann = None
+            self._store = None

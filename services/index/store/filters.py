@@ -1,0 +1,66 @@
+"""Search restricted to allowed ids (catalog tag filters), and exact re-ranking.
+
+Small allowed sets are brute-forced over their gathered rows: exact, and cheaper than any
+graph walk. Large sets go through the approximate index with an `IDSelectorBatch` and an
+enlarged candidate list; a query that still comes back with fewer than k results (a selective
+filter starves the graph or the probed lists) is answered exactly instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.index.store.ann import AnnIndex
+from services.index.store.exact import PAD_SCORE, search_exact
+from services.index.store.params import FaissParams
+from services.index.store.protocol import Ids, Vectors
+from services.index.store.vectorstore import VectorStore
+
+
+def empty_result(nq: int, k: int) -> tuple[NDArray[np.float32], Ids]:
+    return (np.full((nq, k), PAD_SCORE, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64))
+
+
+def rerank(store: VectorStore, xq: Vectors, candidates: Ids, k: int
+           ) -> tuple[NDArray[np.float32], Ids]:
+    """(nq, c) candidate ids -> the k best by exact inner product: D, I (nq, k)."""
+    D, I = empty_result(len(xq), k)
+    for qi in range(len(xq)):
+        cand = candidates[qi]
+        ids, rows = store.rows_of(np.unique(cand[cand >= 0]))
+        if not len(rows):
+            continue
+        scores = store.vectors[rows] @ xq[qi]  # (c,)
+        top = np.argsort(-scores, kind="stable")[:k]
+        D[qi, : len(top)] = scores[top]
+        I[qi, : len(top)] = ids[top]
+    return D, I
+
+
+def fill_short(store: VectorStore, xq: Vectors, k: int, D: NDArray[np.float32], I: Ids,
+               rows: NDArray[np.int64] | None, params: FaissParams) -> None:
+    """Answer exactly (in place) every query that found fewer than min(k, available)."""
+    available = len(store) if rows is None else len(rows)
+    short = np.flatnonzero((I >= 0).sum(axis=1) < min(k, available))
+    if not len(short):
+        return
+    xb = store.vectors if rows is None else store.vectors[rows]
+    ids = store.ids if rows is None else store.ids[rows]
+    d, i = search_exact(xq[short], xb, ids, k, params.exact_engine)
+    D[short], I[short] = d, i
+
+
+def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: int,
+                    allowed: Ids, params: FaissParams) -> tuple[NDArray[np.float32], Ids]:
+    """(nq, d) queries over the live vectors whose ids are in `allowed` -> D, I (nq, k)."""
+    found, rows = store.rows_of(np.unique(allowed))
+    if not len(rows):
+        return empty_result(len(xq), k)
+    if ann is None or len(rows) <= params.filter_exact_max:
+        return search_exact(xq, store.vectors[rows], found, k, params.exact_engine)
+    labels = ann.labels_of(found)
+    candidates = ann.search(xq, k * params.rerank_factor, allowed_labels=labels)
+    D, I = rerank(store, xq, candidates, k)
+    fill_short(store, xq, k, D, I, rows, params)
+    return D, I

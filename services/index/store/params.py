@@ -1,0 +1,79 @@
+"""Tuning parameters of the Faiss index types (from settings; overridable per rebuild)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from services.index.store.errors import InvalidIndexType
+from services.index.store.exact import ExactEngine
+from services.index.store.protocol import INDEX_TYPES
+
+
+@dataclass(frozen=True)
+class FaissParams:
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 256
+    ivf_nlist: int = 0  # 0: chosen from the gallery size at training time
+    ivf_nprobe: int = 32
+    pq_m: int = 64
+    pq_nbits: int = 8
+    train_min: int = 10000  # IVF types search exactly until this many vectors exist
+    rerank_factor: int = 4  # approximate candidates per result, re-scored exactly
+    filter_exact_max: int = 20000  # allowed sets up to this size are brute-forced
+    compact_fraction: float = 0.2  # tombstones above this share of the graph: rebuild
+    retrain_growth: float = 4.0  # auto-nlist IVF retrains when the gallery grows this much
+    exact_engine: ExactEngine = "numpy"
+
+    def replace(self, overrides: dict[str, Any]) -> FaissParams:
+        """A copy with `overrides`; unknown keys or wrong values raise `InvalidIndexType`."""
+        names = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise InvalidIndexType(f"unknown index parameters: {', '.join(unknown)}",
+                                   detail={"allowed": sorted(names)})
+        clean: dict[str, Any] = {}
+        for key, value in overrides.items():
+            current = getattr(self, key)
+            if key == "exact_engine":
+                if value not in ("numpy", "faiss"):
+                    raise InvalidIndexType("exact_engine must be numpy or faiss")
+                clean[key] = value
+                continue
+            try:
+                cast = type(current)(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidIndexType(f"{key} must be a number") from exc
+            if isinstance(value, bool) or cast < 0 or (key != "ivf_nlist" and cast == 0
+                                                       and key != "train_min"):
+                raise InvalidIndexType(f"{key} must be positive")
+            clean[key] = cast
+        return dataclasses.replace(self, **clean)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def nlist_for(self, n: int) -> int:
+        """Inverted lists for n training vectors: about 4 sqrt(n), at least 39 points each."""
+        if self.ivf_nlist:
+            return self.ivf_nlist
+        return max(1, min(int(4 * math.sqrt(n)), n // 39, 65536))
+
+    def train_size(self, index_type: str) -> int:
+        """How many vectors an index type needs before it is trained (0: never trained)."""
+        if index_type not in ("ivf_sq8", "ivf_pq"):
+            return 0
+        floor = 39 * self.ivf_nlist if self.ivf_nlist else 39
+        if index_type == "ivf_pq":
+            floor = max(floor, 1 << self.pq_nbits)
+        return max(self.train_min, floor)
+
+
+def check_type(index_type: str) -> str:
+    if index_type not in INDEX_TYPES:
+        raise InvalidIndexType(f"unknown index type {index_type!r}",
+                               detail={"allowed": list(INDEX_TYPES)})
+    return index_type
