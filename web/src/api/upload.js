@@ -12,6 +12,7 @@ import { ApiError, getToken } from './client.js'
  * @returns {number[]} progress 0..1 per file
  */
 export function splitProgress(sizes, loaded, total) {
+  if (loaded >= total) return sizes.map(() => 1)
   const payload = sizes.reduce((a, b) => a + b, 0)
   // Spread the multipart boundaries and headers evenly: they are small next to images.
   const overhead = Math.max(0, total - payload) / Math.max(1, sizes.length)

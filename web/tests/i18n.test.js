@@ -1,0 +1,49 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { locale, pickLocale, setLocale, t, errorText } from '../src/i18n/index.js'
+import { messages } from '../src/i18n/messages.js'
+import { ApiError } from '../src/api/client.js'
+
+function keys(node, prefix = '') {
+  return Object.entries(node).flatMap(([k, v]) =>
+    typeof v === 'object' ? keys(v, `${prefix}${k}.`) : [`${prefix}${k}`],
+  )
+}
+
+describe('i18n', () => {
+  afterEach(() => {
+    setLocale('en')
+    localStorage.clear()
+  })
+
+  it('prefers zh-CN when the browser prefers Chinese, English otherwise', () => {
+    expect(pickLocale(['zh-CN', 'en'])).toBe('zh-CN')
+    expect(pickLocale(['zh-TW'])).toBe('zh-CN')
+    expect(pickLocale(['en-US', 'zh-CN'])).toBe('en')
+    expect(pickLocale(['fr-FR', 'zh'])).toBe('zh-CN')
+    expect(pickLocale(['de-DE'])).toBe('en')
+    expect(pickLocale([])).toBe('en')
+  })
+
+  it('switches language, remembers it and fills placeholders', () => {
+    setLocale('zh-CN')
+    expect(locale.value).toBe('zh-CN')
+    expect(localStorage.getItem('imgsearch.locale')).toBe('zh-CN')
+    expect(t('nav.sketch')).toBe('画板模式')
+    expect(t('search.results', { total: 3 })).toBe('共 3 个结果')
+    setLocale('en')
+    expect(t('search.results', { total: 3 })).toBe('3 results')
+    setLocale('xx')
+    expect(locale.value).toBe('en')
+  })
+
+  it('has every English key in Chinese too', () => {
+    expect(keys(messages['zh-CN']).sort()).toEqual(keys(messages.en).sort())
+  })
+
+  it('translates known error codes and falls back to the server message', () => {
+    setLocale('zh-CN')
+    expect(errorText(new ApiError(401, 'invalid_credentials', 'bad'))).toBe('用户名或密码错误。')
+    expect(errorText(new ApiError(400, 'image_too_large', 'too big'))).toBe('too big')
+    expect(errorText(new ApiError(500, 'http_500', ''))).toBe('出错了（http_500）。')
+  })
+})

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest'
+import { mount } from '@vue/test-utils'
+import ResultsGrid from '../src/components/ResultsGrid.vue'
+
+const results = [
+  {
+    id: 11, score: 0.91234, thumbnail_url: '/api/v1/images/11/thumbnail',
+    file_url: '/api/v1/images/11/file', original_filename: 'cat.jpg', tags: ['cat', 'pet'],
+  },
+  { id: 12, score: 0.5, thumbnail_url: null, original_filename: 'dog.png', tags: [] },
+]
+
+describe('ResultsGrid', () => {
+  it('renders thumbnails, scores, file names and tags in rank order', () => {
+    const wrapper = mount(ResultsGrid, { props: { results, total: 7, searched: true } })
+    const cards = wrapper.findAll('[data-testid="result"]')
+    expect(cards).toHaveLength(2)
+    expect(cards[0].get('img').attributes('src')).toBe('/api/v1/images/11/thumbnail')
+    // No thumbnail URL: the thumbnail route by id.
+    expect(cards[1].get('img').attributes('src')).toBe('/api/v1/images/12/thumbnail')
+    expect(cards[0].get('[data-testid="result-score"]').text()).toBe('0.912')
+    expect(cards[0].text()).toContain('cat.jpg')
+    expect(cards[0].findAll('.tags li').map((t) => t.text())).toEqual(['cat', 'pet'])
+    expect(wrapper.get('[data-testid="result-count"]').text()).toContain('7')
+  })
+
+  it('emits open, more-like-this and load-more', async () => {
+    const wrapper = mount(ResultsGrid, {
+      props: { results, total: 7, searched: true, hasMore: true },
+    })
+    await wrapper.findAll('button.thumb')[1].trigger('click')
+    await wrapper.findAll('[data-testid="more-like-this"]')[0].trigger('click')
+    await wrapper.get('[data-testid="load-more"]').trigger('click')
+    expect(wrapper.emitted('open')[0]).toEqual([1])
+    expect(wrapper.emitted('more-like-this')[0][0].id).toBe(11)
+    expect(wrapper.emitted('load-more')).toHaveLength(1)
+  })
+
+  it('says so when a search found nothing', () => {
+    const wrapper = mount(ResultsGrid, { props: { results: [], total: 0, searched: true } })
+    expect(wrapper.find('[data-testid="no-results"]').exists()).toBe(true)
+    expect(wrapper.find('[data-testid="load-more"]').exists()).toBe(false)
+  })
+})
