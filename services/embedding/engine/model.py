@@ -1,0 +1,361 @@
+"""The DINOv2 ViT forward pass in NumPy.
+
+    pixels (B, 3, H, W) -> patch embedding (B, N, D) + interpolated position embeddings
+    -> [CLS, registers..., patches] (B, T, D), T = 1 + R + N
+    -> depth x pre-norm block: x += LS1 * attn(LN1(x)); x += LS2 * mlp(LN2(x))
+    -> final layer norm -> last hidden state (B, T, D)
+
+Work is split over `threads` Python threads (NumPy and BLAS release the GIL): row-wise work
+(layer norms, matrix products, GELU) by contiguous row ranges, attention by (image, head).
+Each thread calls a single-threaded BLAS, so the elementwise passes, which NumPy runs on one
+core, are parallel as well as the products. See docs/embedding-engine.md for measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.embedding.engine.blas import blas_threads
+from services.embedding.engine.config import ARCHITECTURES, Dinov2Config
+from services.embedding.engine.errors import WeightsError
+from services.embedding.engine.interpolate import resize_grid
+from services.embedding.engine.keymap import to_canonical, to_hf
+from services.embedding.engine.layers import attend, gelu_scaled, normalize_rows, swiglu
+from services.embedding.engine.readers import read_state_dict
+from services.embedding.engine.weights import (
+    BlockWeights,
+    fold_block,
+    hash_update,
+    random_canonical,
+    release_mappings,
+)
+
+logger = logging.getLogger(__name__)
+
+F32 = NDArray[np.float32]
+
+
+@dataclass
+class EmbedResult:
+    """Features of a batch, float32, each vector L2-normalised.
+
+    cls: (B, D) class token; mean_pooled: (B, D) mean of the patch tokens (normalised after
+    pooling); patch: (B, gh, gw, D) patch tokens, or None unless asked for.
+    """
+
+    cls: F32
+    mean_pooled: F32
+    patch: F32 | None
+
+
+def _l2(x: F32) -> F32:
+    norms = np.sqrt(np.einsum("...d,...d->...", x, x))[..., None]
+    np.maximum(norms, np.float32(1e-12), out=norms)
+    out: F32 = (x / norms).astype(np.float32, copy=False)
+    return out
+
+
+def _chunks(n: int, parts: int) -> list[tuple[int, int]]:
+    parts = max(1, min(parts, n))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+class _Scratch:
+    """Per-thread buffers, grown on demand and reused across calls."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, F32] = {}
+
+    def get(self, name: str, rows: int, cols: int) -> F32:
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
+            buf = np.empty((rows, cols), dtype=np.float32)
+            self._bufs[name] = buf
+        return buf[:rows]
+
+
+class Dinov2Model:
+    """A DINOv2 ViT/14 with folded float32 weights. Build it with `from_file` or `random`."""
+
+    def __init__(
+        self,
+        config: Dinov2Config,
+        embed: dict[str, F32],
+        blocks: list[BlockWeights],
+        weights_sha256: str,
+        *,
+        source: Callable[[], dict[str, F32]],
+        threads: int = 0,
+        mlp_rows: int = 128,
+    ) -> None:
+        self.config = config
+        self.weights_sha256 = weights_sha256
+        self.model_id = f"{config.name}:{weights_sha256[:12]}"
+        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
+        self.mlp_rows = mlp_rows
+        self._embed = embed
+        self._blocks = blocks
+        self._source = source
+        self._pos_cache: dict[tuple[int, int], tuple[F32, F32]] = {}
+        self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="dinov2") if (
+            self.threads > 1) else None
+        self._scratch = [_Scratch() for _ in range(self.threads)]
+        # One forward at a time: the pool and the scratch buffers are shared.
+        self._lock = threading.Lock()
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_canonical(cls, config: Dinov2Config, canonical: dict[str, F32], *,
+                       source: Callable[[], dict[str, F32]], threads: int = 0,
+                       release: bool = False) -> Dinov2Model:
+        """Fold canonical tensors (in canonical order) into a model; with `release`, drop the
+        mapped file pages after each block so the file and the model are never both resident.
+        """
+        import hashlib
+
+        digest = hashlib.sha256()
+        embed: dict[str, F32] = {}
+        blocks: list[BlockWeights] = []
+        block_names: list[str] = []
+        current = -1
+        for name, array in canonical.items():
+            hash_update(digest, name, array)
+            if name.startswith("blocks."):
+                index = int(name.split(".", 2)[1])
+                if index != current and block_names:
+                    blocks.append(fold_block(canonical, current, config))
+                    if release:
+                        release_mappings(canonical[k] for k in block_names)
+                    block_names = []
+                current = index
+                block_names.append(name)
+            else:
+                embed[name] = np.array(array, dtype=np.float32)
+        if block_names:
+            blocks.append(fold_block(canonical, current, config))
+        if release:
+            release_mappings(canonical.values())
+        p, d = config.patch_size, config.dim
+        # (D, 3, p, p) conv kernel -> (3*p*p, D) matrix over (channel, row, col) patches
+        embed["patch_matrix"] = np.ascontiguousarray(
+            embed.pop("patch_embed.proj.weight").reshape(d, 3 * p * p).T)
+        return cls(config, embed, blocks, digest.hexdigest(), source=source, threads=threads)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, NDArray[Any]], arch: str | None = None, *,
+                        threads: int = 0) -> Dinov2Model:
+        """A model from any-scheme tensors (architecture inferred unless `arch` is given)."""
+        config = _arch(arch) if arch else None
+        config, canonical = to_canonical(state, config)
+        snapshot = {k: np.array(v) for k, v in canonical.items()}
+        return cls.from_canonical(config, canonical, source=lambda: snapshot, threads=threads)
+
+    @classmethod
+    def from_file(cls, path: str | Path, arch: str | None = None, *,
+                  threads: int = 0) -> Dinov2Model:
+        """Load weights from .safetensors, .pth/.pt or .npz; the architecture is inferred from
+        the weights when `arch` is None, else they must match it."""
+        path = Path(path)
+        expected = _arch(arch) if arch else None
+        config, canonical = to_canonical(read_state_dict(path), expected)
+
+        def source() -> dict[str, F32]:
+            return to_canonical(read_state_dict(path), config)[1]
+
+        model = cls.from_canonical(config, canonical, source=source, threads=threads,
+                                   release=True)
+        logger.info("loaded %s from %s (%d parameters)", model.model_id, path.name,
+                    config.weight_count())
+        return model
+
+    @classmethod
+    def random(cls, arch: str | Dinov2Config, seed: int = 0, *, threads: int = 0) -> Dinov2Model:
+        """Deterministic random weights (tests, demos with IMGSEARCH_RANDOM_WEIGHTS=1)."""
+        config = arch if isinstance(arch, Dinov2Config) else _arch(arch)
+        canonical = random_canonical(config, seed)
+        return cls.from_canonical(config, canonical,
+                                  source=lambda: random_canonical(config, seed), threads=threads)
+
+    # -- weights out ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, F32]:
+        """Canonical tensors (official dinov2 names), re-read from the source."""
+        return self._source()
+
+    def state_dict_hf(self, naming: str = "disk") -> dict[str, F32]:
+        """Tensors under Hugging Face names (`disk`: as published; `modules`: q_proj...),
+        including the (unused, zero) mask token that HF checkpoints carry."""
+        out = to_hf(self._source(), self.config, naming=naming)
+        out["embeddings.mask_token"] = np.zeros((1, self.config.dim), dtype=np.float32)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- forward --------------------------------------------------------------------------
+
+    def _positions(self, gh: int, gw: int) -> tuple[F32, F32]:
+        """(D,) CLS position and (gh*gw, D) patch positions (+ patch bias), cached per grid."""
+        cached = self._pos_cache.get((gh, gw))
+        if cached is not None:
+            return cached
+        cfg = self.config
+        pos = self._embed["pos_embed"][0]
+        grid = pos[1:].reshape(cfg.pos_grid, cfg.pos_grid, cfg.dim)
+        if (gh, gw) != (cfg.pos_grid, cfg.pos_grid):
+            # The registers model resamples with antialiasing; the plain one without.
+            grid = resize_grid(grid, gh, gw, antialias=cfg.num_registers > 0)
+        patch = grid.reshape(gh * gw, cfg.dim) + self._embed["patch_embed.proj.bias"]
+        cached = (pos[0].copy(), np.ascontiguousarray(patch, dtype=np.float32))
+        self._pos_cache[(gh, gw)] = cached
+        return cached
+
+    def _parallel(self, fn: Callable[[int, int, int], None], n: int) -> None:
+        """Run fn(worker, lo, hi) over `threads` contiguous ranges of range(n)."""
+        ranges = _chunks(n, self.threads)
+        if self._pool is None or len(ranges) == 1:
+            for w, (lo, hi) in enumerate(ranges):
+                fn(w, lo, hi)
+            return
+        futures = [self._pool.submit(fn, w, lo, hi) for w, (lo, hi) in enumerate(ranges)
+                   if w > 0]
+        fn(0, *ranges[0])
+        for future in futures:
+            future.result()
+
+    def forward(self, pixels: NDArray[np.floating[Any]]) -> F32:
+        """(B, 3, H, W) normalised pixels, H and W multiples of 14 -> (B, 1+R+N, D) last
+        hidden state after the final layer norm (N = H/14 * W/14 patch tokens)."""
+        cfg = self.config
+        p, d = cfg.patch_size, cfg.dim
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"expected pixels of shape (B, 3, H, W), got {pixels.shape}")
+        b, _, h, w = pixels.shape
+        if h % p or w % p or h == 0 or w == 0 or b == 0:
+            raise ValueError(f"height and width must be positive multiples of {p}, got {h}x{w}")
+        gh, gw = h // p, w // p
+        n, r = gh * gw, cfg.num_registers
+        t = 1 + r + n
+        cls_pos, patch_pos = self._positions(gh, gw)
+        # (B,3,gh,p,gw,p) -> (B,gh,gw,3,p,p): one row of 3*p*p values per patch
+        patches = np.ascontiguousarray(
+            np.asarray(pixels, dtype=np.float32).reshape(b, 3, gh, p, gw, p)
+            .transpose(0, 2, 4, 1, 3, 5)).reshape(b * n, 3 * p * p)
+        x = np.empty((b, t, d), dtype=np.float32)
+        with self._lock, blas_threads(1):
+            emb = x[:, 1 + r:]
+            np.matmul(patches.reshape(b, n, 3 * p * p), self._embed["patch_matrix"], out=emb)
+            emb += patch_pos
+            x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
+            if r:
+                x[:, 1:1 + r] = self._embed["register_tokens"][0]
+            flat = x.reshape(b * t, d)
+            qkv = np.empty((b * t, 3 * d), dtype=np.float32)
+            attn = np.empty((b * t, d), dtype=np.float32)
+            for blk in self._blocks:
+                self._parallel(partial(self._qkv_rows, x=flat, qkv=qkv, blk=blk), b * t)
+                self._parallel(partial(self._heads, qkv=qkv, attn=attn, t=t), b * cfg.heads)
+                self._parallel(partial(self._mlp_rows, x=flat, attn=attn, blk=blk), b * t)
+            self._parallel(lambda w, lo, hi: self._final_norm(w, lo, hi, flat), b * t)
+        return x
+
+    # -- the three row/head phases of a block -------------------------------------------
+
+    def _qkv_rows(self, worker: int, lo: int, hi: int, x: F32, qkv: F32,
+                  blk: BlockWeights) -> None:
+        s = self._scratch[worker]
+        rows = hi - lo
+        hbuf = normalize_rows(x[lo:hi], s.get("ln", rows, x.shape[1]), self.config.layer_norm_eps,
+                              s.get("stat", rows, 1))
+        out = qkv[lo:hi]
+        np.matmul(hbuf, blk.w_qkv, out=out)
+        out += blk.b_qkv
+
+    def _heads(self, worker: int, lo: int, hi: int, qkv: F32, attn: F32, t: int) -> None:
+        s = self._scratch[worker]
+        cfg = self.config
+        d, hd = cfg.dim, cfg.head_dim
+        scores = s.get("scores", t, t)
+        tmp = s.get("head", t, hd)
+        for item in range(lo, hi):
+            img, head = divmod(item, cfg.heads)
+            rows = slice(img * t, (img + 1) * t)
+            c = head * hd
+            q = qkv[rows, c:c + hd]
+            k = qkv[rows, d + c:d + c + hd]
+            v = qkv[rows, 2 * d + c:2 * d + c + hd]
+            attend(q, k, v, tmp, scores)
+            attn[rows, c:c + hd] = tmp
+
+    def _mlp_rows(self, worker: int, lo: int, hi: int, x: F32, attn: F32,
+                  blk: BlockWeights) -> None:
+        s = self._scratch[worker]
+        cfg = self.config
+        d = cfg.dim
+        step = self.mlp_rows
+        for a in range(lo, hi, step):
+            e = min(a + step, hi)
+            rows = e - a
+            xs = x[a:e]
+            out = s.get("out", rows, d)
+            np.matmul(attn[a:e], blk.w_proj, out=out)
+            out += blk.b_proj
+            xs += out
+            hbuf = normalize_rows(xs, s.get("ln", rows, d), cfg.layer_norm_eps,
+                                  s.get("stat", rows, 1))
+            u = s.get("u", rows, blk.w_in.shape[1])
+            np.matmul(hbuf, blk.w_in, out=u)
+            u += blk.b_in
+            if cfg.mlp == "swiglu":
+                act = swiglu(u, cfg.mlp_hidden, s.get("act", rows, cfg.mlp_hidden))
+            else:
+                act = gelu_scaled(u, s.get("act", rows, cfg.mlp_hidden))
+            np.matmul(act, blk.w_out, out=out)
+            out += blk.b_out
+            xs += out
+
+    def _final_norm(self, worker: int, lo: int, hi: int, x: F32) -> None:
+        s = self._scratch[worker]
+        rows = hi - lo
+        out = normalize_rows(x[lo:hi], s.get("ln", rows, x.shape[1]), self.config.layer_norm_eps,
+                             s.get("stat", rows, 1))
+        out *= self._embed["norm.weight"]
+        out += self._embed["norm.bias"]
+        x[lo:hi] = out
+
+    # -- features -------------------------------------------------------------------------
+
+    def embed(self, pixels: NDArray[np.floating[Any]], patch_tokens: bool = False) -> EmbedResult:
+        """(B, 3, H, W) -> CLS, mean-pooled patches and (optionally) patch tokens, each
+        L2-normalised float32."""
+        hidden = self.forward(pixels)
+        b, _, h, w = pixels.shape
+        p, r = self.config.patch_size, self.config.num_registers
+        patches = hidden[:, 1 + r:]
+        cls = _l2(hidden[:, 0])
+        mean = _l2(patches.mean(axis=1, dtype=np.float32))
+        patch = _l2(patches).reshape(b, h // p, w // p, -1) if patch_tokens else None
+        return EmbedResult(cls=cls, mean_pooled=mean, patch=patch)
+
+
+def _arch(name: str) -> Dinov2Config:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise WeightsError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}",
+                           code="unknown_architecture") from None
