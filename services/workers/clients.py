@@ -23,6 +23,8 @@ from services.workers.config import WorkersSettings
 Image = dict[str, Any]
 Job = dict[str, Any]
 
+ABSENT = "absent"
+
 
 class StatusConflict(DomainError):
     """The row was not in the expected status (another worker or the gateway moved it)."""
@@ -57,12 +59,15 @@ class CatalogApi:
         return data["image"], bool(data["created"])
 
     def transition(self, image_id: int, frm: str, to: str, **fields: Any) -> Image:
-        """Compare-and-set `frm` -> `to`; raises StatusConflict with the current status."""
+        """Compare-and-set `frm` -> `to`; raises StatusConflict with the current status
+        (`ABSENT` when the row no longer exists)."""
         body = {"from": frm, "to": to, **{k: v for k, v in fields.items() if v is not None}}
         try:
             image: Image = self.client.request(
                 "POST", f"/v1/images/{image_id}/transition", json=body).json()
         except DomainError as exc:
+            if _is_not_found(exc):
+                raise StatusConflict(exc.message, ABSENT) from exc
             if exc.status == 409:
                 detail = exc.detail if isinstance(exc.detail, dict) else {}
                 current = detail.get("status") or detail.get("current")

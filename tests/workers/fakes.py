@@ -1,0 +1,224 @@
+"""In-memory stand-ins for the catalog, index and embedding APIs, replacing
+`services.workers.clients` at its boundary in unit tests of the task logic. They follow
+docs/api-internal.md: compare-and-set transitions, idempotent deletes, idempotent job items."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.common.errors import DomainError
+from services.common.http import TransientUpstream
+from services.workers.clients import StatusConflict
+from services.workers.config import WorkersSettings
+from services.workers.tasks.context import TaskContext
+
+ALLOWED = {("pending", "indexed"), ("pending", "failed"), ("indexed", "deleting"),
+           ("deleting", "removed"), ("failed", "pending"), ("failed", "deleting"),
+           ("pending", "deleting")}
+
+
+class FakeCatalog:
+    def __init__(self) -> None:
+        self.images: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.items: dict[int, dict[int, tuple[str, str | None]]] = {}
+        self.next_id = 1
+
+    def add(self, **fields: Any) -> dict[str, Any]:
+        image_id = self.next_id
+        self.next_id += 1
+        row = {"id": image_id, "status": "pending", "thumbnail_key": None, "model_id": None,
+               "error": None, "near_duplicate_of": None, "created": time.time(), **fields}
+        self.images[image_id] = row
+        return row
+
+    def get_image(self, image_id: int) -> dict[str, Any] | None:
+        row = self.images.get(image_id)
+        return dict(row) if row else None
+
+    def create_image(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        for row in self.images.values():
+            if row["sha256"] == body["sha256"]:
+                return dict(row), False
+        return dict(self.add(**body)), True
+
+    def transition(self, image_id: int, frm: str, to: str, **fields: Any) -> dict[str, Any]:
+        row = self.images.get(image_id)
+        if row is None:
+            raise StatusConflict("no such image", "absent")
+        if row["status"] != frm or (frm, to) not in ALLOWED:
+            raise StatusConflict("status conflict", row["status"])
+        row["status"] = to
+        row.update({k: v for k, v in fields.items() if v is not None})
+        return dict(row)
+
+    def delete_image(self, image_id: int) -> bool:
+        row = self.images.get(image_id)
+        if row is None:
+            return False
+        if row["status"] not in ("deleting", "removed"):
+            raise StatusConflict("status conflict", row["status"])
+        del self.images[image_id]
+        return True
+
+    def lookup(self, ids: list[int]) -> list[dict[str, Any]]:
+        return [dict(self.images[i]) for i in ids if i in self.images]
+
+    def list_images(self, *, status: str, limit: int, offset: int,
+                    ) -> tuple[list[dict[str, Any]], int]:
+        rows = [dict(r) for _, r in sorted(self.images.items()) if r["status"] == status]
+        return rows[offset:offset + limit], len(rows)
+
+    def stale(self, *, status: str, older_than_s: float, limit: int) -> list[dict[str, Any]]:
+        now = time.time()
+        return [dict(r) for r in self.images.values()
+                if r["status"] == status and now - r["created"] >= older_than_s][:limit]
+
+    def new_job(self, kind: str, total: int = 0, params: dict[str, Any] | None = None) -> int:
+        job_id = len(self.jobs) + 1
+        self.jobs[job_id] = {"id": job_id, "kind": kind, "status": "queued", "total": total,
+                             "params": params or {}, "created_at": None, "error": None}
+        self.items[job_id] = {}
+        return job_id
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        states = [s for s, _ in self.items[job_id].values()]
+        return {**job, "done": states.count("done"), "failed": states.count("failed"),
+                "skipped": states.count("skipped")}
+
+    def list_jobs(self, *, status: str, limit: int = 100) -> list[dict[str, Any]]:
+        return [j for j in (self.get_job(i) for i in self.jobs) if j and j["status"] == status]
+
+    def register_items(self, job_id: int, image_ids: list[int]) -> None:
+        for image_id in image_ids:
+            self.items[job_id].setdefault(image_id, ("pending", None))
+        self.jobs[job_id]["total"] = len(self.items[job_id])
+        if self.jobs[job_id]["status"] == "queued":
+            self.jobs[job_id]["status"] = "running"
+
+    def record_item(self, job_id: int, image_id: int, state: str,
+                    error: str | None = None) -> None:
+        self.items[job_id][image_id] = (state, error)
+        if self.jobs[job_id]["status"] == "queued":
+            self.jobs[job_id]["status"] = "running"
+
+    def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
+        if self.jobs[job_id]["status"] not in ("succeeded", "failed", "cancelled"):
+            self.jobs[job_id].update(status=status, error=error)
+
+
+class FakeIndex:
+    def __init__(self) -> None:
+        self.vectors: dict[int, NDArray[np.float32]] = {}
+        self.model: str | None = None
+        self.staging: dict[int, NDArray[np.float32]] | None = None
+        self.staging_model: str | None = None
+        self.down = False
+        self.upserts = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise TransientUpstream("index unreachable")
+
+    def upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
+        self._check()
+        if self.model not in (None, model):
+            raise DomainError("model mismatch", code="model_mismatch", status=409)
+        self.model = model
+        self.upserts += 1
+        for i, v in zip(ids, vectors, strict=True):
+            self.vectors[i] = v
+
+    def remove(self, ids: list[int]) -> None:
+        self._check()
+        for i in ids:
+            self.vectors.pop(i, None)
+            if self.staging is not None:
+                self.staging.pop(i, None)
+
+    def search(self, vectors: NDArray[np.float32], k: int, model: str,
+               ) -> list[tuple[list[int], list[float]]]:
+        self._check()
+        if not self.vectors:
+            return [([], [])]
+        ids = list(self.vectors)
+        scores = np.stack([self.vectors[i] for i in ids]) @ vectors[0]
+        order = np.argsort(-scores)[:k]
+        return [([ids[j] for j in order], [float(scores[j]) for j in order])]
+
+    def present(self, ids: list[int]) -> set[int]:
+        self._check()
+        return {i for i in ids if i in self.vectors}
+
+    def ids_page(self, after: int | None, limit: int) -> tuple[list[int], int | None]:
+        ids = sorted(i for i in self.vectors if after is None or i > after)
+        page = ids[:limit]
+        return page, (page[-1] if len(ids) > limit else None)
+
+    def staging_create(self, model: str, dim: int) -> None:
+        self.staging, self.staging_model = {}, model
+
+    def staging_upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
+        assert self.staging is not None
+        for i, v in zip(ids, vectors, strict=True):
+            self.staging[i] = v
+
+    def staging_commit(self) -> None:
+        assert self.staging is not None
+        self.vectors, self.model, self.staging = self.staging, self.staging_model, None
+
+
+class FakeEmbedding:
+    """Vectors from the file's hash (distinct files, distinct unit vectors), or a fixed vector
+    for files listed in `aliases` (to make near duplicates)."""
+
+    def __init__(self, model: str = "fake_vits14:000000000000", dim: int = 8) -> None:
+        self.model = model
+        self.dim = dim
+        self.aliases: dict[bytes, bytes] = {}
+        self.calls = 0
+
+    def vector(self, data: bytes) -> NDArray[np.float32]:
+        data = self.aliases.get(data, data)
+        seed = int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
+        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+        out: NDArray[np.float32] = v / np.linalg.norm(v)
+        return out
+
+    def embed(self, images: list[bytes]) -> tuple[str, NDArray[np.float32]]:
+        self.calls += 1
+        for data in images:
+            if not data.startswith((b"\x89PNG", b"\xff\xd8")):
+                raise DomainError("not an image", code="not_an_image", status=415)
+        return self.model, np.stack([self.vector(d) for d in images])
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.model, "dim": self.dim}
+
+
+class FakeClients:
+    def __init__(self) -> None:
+        self.catalog = FakeCatalog()
+        self.index = FakeIndex()
+        self.embedding = FakeEmbedding()
+
+    def close(self) -> None:
+        pass
+
+
+def make_context(data_dir: Path, **settings: Any) -> tuple[TaskContext, FakeClients,
+                                                          list[tuple[str, dict[str, Any]]]]:
+    clients = FakeClients()
+    enqueued: list[tuple[str, dict[str, Any]]] = []
+    ctx = TaskContext(settings=WorkersSettings(**settings), clients=clients,  # type: ignore[arg-type]
+                      data_dir=data_dir, enqueue=lambda name, kw: enqueued.append((name, kw)))
+    return ctx, clients, enqueued

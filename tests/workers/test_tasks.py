@@ -1,0 +1,276 @@
+"""The task logic against in-memory services (the clients replaced at their boundary):
+state transitions, idempotence after a crash at each step, near duplicates, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common import queue
+from services.common.errors import DomainError
+from services.common.http import TransientUpstream
+from services.common.storage import image_key, resolve, thumbnail_key, write_atomic
+from services.workers.tasks import backoff_s, is_transient
+from services.workers.tasks.bulk import bulk_ingest
+from services.workers.tasks.context import TaskContext
+from services.workers.tasks.ingest import ingest
+from services.workers.tasks.reconcile import reconcile
+from services.workers.tasks.reindex import reindex
+from services.workers.tasks.removal import delete
+from tests.workers.fakes import FakeClients, make_context
+from tests.workers.images import make_png
+
+
+def stored(ctx: TaskContext, clients: FakeClients, data: bytes, **extra: Any) -> int:
+    sha = hashlib.sha256(data).hexdigest()
+    key = image_key(sha, "png")
+    write_atomic(resolve(ctx.images_dir, key), data)
+    row = clients.catalog.add(sha256=sha, storage_key=key, original_filename="a.png", **extra)
+    return int(row["id"])
+
+
+@pytest.fixture
+def env(data_dir: Path) -> tuple[TaskContext, FakeClients, list[tuple[str, dict[str, Any]]]]:
+    return make_context(data_dir)
+
+
+def test_ingest_indexes_makes_thumbnail_and_records_item(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(1, 400))
+    job = clients.catalog.new_job("ingest")
+    clients.catalog.register_items(job, [image_id])
+    assert ingest(ctx, image_id, job) == "indexed"
+    row = clients.catalog.images[image_id]
+    assert row["status"] == "indexed"
+    assert row["model_id"] == clients.embedding.model
+    assert row["thumbnail_key"] == thumbnail_key(row["sha256"])
+    from PIL import Image
+
+    with Image.open(resolve(ctx.thumbs_dir, row["thumbnail_key"])) as thumb:
+        assert thumb.format == "WEBP" and max(thumb.size) == 320
+    assert set(clients.index.vectors) == {image_id}
+    assert clients.catalog.get_job(job)["status"] == "succeeded"
+
+
+def test_ingest_rerun_is_a_noop(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(2))
+    ingest(ctx, image_id)
+    calls = clients.embedding.calls
+    assert ingest(ctx, image_id) == "noop"
+    assert clients.embedding.calls == calls
+
+
+def test_ingest_after_crash_between_upsert_and_transition_converges(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(3))
+    original = clients.catalog.transition
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise TransientUpstream("catalog went away")
+
+    clients.catalog.transition = crash  # type: ignore[method-assign]
+    with pytest.raises(TransientUpstream):
+        ingest(ctx, image_id)
+    assert image_id in clients.index.vectors
+    assert clients.catalog.images[image_id]["status"] == "pending"
+    clients.catalog.transition = original  # type: ignore[method-assign]
+    # The vector of the first attempt must not be mistaken for a near duplicate of itself.
+    assert ingest(ctx, image_id) == "indexed"
+    assert clients.catalog.images[image_id]["near_duplicate_of"] is None
+    assert list(clients.index.vectors) == [image_id]
+
+
+def test_near_duplicate_kept_is_recorded(env: Any) -> None:
+    ctx, clients, _ = env
+    first, second = make_png(4), make_png(5)
+    clients.embedding.aliases[second] = first
+    a = stored(ctx, clients, first)
+    b = stored(ctx, clients, second)
+    ingest(ctx, a)
+    assert ingest(ctx, b, on_near_duplicate="keep") == "indexed"
+    assert clients.catalog.images[b]["near_duplicate_of"] == a
+    assert set(clients.index.vectors) == {a, b}
+
+
+def test_near_duplicate_skipped_is_removed_with_its_file(env: Any) -> None:
+    ctx, clients, _ = env
+    first, second = make_png(6), make_png(7)
+    clients.embedding.aliases[second] = first
+    a = stored(ctx, clients, first)
+    b = stored(ctx, clients, second)
+    job = clients.catalog.new_job("ingest")
+    clients.catalog.register_items(job, [b])
+    ingest(ctx, a)
+    assert ingest(ctx, b, job, on_near_duplicate="skip") == "skipped"
+    row = clients.catalog.images[b]
+    assert row["status"] == "removed" and row["near_duplicate_of"] == a
+    assert not resolve(ctx.images_dir, row["storage_key"]).exists()
+    assert not resolve(ctx.thumbs_dir, thumbnail_key(row["sha256"])).exists()
+    assert set(clients.index.vectors) == {a}
+    state, error = clients.catalog.items[job][b]
+    assert state == "skipped" and error is not None and f"near_duplicate_of={a}" in error
+
+
+def test_undecodable_image_fails_permanently(env: Any) -> None:
+    ctx, clients, _ = env
+    data = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
+    image_id = stored(ctx, clients, data)
+    job = clients.catalog.new_job("ingest")
+    clients.catalog.register_items(job, [image_id])
+    assert ingest(ctx, image_id, job) == "failed"
+    row = clients.catalog.images[image_id]
+    assert row["status"] == "failed" and row["error"]
+    assert clients.catalog.get_job(job)["status"] == "failed"
+    assert image_id not in clients.index.vectors
+
+
+def test_embedding_refusal_fails_permanently(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(8))
+
+    def refuse(images: list[bytes]) -> Any:
+        raise DomainError("the image is truncated", code="truncated_image", status=400)
+
+    clients.embedding.embed = refuse  # type: ignore[method-assign]
+    assert ingest(ctx, image_id) == "failed"
+    assert clients.catalog.images[image_id]["error"].startswith("truncated_image")
+
+
+def test_index_down_is_transient_and_leaves_row_pending(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(9))
+    clients.index.down = True
+    with pytest.raises(TransientUpstream) as info:
+        ingest(ctx, image_id)
+    assert is_transient(info.value)
+    assert clients.catalog.images[image_id]["status"] == "pending"
+    clients.index.down = False
+    assert ingest(ctx, image_id) == "indexed"
+
+
+def test_deleted_while_ingesting_leaves_no_vector(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(10))
+    original = clients.index.upsert
+
+    def upsert_then_delete(ids: list[int], vectors: Any, model: str) -> None:
+        clients.catalog.transition(image_id, "pending", "deleting")
+        delete(ctx, image_id)  # the delete task ran before our upsert landed
+        original(ids, vectors, model)
+
+    clients.index.upsert = upsert_then_delete  # type: ignore[method-assign]
+    assert ingest(ctx, image_id) == "skipped"
+    assert clients.index.vectors == {}
+
+
+def test_delete_removes_vector_files_and_row_and_is_idempotent(env: Any) -> None:
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(11))
+    ingest(ctx, image_id)
+    row = clients.catalog.get_image(image_id)
+    assert row is not None
+    assert delete(ctx, image_id) == "refused"  # not marked deleting
+    clients.catalog.transition(image_id, "indexed", "deleting")
+    assert delete(ctx, image_id) == "deleted"
+    assert image_id not in clients.catalog.images and clients.index.vectors == {}
+    assert not resolve(ctx.images_dir, row["storage_key"]).exists()
+    assert not resolve(ctx.thumbs_dir, row["thumbnail_key"]).exists()
+    assert delete(ctx, image_id) == "absent"
+
+
+def test_bulk_ingest_stores_registers_and_enqueues_skipping_escapes(env: Any,
+                                                                    tmp_path: Path) -> None:
+    ctx, clients, enqueued = env
+    folder = tmp_path / "gallery"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(5):
+        (folder / "sub" / f"{i}.png").write_bytes(make_png(100 + i))
+    (folder / "dup.png").write_bytes(make_png(100))  # same bytes as sub/0.png
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "fake.jpg").write_bytes(b"not a jpeg at all")
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(make_png(999))
+    os.symlink(outside, folder / "link.png")
+    job = clients.catalog.new_job("bulk_ingest")
+    assert bulk_ingest(ctx, job, folder=str(folder), tags=["t"], uploader="admin") == 6
+    assert len(clients.catalog.images) == 5
+    assert all(r["sha256"] != hashlib.sha256(make_png(999)).hexdigest()
+               for r in clients.catalog.images.values())
+    assert [name for name, _ in enqueued] == [queue.INGEST] * 6
+    assert {kw["job_id"] for _, kw in enqueued} == {job}
+    assert clients.catalog.get_job(job)["total"] == 5
+    for _, kw in enqueued:
+        ingest(ctx, **kw)
+    assert clients.catalog.get_job(job)["status"] == "succeeded"
+    assert len(clients.index.vectors) == 5
+    # Re-driving the finished job finds everything indexed and enqueues nothing new.
+    enqueued.clear()
+    bulk_ingest(ctx, job, folder=str(folder))
+    assert enqueued == []
+
+
+def test_reconcile_repairs_drift(env: Any) -> None:
+    ctx, clients, enqueued = env
+    ctx.settings.pending_timeout_s = 0.0
+    a = stored(ctx, clients, make_png(20))
+    b = stored(ctx, clients, make_png(21))
+    c = stored(ctx, clients, make_png(22))
+    ingest(ctx, a)
+    ingest(ctx, b)
+    clients.index.vectors.pop(b)               # indexed row, vector lost
+    clients.index.vectors[777] = clients.index.vectors[a]  # vector with no row
+    clients.catalog.transition(a, "indexed", "deleting")
+    report = reconcile(ctx)
+    assert 777 not in clients.index.vectors
+    assert a not in clients.index.vectors     # deleting rows keep no vector
+    assert report["orphan_vectors"] == 2
+    assert (queue.INGEST, {"image_id": b}) in enqueued
+    assert (queue.INGEST, {"image_id": c}) in enqueued   # stale pending
+    assert (queue.DELETE, {"image_id": a}) in enqueued   # stale deleting
+    for name, kw in enqueued:
+        (ingest if name == queue.INGEST else delete)(ctx, **kw)
+    assert set(clients.index.vectors) == {b, c}
+    assert {i for i, r in clients.catalog.images.items() if r["status"] == "indexed"} == {b, c}
+
+
+def test_reconcile_redrives_a_stalled_job_once_per_timeout(env: Any) -> None:
+    ctx, clients, enqueued = env
+    ctx.settings.pending_timeout_s = 3600.0
+    job = clients.catalog.new_job("bulk_ingest", params={"folder": "/srv/in", "tags": ["x"]})
+    clients.catalog.jobs[job]["status"] = "running"
+    reconcile(ctx)  # never worked on here and created_at unknown: counts as stalled
+    assert enqueued == [(queue.BULK_INGEST, {"job_id": job, "folder": "/srv/in",
+                                             "tags": ["x"]})]
+    enqueued.clear()
+    reconcile(ctx)  # the re-drive marked it alive: not again before the timeout
+    assert enqueued == []
+
+
+def test_reindex_builds_and_swaps_a_fresh_index(env: Any) -> None:
+    ctx, clients, _ = env
+    ids = [stored(ctx, clients, make_png(30 + i)) for i in range(3)]
+    for image_id in ids:
+        ingest(ctx, image_id)
+    clients.embedding.model = "fake_vitb14:111111111111"
+    job = clients.catalog.new_job("reindex")
+    assert reindex(ctx, job) == 3
+    assert clients.index.model == "fake_vitb14:111111111111"
+    assert set(clients.index.vectors) == set(ids)
+    assert clients.catalog.get_job(job)["status"] == "succeeded"
+
+
+def test_transient_classification_and_backoff() -> None:
+    assert is_transient(TransientUpstream("down"))
+    assert is_transient(queue.QueueUnavailable("broker away"))
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(DomainError("boom", status=502))
+    assert not is_transient(DomainError("bad image", code="not_an_image", status=415))
+    assert not is_transient(ValueError("bug"))
+    for retries in range(12):
+        wait = backoff_s(retries, 60.0)
+        assert min(60.0, 2.0 ** retries) / 2 <= wait <= min(60.0, 2.0 ** retries)
