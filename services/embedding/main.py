@@ -1,0 +1,91 @@
+"""The embedding service app: `create_app()` builds it; the lifespan loads the model (off the
+event loop) and runs the micro-batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from numpy.typing import NDArray
+
+from services.common.app import create_service_app, internal_auth
+from services.common.settings import common_settings
+from services.embedding.batching import BatchMetrics, EmbedOutput, MicroBatcher
+from services.embedding.config import EmbeddingSettings
+from services.embedding.engine import IMAGENET_MEAN, IMAGENET_STD, Dinov2Model
+from services.embedding.routes import ServiceState, create_router
+from services.embedding.schemas import InfoResponse, Preprocessing
+from services.embedding.weights_store.load import LoadedModel, load_model
+
+logger = logging.getLogger(__name__)
+
+
+def _embed_fn(model: Dinov2Model) -> Any:
+    def embed(pixels: NDArray[np.float32], patch_tokens: bool) -> EmbedOutput:
+        result = model.embed(pixels, patch_tokens=patch_tokens)
+        return EmbedOutput(result.cls, result.mean_pooled, result.patch)
+
+    return embed
+
+
+def build_info(settings: EmbeddingSettings, loaded: LoadedModel) -> InfoResponse:
+    config = loaded.model.config
+    return InfoResponse(
+        model=loaded.model.model_id,
+        architecture=config.name,
+        dim=config.dim,
+        patch_size=config.patch_size,
+        num_registers=config.num_registers,
+        preprocessing=Preprocessing(mode=settings.resize_mode, image_size=settings.image_size,
+                                    mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD)),
+        random_weights=loaded.random_weights,
+        weights_sha256=loaded.model.weights_sha256,
+    )
+
+
+def create_app(settings: EmbeddingSettings | None = None) -> FastAPI:
+    """The embedding service (internal token required on /v1 routes)."""
+    settings = settings or EmbeddingSettings()
+    common = common_settings()
+    token = common.require_internal_token()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            loaded = await asyncio.to_thread(
+                load_model, settings.model, weights=settings.weights_path(),
+                models_dir=common.models_dir, random_allowed=common.random_weights,
+                threads=settings.threads)
+        except Exception as exc:
+            # Said plainly before the traceback: this is what the operator must act on.
+            logger.error("cannot start the embedding service: %s", exc)
+            raise
+        batcher = MicroBatcher(
+            _embed_fn(loaded.model), max_batch=settings.max_batch,
+            max_wait_s=settings.max_wait_ms / 1000.0, queue_size=settings.queue_size,
+            metrics=BatchMetrics(app.state.metrics_registry))
+        batcher.start()
+        app.state.embedding = ServiceState(settings, batcher, build_info(settings, loaded))
+        logger.info("embedding service ready: %s (random weights: %s)",
+                    loaded.model.model_id, loaded.random_weights)
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            loaded.model.close()
+
+    async def readiness() -> dict[str, Any]:
+        state: ServiceState | None = getattr(app.state, "embedding", None)
+        if state is None:
+            return {"model": "loading"}
+        return {"model": True, "batcher": state.batcher.running or "stopped"}
+
+    app = create_service_app(name="embedding", lifespan=lifespan, readiness=readiness,
+                             description="DINOv2 features of images (pure-NumPy engine).")
+    app.include_router(create_router(internal_auth(token)))
+    return app
