@@ -1,0 +1,187 @@
+"""`POST /v1/segment` and `GET /v1/info`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from numpy.typing import NDArray
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.common.errors import DomainError, NotFound
+from services.common.http import ServiceClient
+from services.common.images import decode_image
+from services.common.settings import CommonSettings
+from services.common.storage import resolve
+from services.segmentation.config import SegmentationSettings
+from services.segmentation.predictor.errors import ImageFileMissing
+from services.segmentation.predictor.loader import ModelHolder
+from services.segmentation.predictor.masks import encode_logits, encode_png, encode_rle
+from services.segmentation.predictor.model import ARCHITECTURE
+from services.segmentation.predictor.prompts import check_prompts, parse_prompts
+from services.segmentation.predictor.segmenter import Segmentation, Segmenter
+from services.segmentation.schemas import (
+    CacheInfo,
+    Candidate,
+    InfoResponse,
+    MaskRLE,
+    SegmentResponse,
+)
+
+router = APIRouter(prefix="/v1", tags=["segmentation"])
+
+# Rows in these states are on their way out: they are not segmented any more.
+_GONE = frozenset({"deleting", "removed"})
+
+
+class Metrics:
+    """Prometheus series of the service: clicks, encoder passes, cache size."""
+
+    def __init__(self, registry: CollectorRegistry, holder: ModelHolder) -> None:
+        self.clicks = Counter("segmentation_clicks_total", "Segment requests answered",
+                              ["encoder_cached"], registry=registry)
+        self.encoder_runs = Counter("segmentation_encoder_runs_total",
+                                    "Image encoder passes (cache misses)", registry=registry)
+        self.seconds = Histogram(
+            "segmentation_model_seconds", "Model time of one click", ["encoder_cached"],
+            registry=registry, buckets=(0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 4, 8, 16))
+        cache_bytes = Gauge("segmentation_cache_bytes", "Bytes held by the encoder cache",
+                            registry=registry)
+        cache_entries = Gauge("segmentation_cache_entries", "Images in the encoder cache",
+                              registry=registry)
+
+        def _stat(name: str) -> float:
+            seg = holder.segmenter
+            return float(getattr(seg.cache.stats(), name)) if seg is not None else 0.0
+
+        cache_bytes.set_function(lambda: _stat("bytes"))
+        cache_entries.set_function(lambda: _stat("entries"))
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageFileMissing("the image's file is missing from storage") from exc
+
+
+def _read_by_row(common: CommonSettings, row: dict[str, Any]) -> bytes:
+    return _read_file(resolve(common.images_dir, str(row.get("storage_key") or "")))
+
+
+async def _catalog_image(catalog: ServiceClient, image_id: int) -> dict[str, Any]:
+    response = await catalog.arequest("GET", f"/v1/images/{image_id}")
+    row: dict[str, Any] = response.json()
+    if row.get("status") in _GONE:
+        raise NotFound(f"image {image_id} is being deleted", code="image_not_found")
+    return row
+
+
+def _to_rgb(data: bytes, settings: SegmentationSettings) -> NDArray[np.uint8]:
+    rgb, _ = decode_image(data, max_bytes=settings.max_image_bytes,
+                          max_pixels=settings.max_image_pixels)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _render(result: Segmentation, sha256: str, model: str) -> SegmentResponse:
+    best = result.best
+    h, w = best.mask.shape
+    return SegmentResponse(
+        mask_png_b64=encode_png(best.mask),
+        mask_rle=MaskRLE(**encode_rle(best.mask)),
+        box=best.box,
+        score=best.score,
+        width=int(w),
+        height=int(h),
+        candidates=[Candidate(score=c.score, box=c.box, mask_rle=MaskRLE(**encode_rle(c.mask)))
+                    for c in result.others],
+        low_res_mask_b64=encode_logits(best.low_res_logits),
+        image_sha256=sha256,
+        encoder_cached=result.encoder_cached,
+        model=model,
+    )
+
+
+@router.post("/segment", response_model=SegmentResponse)
+async def segment(
+    request: Request,
+    file: UploadFile | None = File(None, description="the image"),
+    image_id: int | None = Form(None, description="a catalog image id instead of a file"),
+    prompts: str | None = Form(None, description='JSON: {"points": [{"x", "y", "label"}], '
+                                                 '"box"?, "mask_input_b64"?, "multimask"?}'),
+) -> SegmentResponse:
+    """Mask of the object the prompts point at (best, plus other candidates)."""
+    settings: SegmentationSettings = request.app.state.settings
+    common: CommonSettings = request.app.state.common
+    metrics: Metrics = request.app.state.metrics
+    if (file is None) == (image_id is None):
+        raise DomainError("give exactly one of file or image_id", code="invalid_request",
+                          status=422)
+    parsed = parse_prompts(prompts)
+    segmenter: Segmenter = request.app.state.holder.get()
+
+    data: bytes | None = None
+    row: dict[str, Any] = {}
+    if file is not None:
+        data = await file.read(settings.max_image_bytes + 1)
+        sha256 = hashlib.sha256(data).hexdigest()
+    elif image_id is not None:
+        row = await _catalog_image(request.app.state.catalog, image_id)
+        sha256 = str(row.get("sha256") or "")
+        if not sha256 or segmenter.cached_size(sha256) is None:
+            data = await asyncio.to_thread(_read_by_row, common, row)
+            sha256 = hashlib.sha256(data).hexdigest()
+
+    size = segmenter.cached_size(sha256)
+    rgb: NDArray[np.uint8] | None = None
+    if size is None:
+        if data is None:  # the cache dropped the image between the two looks
+            data = await asyncio.to_thread(_read_by_row, common, row)
+        rgb = await asyncio.to_thread(_to_rgb, data, settings)
+        size = (rgb.shape[0], rgb.shape[1])
+    arrays = check_prompts(parsed, width=size[1], height=size[0],
+                           max_points=settings.max_points)
+
+    def load_rgb() -> NDArray[np.uint8]:
+        # Only reached on a miss: the decoded image, or (evicted meanwhile) the bytes again.
+        if rgb is not None:
+            return rgb
+        return _to_rgb(data if data is not None else _read_by_row(common, row), settings)
+
+    def run() -> SegmentResponse:
+        start = time.perf_counter()
+        result = segmenter.segment(sha256, arrays, load_rgb)
+        label = "true" if result.encoder_cached else "false"
+        metrics.seconds.labels(label).observe(time.perf_counter() - start)
+        metrics.clicks.labels(label).inc()
+        if not result.encoder_cached:
+            metrics.encoder_runs.inc()
+        return _render(result, sha256, segmenter.loaded.model_id)
+
+    return await asyncio.to_thread(run)
+
+
+@router.get("/info", response_model=InfoResponse)
+async def info(request: Request) -> InfoResponse:
+    """Model id, random-weights flag, encoder/decoder pass counts and cache use."""
+    import torch
+
+    segmenter: Segmenter = request.app.state.holder.get()
+    stats = segmenter.cache.stats()
+    loaded = segmenter.loaded
+    return InfoResponse(
+        model=loaded.model_id,
+        architecture=ARCHITECTURE,
+        random_weights=loaded.random_weights,
+        weights_sha256=loaded.weights_sha256,
+        threads=torch.get_num_threads(),
+        encoder_runs=segmenter.encoder_runs,
+        decoder_runs=segmenter.decoder_runs,
+        cache=CacheInfo(entries=stats.entries, bytes=stats.bytes, max_bytes=stats.max_bytes,
+                        hits=stats.hits, misses=stats.misses, evictions=stats.evictions),
+    )

@@ -1,0 +1,53 @@
+"""Response bodies of the segmentation service (docs/api-internal.md, "segmentation")."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class MaskRLE(BaseModel):
+    """COCO uncompressed RLE: column-major runs, alternating 0s and 1s, 0s first."""
+
+    size: list[int] = Field(description="[height, width]")
+    counts: list[int]
+
+
+class Candidate(BaseModel):
+    score: float
+    box: list[int] | None = Field(description="[x0, y0, x1, y1], exclusive ends; null if empty")
+    mask_rle: MaskRLE
+
+
+class SegmentResponse(BaseModel):
+    mask_png_b64: str = Field(description="8-bit grayscale PNG: 255 object, 0 background")
+    mask_rle: MaskRLE
+    box: list[int] | None = Field(description="[x0, y0, x1, y1], exclusive ends; null if empty")
+    score: float = Field(description="the decoder's predicted IoU of the best mask")
+    width: int
+    height: int
+    candidates: list[Candidate] = Field(description="the other masks, best score first")
+    low_res_mask_b64: str = Field(
+        description="(256, 256) float32 logits of the best mask: send back as mask_input_b64")
+    image_sha256: str
+    encoder_cached: bool
+    model: str
+
+
+class CacheInfo(BaseModel):
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+    evictions: int
+
+
+class InfoResponse(BaseModel):
+    model: str
+    architecture: str
+    random_weights: bool
+    weights_sha256: str | None
+    threads: int
+    encoder_runs: int = Field(description="image encoder passes since start (cache misses)")
+    decoder_runs: int = Field(description="mask decoder passes since start (one per click)")
+    cache: CacheInfo

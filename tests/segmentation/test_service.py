@@ -1,0 +1,214 @@
+"""The segmentation service as a real process: a random checkpoint loaded through the real
+loading path, mask geometry, the encoder cache, prompt and image validation, the token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.segmentation.predictor.masks import decode_png, decode_rle, mask_box
+from tests.helpers.procs import ServiceProcess
+from tests.segmentation.conftest import png_bytes
+
+pytestmark = [pytest.mark.torch, pytest.mark.integration, pytest.mark.slow]
+
+EMBEDDING_BYTES = 256 * 64 * 64 * 4  # one cached image: (1, 256, 64, 64) float32
+Start = Callable[..., tuple[ServiceProcess, str, Path]]
+
+
+class Client:
+    def __init__(self, proc: ServiceProcess, token: str) -> None:
+        self.http = httpx.Client(base_url=proc.url, timeout=120,
+                                 headers={"X-Internal-Token": token})
+
+    def segment(self, image: bytes | None, prompts: Any, **form: str) -> httpx.Response:
+        files = {"file": ("x.png", image, "image/png")} if image is not None else None
+        data = dict(form)
+        if prompts is not None:
+            data["prompts"] = prompts if isinstance(prompts, str) else json.dumps(prompts)
+        return self.http.post("/v1/segment", files=files, data=data)
+
+    def info(self) -> dict[str, Any]:
+        response = self.http.get("/v1/info")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture(scope="module")
+def service(start_segmentation: Start, sam_checkpoint: Path) -> tuple[Client, ServiceProcess]:
+    proc, token, _ = start_segmentation(
+        IMGSEARCH_SEGMENTATION_WEIGHTS=str(sam_checkpoint),
+        # Room for two cached images, not three.
+        IMGSEARCH_SEGMENTATION_CACHE_BYTES=str(int(EMBEDDING_BYTES * 2.5)),
+        IMGSEARCH_SEGMENTATION_MAX_IMAGE_BYTES="300000",
+        IMGSEARCH_SEGMENTATION_MAX_IMAGE_PIXELS="1000000",
+    )
+    return Client(proc, token), proc
+
+
+def _check_geometry(mask: np.ndarray, box: list[int] | None, width: int, height: int) -> None:
+    assert mask.shape == (height, width) and mask.dtype == bool
+    assert box == mask_box(mask)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        assert not mask[:, :x0].any() and not mask[:, x1:].any()
+        assert not mask[:y0].any() and not mask[y1:].any()
+
+
+def test_info_reports_the_checkpoint(service: tuple[Client, ServiceProcess],
+                                     sam_checkpoint: Path) -> None:
+    client, _ = service
+    info = client.info()
+    digest = hashlib.sha256(sam_checkpoint.read_bytes()).hexdigest()
+    assert info["random_weights"] is False
+    assert info["model"] == f"mobile_sam_vit_t:{digest[:12]}"
+    assert info["weights_sha256"] == digest
+    assert info["threads"] == 2
+    assert info["cache"]["max_bytes"] == int(EMBEDDING_BYTES * 2.5)
+
+
+def test_mask_geometry_and_encodings(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    image = png_bytes(96, 64, seed=1)
+    response = client.segment(image, {"points": [{"x": 48, "y": 32, "label": 1}]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["width"], body["height"]) == (96, 64)
+    assert body["image_sha256"] == hashlib.sha256(image).hexdigest()
+    mask = decode_png(body["mask_png_b64"])
+    assert (decode_rle(body["mask_rle"]) == mask).all()
+    assert body["mask_rle"]["size"] == [64, 96]
+    _check_geometry(mask, body["box"], 96, 64)
+    # One point: the other two candidate masks of the multimask output, best score first.
+    assert len(body["candidates"]) == 2
+    scores = [body["score"]] + [c["score"] for c in body["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    for candidate in body["candidates"]:
+        _check_geometry(decode_rle(candidate["mask_rle"]), candidate["box"], 96, 64)
+    low_res = np.frombuffer(base64.b64decode(body["low_res_mask_b64"]), dtype="<f4")
+    assert low_res.size == 256 * 256 and np.isfinite(low_res).all()
+    # The PNG is an ordinary 8-bit grayscale image of the image's size.
+    with Image.open(io.BytesIO(base64.b64decode(body["mask_png_b64"]))) as png:
+        assert png.size == (96, 64) and png.mode == "L"
+
+
+def test_a_further_click_does_not_run_the_encoder(service: tuple[Client, ServiceProcess]) -> None:
+    client, proc = service
+    image = png_bytes(80, 60, seed=2)
+    before = client.info()
+    first = client.segment(image, {"points": [{"x": 40, "y": 30, "label": 1}]})
+    assert first.status_code == 200, first.text
+    assert first.json()["encoder_cached"] is False
+    middle = client.info()
+    assert middle["encoder_runs"] == before["encoder_runs"] + 1
+    # More clicks, a box and the previous mask: the decoder only.
+    second = client.segment(image, {
+        "points": [{"x": 40, "y": 30, "label": 1}, {"x": 5, "y": 5, "label": 0}],
+        "box": [10, 10, 70, 50],
+        "mask_input_b64": first.json()["low_res_mask_b64"],
+    })
+    assert second.status_code == 200, second.text
+    assert second.json()["encoder_cached"] is True
+    assert second.json()["candidates"] == []  # several prompts: one mask
+    _check_geometry(decode_png(second.json()["mask_png_b64"]), second.json()["box"], 80, 60)
+    after = client.info()
+    assert after["encoder_runs"] == middle["encoder_runs"]
+    assert after["decoder_runs"] == before["decoder_runs"] + 2
+    assert after["cache"]["hits"] >= before["cache"]["hits"] + 1
+    metrics = httpx.get(proc.url + "/metrics").text
+    assert 'segmentation_clicks_total{encoder_cached="true"}' in metrics
+
+
+def test_the_cache_evicts_by_bytes(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    # The first two are the images of the tests above (cached already when they ran).
+    images = [png_bytes(96, 64, seed=1), png_bytes(80, 60, seed=2), png_bytes(40, 30, seed=3)]
+    for image in images:
+        response = client.segment(image, {"box": [5, 5, 30, 25]})
+        assert response.status_code == 200, response.text
+    cache = client.info()["cache"]
+    assert cache["entries"] == 2
+    assert cache["bytes"] == 2 * EMBEDDING_BYTES <= cache["max_bytes"]
+    assert cache["evictions"] >= 1
+    # The two most recent are cached; the least recently used one is not any more.
+    runs = client.info()["encoder_runs"]
+    assert client.segment(images[2], {"box": [5, 5, 30, 25]}).json()["encoder_cached"] is True
+    assert client.segment(images[1], {"box": [5, 5, 30, 25]}).json()["encoder_cached"] is True
+    assert client.segment(images[0], {"box": [5, 5, 30, 25]}).json()["encoder_cached"] is False
+    assert client.info()["encoder_runs"] == runs + 1
+
+
+@pytest.mark.parametrize("prompts", [
+    None,
+    {},
+    {"points": []},
+    "{not json",
+    {"points": [{"x": 97, "y": 10, "label": 1}]},
+    {"points": [{"x": 10, "y": -0.5, "label": 1}]},
+    {"points": [{"x": 10, "y": 10, "label": 2}]},
+    {"box": [50, 10, 20, 40]},
+    {"box": [0, 0, 96, 65]},
+    {"box": [10, 10, 20, 40], "mask_input_b64": "AAAA"},
+])
+def test_invalid_prompts_are_422(service: tuple[Client, ServiceProcess], prompts: Any) -> None:
+    client, _ = service
+    runs = client.info()["encoder_runs"]
+    response = client.segment(png_bytes(96, 64, seed=1), prompts)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_prompts"
+    assert client.info()["encoder_runs"] == runs
+
+
+def _big_header_png() -> bytes:
+    # A 2000x2000 image (4M pixels, over the 1M limit) that compresses to a few KB.
+    buffer = io.BytesIO()
+    Image.new("L", (2000, 2000)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("make", "status", "code"), [
+    (lambda: b"", 400, "empty_image"),
+    (lambda: b"this is not an image at all", 415, "not_an_image"),
+    (lambda: png_bytes(64, 48)[:200], 400, "truncated_image"),
+    (_big_header_png, 413, "image_too_large"),
+    (lambda: b"\x89PNG" + b"\0" * 400_000, 413, "payload_too_large"),
+])
+def test_bad_images_are_4xx(service: tuple[Client, ServiceProcess], make: Callable[[], bytes],
+                            status: int, code: str) -> None:
+    client, _ = service
+    response = client.segment(make(), {"points": [{"x": 1, "y": 1, "label": 1}]})
+    assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+    assert client.http.get("/healthz").status_code == 200
+
+
+def test_file_or_image_id_exactly_one(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    prompts = {"points": [{"x": 1, "y": 1, "label": 1}]}
+    neither = client.segment(None, prompts)
+    both = client.segment(png_bytes(20, 20), prompts, image_id="3")
+    for response in (neither, both):
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_the_internal_token_is_required(service: tuple[Client, ServiceProcess]) -> None:
+    _, proc = service
+    for headers in ({}, {"X-Internal-Token": "forged-token-of-some-length"}):
+        response = httpx.post(proc.url + "/v1/segment", headers=headers,
+                              files={"file": ("x.png", png_bytes(20, 20), "image/png")},
+                              data={"prompts": '{"box": [0, 0, 10, 10]}'})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_internal_token"
+        assert httpx.get(proc.url + "/v1/info", headers=headers).status_code == 401
