@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Run the Celery workers (--beat for the periodic reconcile)."),
     "db": ("imgsearch.commands.db:db", "Catalog database: upgrade the schema, reset."),
     "users": ("imgsearch.commands.users:users", "Create and list users (admin, viewer)."),
+    "segmentation": ("imgsearch.commands.segmentation:segmentation",
+                     "MobileSAM weights: download mobile_sam.pt."),
 }
 
 

@@ -116,3 +116,24 @@ def test_download_off_or_missing_configured_file_is_an_error(
     with pytest.raises(WeightsUnavailable) as missing:
         ensure_weights(SegmentationSettings(), common_settings())
     assert "nope.pt" in missing.value.message
+
+
+def test_cli_download_and_check() -> None:
+    from click.testing import CliRunner
+
+    from imgsearch.cli import cli
+
+    runner = CliRunner()
+    with serve_file(Script(PAYLOAD)) as url:
+        first = runner.invoke(cli, ["segmentation", "download", "--url", url, "--no-progress"])
+    assert first.exit_code == 0, first.output
+    path = common_settings().models_dir / "mobile_sam.pt"
+    assert path.read_bytes() == PAYLOAD and DIGEST in first.output
+    again = runner.invoke(cli, ["segmentation", "download"])
+    assert again.exit_code == 0 and "is there" in again.output
+    path.write_bytes(b"corrupt")
+    broken = runner.invoke(cli, ["segmentation", "download"])
+    assert broken.exit_code == 1 and "recorded" in broken.output
+    offline = runner.invoke(cli, ["segmentation", "download", "--force", "--attempts", "1",
+                                  "--url", f"http://127.0.0.1:{free_port()}/x.pt"])
+    assert offline.exit_code == 1 and "failed" in offline.output
