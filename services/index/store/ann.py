@@ -149,7 +149,11 @@ class AnnIndex:
             sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(bitmap))
         if self.index_type == "hnsw":
             params: Any = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = max(self.params.hnsw_ef_search, k)
+            ef = max(self.params.hnsw_ef_search, k)
+            if self.tombstones and sel is not None and allowed_labels is None:
+                # Tombstones take graph slots: widen the beam by the dead share (bounded).
+                ef = int(ef * min(self.next_label / max(self.live, 1), 8.0))
+            params.efSearch = ef
         else:
             params = faiss.SearchParametersIVF()
             params.nprobe = min(self.params.ivf_nprobe, self.index.nlist)

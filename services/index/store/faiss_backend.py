@@ -149,7 +149,8 @@ class FaissIndex:
             if allowed_ids is not None:
                 return search_filtered(store, self._ann, xq, k,
                                        np.asarray(allowed_ids, np.int64), self._params)
-            if self._ann is None:
+            # Small galleries (or what tombstones left of one) are cheaper to brute-force.
+            if self._ann is None or len(store) <= self._params.filter_exact_max:
                 return search_exact(xq, store.vectors, store.ids, k, self._params.exact_engine)
             candidates = self._ann.search(xq, k * self._params.rerank_factor)
             D, I = rerank(store, xq, candidates, k)

@@ -187,10 +187,10 @@ class IndexManager:
         self._discard(staging, name)
 
     def _discard(self, gen: VectorIndex, name: str) -> None:
-        gen.close(snapshot=False)
-        drop = getattr(gen, "drop", None)
+        drop = getattr(gen, "drop", None)  # a Milvus collection goes with its generation
         if callable(drop):
             drop()
+        gen.close(snapshot=False)
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,0 +1,181 @@
+"""The backend suite: every Faiss index type and Milvus against brute force on a seeded
+Gaussian mixture, plus deletes, replaces, filters, model/dimension refusal and reopening."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.index.store.errors import DimensionMismatch, ModelMismatch
+from services.index.store.protocol import VectorIndex
+from tests.index.conftest import OpenIndex
+from tests.index.data import brute_force, gaussian_mixture, queries_near, recall_at_k
+
+N, D, K = 3000, 64, 10
+MODEL = "dinov2_vits14:test"
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xb = gaussian_mixture(N, D, seed=0)
+    ids = np.arange(N, dtype=np.int64) * 3 + 1000  # catalog ids are not row numbers
+    xq = queries_near(xb, 50, seed=1)
+    return xb, ids, xq
+
+
+def _filled(open_index: OpenIndex, data: tuple[np.ndarray, ...]) -> VectorIndex:
+    xb, ids, _ = data
+    index = open_index()
+    for start in range(0, N, 1000):  # several batches, as the workers send them
+        index.upsert(ids[start : start + 1000], xb[start : start + 1000], MODEL)
+    return index
+
+
+def test_recall_against_brute_force(open_index: OpenIndex, kind: str, data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    assert index.count == N
+    D_, I = index.search(xq, K)
+    recall = recall_at_k(I, brute_force(xq, xb, ids, K))
+    if kind == "flat":
+        assert recall == 1.0
+    else:
+        assert recall >= 0.95, f"{kind} recall@10 = {recall}"
+    # Scores are inner products, best first.
+    assert np.all(np.diff(D_, axis=1) <= 1e-6)
+    row = {int(i): r for r, i in enumerate(ids)}
+    np.testing.assert_allclose(D_[0], xb[[row[int(i)] for i in I[0]]] @ xq[0], atol=2e-2)
+
+
+def test_deleted_ids_never_return_and_k_results_remain(open_index: OpenIndex,
+                                                       data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    gone = ids[: int(N * 0.9)]
+    assert index.remove(np.concatenate([gone, [999999999]])) == len(gone)
+    assert index.remove(gone[:10]) == 0  # idempotent
+    assert index.count == N - len(gone)
+    _, I = index.search(xq, K)
+    assert not np.isin(I, gone).any()
+    assert (I >= 0).all(), "fewer than k results while k live vectors exist"
+    live = ids[len(gone):]
+    assert recall_at_k(I, brute_force(xq, xb[len(gone):], live, K)) >= 0.95
+    found, _ = index.get(gone[:5])
+    assert len(found) == 0
+
+
+def test_search_pads_only_when_fewer_than_k_live(open_index: OpenIndex, data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    index.remove(ids[3:])
+    _, I = index.search(xq[:3], K)
+    assert sorted(set(I[0][I[0] >= 0].tolist())) == sorted(ids[:3].tolist())
+    assert (I[:, 3:] == -1).all()
+
+
+def test_upsert_replaces_the_vector_of_an_existing_id(open_index: OpenIndex,
+                                                      data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    target = ids[7]
+    index.upsert(np.array([target]), xq[:1], MODEL)
+    assert index.count == N
+    found, vectors = index.get(np.array([target]))
+    np.testing.assert_allclose(vectors[0], xq[0], rtol=1e-6)
+    _, I = index.search(xq[:1], K)
+    assert I[0, 0] == target
+    assert list(I[0]).count(target) == 1
+    # A batch naming one id twice keeps the last vector.
+    index.upsert(np.array([ids[8], ids[8]]), xq[1:3], MODEL)
+    _, vectors = index.get(np.array([ids[8]]))
+    np.testing.assert_allclose(vectors[0], xq[2], rtol=1e-6)
+
+
+def test_filtered_search_small_set_is_exact(open_index: OpenIndex, data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    rng = np.random.default_rng(5)
+    rows = rng.choice(N, 40, replace=False)
+    _, I = index.search(xq, K, allowed_ids=np.concatenate([ids[rows], [123456789]]))
+    np.testing.assert_array_equal(I, brute_force(xq, xb[rows], ids[rows], K))
+    _, I = index.search(xq, K, allowed_ids=ids[rows[:4]])
+    assert (I[:, 4:] == -1).all() and set(I[0, :4].tolist()) == set(ids[rows[:4]].tolist())
+    _, I = index.search(xq, K, allowed_ids=np.array([], dtype=np.int64))
+    assert (I == -1).all()
+
+
+def test_filtered_search_large_set_is_correct(open_index: OpenIndex, data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    rows = np.arange(0, N, 2)  # 1500 allowed: above filter_exact_max, the approximate path
+    index.remove(ids[rows[:100]])  # and some of them deleted
+    alive = rows[100:]
+    _, I = index.search(xq, K, allowed_ids=ids[rows])
+    assert np.isin(I, ids[alive]).all()
+    assert recall_at_k(I, brute_force(xq, xb[alive], ids[alive], K)) >= 0.95
+
+
+def test_model_and_dimension_are_refused(open_index: OpenIndex, data: tuple) -> None:
+    xb, ids, _ = data
+    index = _filled(open_index, data)
+    with pytest.raises(ModelMismatch) as err:
+        index.upsert(np.array([1]), xb[:1], "another:model")
+    assert err.value.code == "model_mismatch" and err.value.status == 409
+    with pytest.raises(DimensionMismatch) as derr:
+        index.upsert(np.array([1]), np.ones((1, D + 1), np.float32), MODEL)
+    assert derr.value.code == "dimension_mismatch" and derr.value.status == 422
+    with pytest.raises(DimensionMismatch):
+        index.search(np.ones((1, D - 1), np.float32), K)
+    assert index.count == N and index.model == MODEL and index.dim == D
+
+
+def test_empty_index_adopts_the_first_model(open_index: OpenIndex) -> None:
+    index = open_index()
+    assert index.count == 0 and index.model is None
+    _, I = index.search(np.ones((1, 8), np.float32), 5)
+    assert (I == -1).all()
+    index.upsert(np.array([5]), np.ones((1, 8), np.float32), "m:a")
+    assert index.model == "m:a" and index.dim == 8
+
+
+def test_ids_pages_in_ascending_order(open_index: OpenIndex, data: tuple) -> None:
+    _, ids, _ = data
+    index = _filled(open_index, data)
+    seen: list[int] = []
+    after = -1
+    while True:
+        page = index.ids(after, 700)
+        seen.extend(page.tolist())
+        if len(page) < 700:
+            break
+        after = int(page[-1])
+    assert seen == sorted(ids.tolist())
+
+
+def test_reopen_keeps_everything(open_index: OpenIndex, kind: str, data: tuple) -> None:
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    index.remove(ids[:100])
+    index.upsert(ids[100:101], xq[:1], MODEL)
+    _, before = index.search(xq, K)
+    index.close(snapshot=kind == "hnsw")  # hnsw from a snapshot, the others from the log
+    again = open_index()
+    assert again.count == N - 100 and again.model == MODEL
+    _, after = again.search(xq, K)
+    assert recall_at_k(after, before) >= 0.99
+    _, vectors = again.get(ids[100:101])
+    np.testing.assert_allclose(vectors[0], xq[0], rtol=1e-6)
+
+
+def test_rebuild_to_every_type(open_index: OpenIndex, kind: str, data: tuple) -> None:
+    if kind == "milvus":
+        pytest.skip("milvus-lite builds only its own index types; covered by flat")
+    xb, ids, xq = data
+    index = _filled(open_index, data)
+    index.remove(ids[:50])
+    truth = brute_force(xq, xb[50:], ids[50:], K)
+    for target in ("hnsw", "ivf_sq8", "ivf_pq", "flat"):
+        index.rebuild(target, {})
+        assert index.stats().type == target and index.count == N - 50
+        _, I = index.search(xq, K)
+        assert recall_at_k(I, truth) >= 0.95, target
