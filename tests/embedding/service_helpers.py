@@ -36,6 +36,8 @@ def vectors(body: dict[str, object]) -> NDArray[np.float32]:
 
 def patch_tokens(entry: dict[str, object], dim: int) -> NDArray[np.float32]:
     """One `patch_tokens` entry -> (gh, gw, dim) array."""
-    gh, gw = entry["grid"]  # type: ignore[misc]
+    grid = entry["grid"]
+    assert isinstance(grid, list)
+    gh, gw = int(grid[0]), int(grid[1])
     raw = base64.b64decode(str(entry["data_b64"]))
     return np.frombuffer(raw, dtype="<f4").reshape(gh, gw, dim)

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 TOKEN = secrets.token_urlsafe(24)
 MAX_BYTES = 300_000
 MAX_PIXELS = 1_000_000
+SIZE = 112  # short side the model sees: small, so the suite stays quick
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -42,7 +43,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
         root / "data", IMGSEARCH_EMBEDDING_MAX_WAIT_MS="150", IMGSEARCH_EMBEDDING_MAX_BATCH="8",
         IMGSEARCH_EMBEDDING_MAX_IMAGE_BYTES=str(MAX_BYTES),
         IMGSEARCH_EMBEDDING_MAX_IMAGE_PIXELS=str(MAX_PIXELS),
-        IMGSEARCH_EMBEDDING_THREADS="1"), root)
+        IMGSEARCH_EMBEDDING_IMAGE_SIZE=str(SIZE), IMGSEARCH_EMBEDDING_THREADS="1"), root)
     proc.start()
     yield proc
     proc.stop()
@@ -75,7 +76,7 @@ def test_info_reports_random_weights(service: ServiceProcess) -> None:
     assert info["architecture"] == "dinov2_vits14"
     assert info["dim"] == 384 and info["patch_size"] == 14 and info["num_registers"] == 0
     assert re.fullmatch(r"dinov2_vits14:[0-9a-f]{12}", info["model"])
-    assert info["preprocessing"] == {"mode": "resize_short_side", "image_size": 224,
+    assert info["preprocessing"] == {"mode": "resize_short_side", "image_size": SIZE,
                                      "mean": [0.485, 0.456, 0.406],
                                      "std": [0.229, 0.224, 0.225]}
     assert len(info["weights_sha256"]) == 64
@@ -119,13 +120,13 @@ def test_b64_format_matches_json(service: ServiceProcess) -> None:
 
 
 def test_patch_tokens(service: ServiceProcess) -> None:
-    # 308x224: resize_short_side keeps it (multiples of 14) -> a 16x22 grid
+    # 308x224: resize_short_side to 112 -> 154x112 pixels -> an 8x11 grid
     response = _post(service, [png(308, 224, seed=7), png(224, 224, seed=8)],
                      params={"tokens": "patch"})
     assert response.status_code == 200, response.text
     body = response.json()
     tokens = body["patch_tokens"]
-    assert [t["grid"] for t in tokens] == [[16, 22], [16, 16]]
+    assert [t["grid"] for t in tokens] == [[8, 11], [8, 8]]
     first = patch_tokens(tokens[0], 384)
     assert np.linalg.norm(first, axis=-1) == pytest.approx(1.0, abs=1e-5)
 
@@ -138,13 +139,18 @@ def test_concurrent_requests_are_batched_and_match_single_calls(
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     together = np.stack([vectors(r.json())[0] for r in responses])
     metrics = httpx.get(service.url + "/metrics").text
-    count = float(re.search(r"^embedding_batch_size_count (\S+)$", metrics, re.M).group(1))
-    singles = float(re.search(r'^embedding_batch_size_bucket\{le="1.0"\} (\S+)$', metrics,
-                              re.M).group(1))
+    count = _metric(metrics, "embedding_batch_size_count")
+    singles = _metric(metrics, 'embedding_batch_size_bucket{le="1.0"}')
     assert count > singles, "no model call ever had more than one image"
     assert "embedding_queue_depth" in metrics and "embedding_inference_seconds_count" in metrics
     one_by_one = np.stack([_embed_one(service, data) for data in images])
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert match is not None, f"metric {name} missing"
+    return float(match.group(1))
 
 
 def _truncated_png() -> bytes:
@@ -219,20 +225,19 @@ def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     proc.start()
     try:
         data = png(448, 448, seed=12)
-        with ThreadPoolExecutor(16) as pool:
-            responses = list(pool.map(lambda _: _post(proc, raw=data), range(16)))
+        with ThreadPoolExecutor(12) as pool:
+            responses = list(pool.map(lambda _: _post(proc, raw=data), range(12)))
         statuses = sorted(r.status_code for r in responses)
         assert set(statuses) <= {200, 503}, statuses
         refused = [r for r in responses if r.status_code == 503]
-        assert refused, "16 concurrent requests never filled a queue of 1"
+        assert refused, "12 concurrent requests never filled a queue of 1"
         assert 200 in statuses
         for r in refused:
             assert r.json()["error"]["code"] == "overloaded"
             assert int(r.headers["Retry-After"]) >= 1
         assert _post(proc, raw=data).status_code == 200
         metrics = httpx.get(proc.url + "/metrics").text
-        rejected = re.search(r"^embedding_rejected_total (\S+)$", metrics, re.M)
-        assert rejected is not None and float(rejected.group(1)) == len(refused)
+        assert _metric(metrics, "embedding_rejected_total") == len(refused)
     finally:
         proc.stop()
 
