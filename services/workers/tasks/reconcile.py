@@ -43,11 +43,11 @@ def reconcile(ctx: TaskContext, job_id: int | None = None) -> dict[str, int]:
     report["missing_vectors"] = _requeue_missing_vectors(ctx)
     timeout = ctx.settings.pending_timeout_s
     for image in ctx.clients.catalog.stale(status="pending", older_than_s=timeout,
-                                           limit=ctx.settings.page_size * 50):
+                                           limit=ctx.settings.page_size):
         ctx.enqueue(queue.INGEST, {"image_id": int(image["id"])})
         report["stale_pending"] += 1
     for image in ctx.clients.catalog.stale(status="deleting", older_than_s=timeout,
-                                           limit=ctx.settings.page_size * 50):
+                                           limit=ctx.settings.page_size):
         ctx.enqueue(queue.DELETE, {"image_id": int(image["id"])})
         report["stale_deleting"] += 1
     report["redriven_jobs"] = _redrive_jobs(ctx, exclude=job_id)
