@@ -49,6 +49,7 @@ class Stack:
     admin_password: str
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     worker: WorkerProcess | None = None
+    _admin_token: str | None = None
 
     @property
     def url(self) -> str:
@@ -70,8 +71,14 @@ class Stack:
             token: str = response.json()["access_token"]
             return token
 
+    def admin_token(self) -> str:
+        """The admin's token, logged in once (login is rate limited per client)."""
+        if self._admin_token is None:
+            self._admin_token = self.login(self.admin_username, self.admin_password)
+        return self._admin_token
+
     def admin_client(self) -> httpx.Client:
-        return self.client(self.login(self.admin_username, self.admin_password))
+        return self.client(self.admin_token())
 
     def internal(self, name: str) -> httpx.Client:
         """A client of an internal service, carrying the internal token."""
@@ -178,7 +185,7 @@ def _wait_admin(stack: Stack, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            stack.login(stack.admin_username, stack.admin_password)
+            stack.admin_token()
             return
         except httpx.HTTPError:
             time.sleep(0.3)

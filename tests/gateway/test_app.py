@@ -1,0 +1,51 @@
+"""The gateway app in process, with no internal service behind it: what it answers alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.main import create_app
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> TestClient:
+    monkeypatch.setenv("IMGSEARCH_INTERNAL_TOKEN", "t" * 24)
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_JWT_SECRET", "s" * 40)
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_LOGIN_RATE_PER_MINUTE", "3")
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_UPSTREAM_ATTEMPTS", "1")
+    # Nothing listens on port 9: the catalog is "down".
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_CATALOG_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_WEB_DIST", str(tmp_path / "dist"))
+    return TestClient(create_app())
+
+
+def test_login_is_rate_limited(client: TestClient) -> None:
+    with client:
+        for _ in range(3):
+            response = client.post("/api/v1/auth/login", json={"username": "a", "password": "b"})
+            assert response.status_code == 503  # the catalog is down
+            assert response.headers["Retry-After"]
+        limited = client.post("/api/v1/auth/login", json={"username": "a", "password": "b"})
+        assert limited.status_code == 429
+        assert limited.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+def test_web_app_and_spa_fallback(client: TestClient, tmp_path: Path) -> None:
+    with client:
+        page = client.get("/search/anything")
+        assert page.status_code == 200 and "make web" in page.text
+        dist = tmp_path / "dist"
+        (dist / "assets").mkdir(parents=True)
+        (dist / "index.html").write_text("<html>app</html>")
+        (dist / "assets" / "app.js").write_text("console.log(1)")
+        assert client.get("/").text == "<html>app</html>"
+        assert client.get("/admin/images").text == "<html>app</html>"
+        assert client.get("/assets/app.js").text == "console.log(1)"
+        assert client.get("/assets/../../../etc/passwd").text == "<html>app</html>"
+        api = client.get("/api/v1/no-such-route")
+        assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+        assert client.get("/api/v1/openapi.json").json()["info"]["title"] == "imgsearch gateway"
