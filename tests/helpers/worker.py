@@ -71,7 +71,11 @@ class WorkerProcess:
         self.proc = subprocess.Popen(self.command(), cwd=REPO, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        self.wait_for(r"@\S+ ready\.", timeout)
+        try:
+            self.wait_for(r"@\S+ ready\.", timeout)
+        except BaseException:
+            self.kill()  # a worker that never became ready must not outlive the test
+            raise
         return self
 
     def log(self) -> str:
