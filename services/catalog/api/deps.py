@@ -41,3 +41,11 @@ def check_count(name: str, given: int, limit: int) -> None:
     if given > limit:
         raise invalid_request(f"at most {limit} {name} per request",
                               {"given": given, "max": limit})
+
+
+def page_limit(limit: int | None, max_page_size: int, default: int = 50) -> int:
+    """The page size asked for (at most `max_page_size`), or the default capped by it."""
+    if limit is None:
+        return min(default, max_page_size)
+    check_count("rows", limit, max_page_size)
+    return limit

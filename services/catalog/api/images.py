@@ -8,7 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from services.catalog.api.deps import DbDep, SettingsDep, check_count, invalid_request
+from services.catalog.api.deps import (
+    DbDep,
+    SettingsDep,
+    check_count,
+    invalid_request,
+    page_limit,
+)
 from services.catalog.repository import images as repo
 from services.catalog.repository import tags as tag_repo
 from services.catalog.repository.images import ImageRecord
@@ -57,10 +63,10 @@ def stale_images(
     settings: SettingsDep,
     status: ImageStatus = ImageStatus.pending,
     older_than_s: Annotated[float, Query(ge=0)] = 900.0,
-    limit: Annotated[int, Query(ge=1)] = 100,
+    limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> Images:
     """Rows stuck in a status for longer than older_than_s seconds, oldest first."""
-    check_count("images", limit, settings.max_page_size)
+    limit = page_limit(limit, settings.max_page_size, default=100)
     records = read(db, repo.stale, status=status.value, older_than_s=older_than_s, limit=limit)
     return Images(images=[_out(r) for r in records])
 
@@ -80,12 +86,12 @@ def list_images(
     uploader: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
+    limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     order: Order = Order.desc,
 ) -> ImageList:
     """A page of images with filters (status and tag repeatable; a date range)."""
-    check_count("images", limit, settings.max_page_size)
+    limit = page_limit(limit, settings.max_page_size)
     if created_from and created_to and created_from > created_to:
         raise invalid_request("created_from is after created_to")
     records, total = read(

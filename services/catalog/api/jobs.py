@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.catalog.api.deps import DbDep, SettingsDep, check_count
+from services.catalog.api.deps import DbDep, SettingsDep, page_limit
 from services.catalog.repository import jobs as repo
 from services.catalog.repository.jobs import JobRecord
 from services.catalog.repository.session import read, transact
@@ -49,10 +49,10 @@ def list_jobs(
     settings: SettingsDep,
     kind: JobKind | None = None,
     status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1)] = 50,
+    limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> JobList:
     """Jobs, newest first."""
-    check_count("jobs", limit, settings.max_page_size)
+    limit = page_limit(limit, settings.max_page_size)
     records = read(db, repo.list_jobs, kind=kind.value if kind else None,
                    status=status.value if status else None, limit=limit)
     return JobList(jobs=[_out(r) for r in records])
