@@ -64,21 +64,29 @@ def segmentation_env(data_dir: Path, token: str, **extra: str) -> dict[str, str]
 def start_segmentation(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., tuple[ServiceProcess, str, Path]]]:
-    """Start segmentation processes (stopped at the end of the module):
-    call with env overrides, get (process, internal token, data dir)."""
+    """Start segmentation processes (stopped at the end of the module): call with env
+    overrides, get (process, internal token, data dir). With `with_catalog=True` a catalog
+    service (SQLite in the same data dir) starts first and segmentation is pointed at it."""
     started: list[ServiceProcess] = []
 
-    def start(ready_path: str = "/readyz", **extra: str) -> tuple[ServiceProcess, str, Path]:
+    def start(ready_path: str = "/readyz", with_catalog: bool = False,
+              **extra: str) -> tuple[ServiceProcess, str, Path]:
         root = tmp_path_factory.mktemp("seg")
         data_dir = root / "data"
         data_dir.mkdir()
         token = secrets.token_urlsafe(24)
-        proc = ServiceProcess("segmentation", env=segmentation_env(data_dir, token, **extra),
-                              log_dir=root, ready_path=ready_path)
+        env = segmentation_env(data_dir, token, **extra)
+        if with_catalog:
+            catalog = ServiceProcess("catalog", env={**env, "IMGSEARCH_DATABASE_DRIVER": "sqlite"},
+                                     log_dir=root)
+            started.append(catalog)
+            catalog.start(timeout=180)
+            env["IMGSEARCH_SEGMENTATION_CATALOG_URL"] = catalog.url
+        proc = ServiceProcess("segmentation", env=env, log_dir=root, ready_path=ready_path)
         started.append(proc)
         proc.start(timeout=180)
         return proc, token, data_dir
 
     yield start
-    for proc in started:
+    for proc in reversed(started):
         proc.stop()

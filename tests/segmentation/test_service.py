@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.common.storage import image_key
 from services.segmentation.predictor.masks import decode_png, decode_rle, mask_box
 from tests.helpers.procs import ServiceProcess
 from tests.segmentation.conftest import png_bytes
@@ -30,6 +31,9 @@ class Client:
     def __init__(self, proc: ServiceProcess, token: str) -> None:
         self.http = httpx.Client(base_url=proc.url, timeout=120,
                                  headers={"X-Internal-Token": token})
+        self.token = token
+        self.data_dir = Path()
+        self.catalog_url = ""
 
     def segment(self, image: bytes | None, prompts: Any, **form: str) -> httpx.Response:
         files = {"file": ("x.png", image, "image/png")} if image is not None else None
@@ -47,14 +51,18 @@ class Client:
 
 @pytest.fixture(scope="module")
 def service(start_segmentation: Start, sam_checkpoint: Path) -> tuple[Client, ServiceProcess]:
-    proc, token, _ = start_segmentation(
+    proc, token, data_dir = start_segmentation(
+        with_catalog=True,
         IMGSEARCH_SEGMENTATION_WEIGHTS=str(sam_checkpoint),
         # Room for two cached images, not three.
         IMGSEARCH_SEGMENTATION_CACHE_BYTES=str(int(EMBEDDING_BYTES * 2.5)),
         IMGSEARCH_SEGMENTATION_MAX_IMAGE_BYTES="300000",
         IMGSEARCH_SEGMENTATION_MAX_IMAGE_PIXELS="1000000",
     )
-    return Client(proc, token), proc
+    client = Client(proc, token)
+    client.data_dir = data_dir
+    client.catalog_url = proc.env["IMGSEARCH_SEGMENTATION_CATALOG_URL"]
+    return client, proc
 
 
 def _check_geometry(mask: np.ndarray, box: list[int] | None, width: int, height: int) -> None:
@@ -212,3 +220,53 @@ def test_the_internal_token_is_required(service: tuple[Client, ServiceProcess]) 
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "invalid_internal_token"
         assert httpx.get(proc.url + "/v1/info", headers=headers).status_code == 401
+
+
+def _catalog_image(client: Client, image: bytes, *, store: bool = True) -> int:
+    """Register `image` in the real catalog (and store its file as the gateway would)."""
+    sha = hashlib.sha256(image).hexdigest()
+    key = image_key(sha, "png")
+    if store:
+        path = client.data_dir / "images" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image)
+    with Image.open(io.BytesIO(image)) as decoded:
+        width, height = decoded.size
+    response = httpx.post(client.catalog_url + "/v1/images", timeout=30,
+                          headers={"X-Internal-Token": client.token},
+                          json={"sha256": sha, "original_filename": "x.png", "storage_key": key,
+                                "mime": "image/png", "width": width, "height": height,
+                                "bytes": len(image)})
+    assert response.status_code in (200, 201), response.text
+    image_id: int = response.json()["image"]["id"]
+    return image_id
+
+
+def test_segment_a_catalog_image_by_id(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    image = png_bytes(96, 64, seed=1)  # the image of the geometry test: same content hash
+    image_id = _catalog_image(client, image)
+    prompts = {"points": [{"x": 48, "y": 32, "label": 1}]}
+    by_id = client.segment(None, prompts, image_id=str(image_id))
+    assert by_id.status_code == 200, by_id.text
+    by_file = client.segment(image, prompts)
+    assert by_id.json()["image_sha256"] == hashlib.sha256(image).hexdigest()
+    assert by_id.json()["mask_rle"] == by_file.json()["mask_rle"]
+    assert by_file.json()["encoder_cached"] is True
+
+
+def test_catalog_image_errors(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    prompts = {"points": [{"x": 1, "y": 1, "label": 1}]}
+    unknown = client.segment(None, prompts, image_id="987654")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "image_not_found")
+    fileless = _catalog_image(client, png_bytes(30, 20, seed=99), store=False)
+    missing = client.segment(None, prompts, image_id=str(fileless))
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "image_file_missing")
+    deleting = _catalog_image(client, png_bytes(30, 20, seed=98))
+    response = httpx.post(f"{client.catalog_url}/v1/images/{deleting}/transition", timeout=30,
+                          headers={"X-Internal-Token": client.token},
+                          json={"from": "pending", "to": "deleting"})
+    assert response.status_code == 200, response.text
+    gone = client.segment(None, prompts, image_id=str(deleting))
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "image_not_found")
