@@ -20,7 +20,7 @@ from gateway.clients import Upstreams
 from gateway.config import GatewaySettings, SakuraSettings
 from gateway.deps import GatewayState
 from gateway.ratelimit import CapacityGate, make_limiter
-from gateway.routes import admin, auth, config, images, jobs, search
+from gateway.routes import admin, auth, config, images, jobs, region, search
 from gateway.security import TokenIssuer
 from gateway.uploads import BodyLimitMiddleware
 from services.common.app import create_service_app
@@ -118,7 +118,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         headers.setdefault("Retry-After", str(settings.retry_after_s))
         return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
 
-    for module in (auth, search, images, admin, jobs, config):
+    for module in (auth, search, region, images, admin, jobs, config):
         app.include_router(module.router, prefix=API)
     static.mount(app, settings.web_dist_dir, api_prefix="/api")
     return app

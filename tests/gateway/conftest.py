@@ -35,7 +35,7 @@ def stack(mysql_server_url: str, redis_url: str,
         running = start_stack(
             tmp_path_factory.mktemp("stack"),
             database_url=server.set(database=name).render_as_string(hide_password=False),
-            redis_url=redis_url, redis_prefix=prefix,
+            redis_url=redis_url, redis_prefix=prefix, segmentation=True,
             gateway_env={"IMGSEARCH_GATEWAY_JWT_SECRET": JWT_SECRET,
                          "IMGSEARCH_GATEWAY_MAX_UPLOAD_BYTES": "4000000",
                          "IMGSEARCH_GATEWAY_MAX_REQUEST_BYTES": "16000000",

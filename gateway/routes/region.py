@@ -1,0 +1,185 @@
+"""Object search: a mask from clicks (segmentation), search by that object (a masked crop
+embedded, or the query's patch tokens pooled under the mask), and the similarity heatmap."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, File, Form, UploadFile
+from numpy.typing import NDArray
+from starlette.concurrency import run_in_threadpool
+
+from gateway.deps import GatewayState, SearchLimited, SearchUser, StateDep
+from gateway.objects import mask_from_png_b64, masked_crop, pool_patch_tokens
+from gateway.routes._forms import InvalidRequest, as_tags
+from gateway.searching import (
+    QueryVector,
+    SearchParams,
+    check_query_image,
+    embed,
+    search_page,
+    visible_image,
+)
+from gateway.uploads import read_limited
+from services.common.errors import NotFound
+from services.common.images import decode_image
+from services.common.storage import InvalidStorageKey, resolve
+from services.common.vectors import decode_b64
+
+router = APIRouter(tags=["object search"], dependencies=[SearchLimited])
+
+
+async def image_bytes(state: GatewayState, file: UploadFile | None, image_id: int | None,
+                      *, admin: bool, field: str = "image_id") -> bytes:
+    """The query image: the uploaded file, or the stored file of a visible image."""
+    if file is not None:
+        data = await read_limited(file, state.settings.max_upload_bytes)
+        check_query_image(state, data)
+        return data
+    if image_id is None:
+        raise InvalidRequest(f"give an image file or {field}")
+    image = await visible_image(state, image_id, admin=admin)
+    try:
+        path = resolve(state.images_dir, image.get("storage_key") or "")
+    except InvalidStorageKey as exc:
+        raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
+    try:
+        return await run_in_threadpool(Path(path).read_bytes)
+    except FileNotFoundError as exc:
+        raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
+
+
+def parse_prompts(text: str) -> dict[str, Any]:
+    try:
+        prompts = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest("prompts must be JSON", code="invalid_prompts") from exc
+    if not isinstance(prompts, dict):
+        raise InvalidRequest("prompts must be a JSON object", code="invalid_prompts")
+    return {key: prompts[key] for key in ("points", "box") if key in prompts}
+
+
+async def segment_bytes(state: GatewayState, data: bytes,
+                        prompts: dict[str, Any]) -> dict[str, Any]:
+    response = await state.upstreams.segmentation.arequest(
+        "POST", "/v1/segment", files={"file": ("image", data, "application/octet-stream")},
+        data={"prompts": json.dumps(prompts)})
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def patch_grid(answer: dict[str, Any]) -> NDArray[np.float32]:
+    """The embedding answer's patch tokens of image 0 -> (gh, gw, D) float32."""
+    tokens = answer["patch_tokens"][0]
+    gh, gw = (int(v) for v in tokens["grid"])
+    flat = decode_b64(tokens["data_b64"], int(answer["dim"]))  # (gh*gw, D)
+    return flat.reshape(gh, gw, -1)
+
+
+def grid_box(info: dict[str, Any], width: int, height: int) -> list[float] | None:
+    """The part of the image the patch grid covers: all of it, or the centre square."""
+    if (info.get("preprocessing") or {}).get("mode") != "center_crop":
+        return None
+    side = min(width, height)
+    return [(width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2]
+
+
+def crop_png(data: bytes, mask_b64: str, box: list[float] | None, max_bytes: int,
+             max_pixels: int) -> bytes:
+    image, _ = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    crop = masked_crop(image, mask_from_png_b64(mask_b64), box)
+    out = io.BytesIO()
+    crop.save(out, format="PNG")
+    return out.getvalue()
+
+
+@router.post("/segment")
+async def segment(
+    state: StateDep,
+    principal: SearchUser,
+    prompts: str = Form(..., description='{"points": [{"x", "y", "label"}], "box"?}'),
+    file: UploadFile | None = File(None),
+    image_id: int | None = Form(None, ge=1, le=2**63 - 1),
+) -> dict[str, Any]:
+    """A mask of the object under the clicks (preview)."""
+    data = await image_bytes(state, file, image_id,
+                             admin=bool(principal and principal.is_admin))
+    answer = await segment_bytes(state, data, parse_prompts(prompts))
+    return {key: answer.get(key) for key in
+            ("mask_png_b64", "box", "score", "candidates", "image_sha256")}
+
+
+@router.post("/search/region")
+async def search_region(
+    state: StateDep,
+    principal: SearchUser,
+    prompts: str = Form(...),
+    file: UploadFile | None = File(None),
+    image_id: int | None = Form(None, ge=1, le=2**63 - 1),
+    mode: Literal["crop", "pool"] = Form("crop"),
+    k: int = Form(20, ge=1, le=200),
+    offset: int = Form(0, ge=0, le=10_000),
+    min_score: float = Form(0.0, ge=-1, le=1),
+    tags: str | None = Form(None),
+) -> dict[str, Any]:
+    """Images most similar to one object of the query image."""
+    started = time.perf_counter()
+    params = SearchParams(k=min(k, state.settings.max_k), offset=offset, min_score=min_score,
+                          tags=tuple(as_tags(tags)))
+    data = await image_bytes(state, file, image_id,
+                             admin=bool(principal and principal.is_admin))
+    async with state.search_gate.slot():
+        seg = await segment_bytes(state, data, parse_prompts(prompts))
+        mask_b64, box = seg["mask_png_b64"], seg.get("box")
+        if mode == "crop":
+            png = await run_in_threadpool(crop_png, data, mask_b64, box,
+                                          state.settings.max_upload_bytes,
+                                          state.settings.max_image_pixels)
+            answer = await embed(state, png, "object.png")
+            vector = answer["vectors"][0]
+        else:
+            answer = await embed(state, data, patch_tokens=True)
+            info = await state.upstreams.embedding_info()
+            mask = mask_from_png_b64(mask_b64)
+            height, width = mask.shape
+            pooled = pool_patch_tokens(patch_grid(answer), mask,
+                                       grid_box=grid_box(info, width, height))
+            vector = pooled.tolist()
+        query = QueryVector(vector=vector, model=answer.get("model"), kind="region")
+        page = await search_page(state, query, params, started=started)
+    page["mask_png_b64"] = mask_b64
+    page["box"] = box
+    page["mode"] = mode
+    return page
+
+
+@router.post("/heatmap")
+async def heatmap(
+    state: StateDep,
+    principal: SearchUser,
+    image_id: int = Form(..., ge=1, le=2**63 - 1),
+    query: UploadFile | None = File(None, description="the query image"),
+    query_image_id: int | None = Form(None, ge=1, le=2**63 - 1),
+) -> dict[str, Any]:
+    """Where a result image resembles the query: per patch, the best cosine similarity to
+    any patch of the query, scaled to 0..1."""
+    admin = bool(principal and principal.is_admin)
+    query_data = await image_bytes(state, query, query_image_id, admin=admin,
+                                   field="query_image_id")
+    result_row = await visible_image(state, image_id, admin=admin)
+    result_data = await image_bytes(state, None, image_id, admin=admin)
+    async with state.search_gate.slot():
+        q = patch_grid(await embed(state, query_data, patch_tokens=True))
+        r = patch_grid(await embed(state, result_data, patch_tokens=True))
+    gh, gw, dim = r.shape
+    sims = r.reshape(-1, dim) @ q.reshape(-1, dim).T  # (gh*gw, qh*qw) cosines
+    best = sims.max(axis=1)
+    lo, hi = float(best.min()), float(best.max())
+    values = (best - lo) / (hi - lo) if hi > lo else np.zeros_like(best)
+    return {"grid": [gh, gw], "values": [round(float(v), 4) for v in values],
+            "width": result_row.get("width"), "height": result_row.get("height")}
