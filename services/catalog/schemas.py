@@ -142,6 +142,16 @@ class BulkTransitionResult(BaseModel):
     unchanged: list[int]
 
 
+class ModelUpdate(_Body):
+    ids: list[int]
+    model_id: str = Field(min_length=1, max_length=128)
+
+
+class ModelUpdateResult(BaseModel):
+    updated: list[int]
+    unchanged: list[int]
+
+
 class TagsBody(_Body):
     tags: list[str]
 

@@ -31,6 +31,8 @@ from services.catalog.schemas import (
     Images,
     ImageStatus,
     Lookup,
+    ModelUpdate,
+    ModelUpdateResult,
     Order,
     Stats,
     TagCount,
@@ -128,6 +130,14 @@ def bulk_transition(body: BulkTransition, db: DbDep,
     changed, unchanged = transact(db, repo.bulk_transition, ids=body.ids,
                                   from_=[s.value for s in body.from_], to=body.to.value)
     return BulkTransitionResult(changed=changed, unchanged=unchanged)
+
+
+@router.post("/v1/images/model", response_model=ModelUpdateResult)
+def set_model(body: ModelUpdate, db: DbDep, settings: SettingsDep) -> ModelUpdateResult:
+    """Record the model id of indexed images (after a reindex); other statuses unchanged."""
+    check_count("ids", len(body.ids), settings.max_lookup_ids)
+    updated, unchanged = transact(db, repo.set_model, ids=body.ids, model_id=body.model_id)
+    return ModelUpdateResult(updated=updated, unchanged=unchanged)
 
 
 @router.post("/v1/images/{image_id}/transition", response_model=ImageOut)

@@ -185,6 +185,32 @@ def bulk_transition(
     return changed, unchanged
 
 
+def set_model(*, session: Session, ids: Sequence[int], model_id: str
+              ) -> tuple[list[int], list[int]]:
+    """Record `model_id` on the `indexed` rows among `ids` (after a reindex swapped the index).
+
+    Returns (updated, unchanged) in the order given; rows in any other status, and absent
+    ids, are unchanged: their vectors are not in the new index (or not yet).
+    """
+    wanted = list(dict.fromkeys(ids))
+    updated: set[int] = set()
+    now = utcnow()
+    for part in tag_repo.chunks(wanted):
+        hits = session.execute(
+            sa.select(Image.id).where(Image.id.in_(part), Image.status == "indexed")
+            .with_for_update()
+        ).scalars().all()
+        if hits:
+            session.execute(
+                sa.update(Image).where(Image.id.in_(hits), Image.status == "indexed")
+                .values(model_id=model_id, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            updated.update(hits)
+    session.commit()
+    return ([i for i in wanted if i in updated], [i for i in wanted if i not in updated])
+
+
 def delete_image(*, session: Session, image_id: int) -> None:
     """Remove the row (its tags go with it); only once it is `deleting` or `removed`."""
     result = session.execute(
