@@ -85,6 +85,14 @@ class CatalogApi:
             raise
         return True
 
+    def set_model(self, ids: list[int], model_id: str) -> list[int]:
+        """Record `model_id` on the rows among `ids` that are indexed; returns those ids."""
+        if not ids:
+            return []
+        data = self.client.request("POST", "/v1/images/model",
+                                   json={"ids": ids, "model_id": model_id}).json()
+        return [int(i) for i in data["updated"]]
+
     def lookup(self, ids: list[int]) -> list[Image]:
         images: list[Image] = self.client.request(
             "POST", "/v1/images/lookup", json={"ids": ids}).json()["images"]

@@ -29,6 +29,7 @@ class FakeCatalog:
         self.jobs: dict[int, dict[str, Any]] = {}
         self.items: dict[int, dict[int, tuple[str, str | None]]] = {}
         self.next_id = 1
+        self.model_calls = 0
 
     def add(self, **fields: Any) -> dict[str, Any]:
         image_id = self.next_id
@@ -66,6 +67,14 @@ class FakeCatalog:
             raise StatusConflict("status conflict", row["status"])
         del self.images[image_id]
         return True
+
+    def set_model(self, ids: list[int], model_id: str) -> list[int]:
+        self.model_calls += 1
+        updated = [i for i in dict.fromkeys(ids)
+                   if i in self.images and self.images[i]["status"] == "indexed"]
+        for i in updated:
+            self.images[i]["model_id"] = model_id
+        return updated
 
     def lookup(self, ids: list[int]) -> list[dict[str, Any]]:
         return [dict(self.images[i]) for i in ids if i in self.images]

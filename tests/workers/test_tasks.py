@@ -262,6 +262,49 @@ def test_reindex_builds_and_swaps_a_fresh_index(env: Any) -> None:
     assert clients.index.model == "fake_vitb14:111111111111"
     assert set(clients.index.vectors) == set(ids)
     assert clients.catalog.get_job(job)["status"] == "succeeded"
+    assert {clients.catalog.images[i]["model_id"] for i in ids} == {"fake_vitb14:111111111111"}
+
+
+def test_reindex_records_the_model_only_after_the_swap_and_only_on_indexed_rows(
+        env: Any) -> None:
+    ctx, clients, _ = env
+    ctx.settings.page_size = 2  # several pages of rows and of model updates
+    old = clients.embedding.model
+    ids = [stored(ctx, clients, make_png(40 + i)) for i in range(5)]
+    for image_id in ids:
+        ingest(ctx, image_id)
+    new = "fake_vitb14:222222222222"
+    clients.embedding.model = new
+    doomed = ids[0]
+    commit = clients.index.staging_commit
+
+    def commit_after_a_delete_mark() -> None:
+        # Until the swap, search uses vectors of the old model: rows must still name it.
+        assert {clients.catalog.images[i]["model_id"] for i in ids} == {old}
+        clients.catalog.transition(doomed, "indexed", "deleting")
+        commit()
+
+    clients.index.staging_commit = commit_after_a_delete_mark  # type: ignore[method-assign]
+    assert reindex(ctx) == 5
+    assert clients.catalog.model_calls == 3
+    assert {clients.catalog.images[i]["model_id"] for i in ids[1:]} == {new}
+    assert clients.catalog.images[doomed]["model_id"] == old
+
+
+def test_reingest_of_an_indexed_row_records_the_model_of_its_new_vector(env: Any) -> None:
+    ctx, clients, enqueued = env
+    image_id = stored(ctx, clients, make_png(50))
+    ingest(ctx, image_id)
+    # A reindex swapped in another model's index without this row (it was missed by the
+    # paging); reconcile re-queues it and its ingest must name the new model.
+    clients.index.vectors.clear()
+    clients.index.model = None
+    clients.embedding.model = "fake_vitb14:333333333333"
+    reconcile(ctx)
+    assert (queue.INGEST, {"image_id": image_id}) in enqueued
+    assert ingest(ctx, image_id) == "indexed"
+    assert clients.catalog.images[image_id]["model_id"] == "fake_vitb14:333333333333"
+    assert clients.catalog.images[image_id]["status"] == "indexed"
 
 
 def test_transient_classification_and_backoff() -> None:

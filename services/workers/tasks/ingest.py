@@ -105,7 +105,10 @@ def _index(ctx: TaskContext, row: dict[str, Any], job_id: int | None,
                 f"{exc.code}: the index holds vectors of another model; run a reindex") from exc
         raise
     if row["status"] == "indexed":
-        # Re-queued by reconcile: the row said indexed but its vector was missing.
+        # Re-queued by reconcile: the row said indexed but its vector was missing (after a
+        # reindex, the model may have changed too: the row names the model of its vector).
+        if row.get("model_id") != model:
+            ctx.clients.catalog.set_model([image_id], model)
         record_item(ctx, job_id, image_id, "done")
         return "indexed"
     try:

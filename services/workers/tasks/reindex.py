@@ -3,14 +3,17 @@ index, then swapped in atomically. Search keeps using the live index until the s
 staging exists the index service mirrors live upserts of the new model and every delete into it,
 so ingests and deletes during a reindex are not lost.
 
-A crash or retry starts over with a fresh staging (creating one replaces the old). Rows the
-paging missed (deleted or added while it ran) are repaired by reconcile: an indexed row without
-a vector in the new index is re-queued.
+After the swap the rows embedded into the new index get its model id (`model_id` on the row
+says which model produced the vector search uses). A crash or retry starts over with a fresh
+staging (creating one replaces the old). Rows the paging missed (deleted or added while it ran)
+are repaired by reconcile: an indexed row without a vector in the new index is re-queued, and
+its ingest records the model.
 """
 
 from __future__ import annotations
 
 import logging
+from array import array
 
 import numpy as np
 
@@ -35,7 +38,8 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
     model, dim = str(info["model"]), int(info["dim"])
     index.staging_create(model, dim)
     logger.info("reindex job %s: staging created for %s", job_id, model)
-    embedded = 0
+    # Ids put in the staging, 8 bytes each: tens of millions of rows fit in memory.
+    staged = array("q")
     offset = 0
     while True:
         images, _ = catalog.list_images(status="indexed", limit=ctx.settings.page_size,
@@ -48,19 +52,31 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
             catalog.register_items(job_id, ids)
         for start in range(0, len(images), EMBED_BATCH):
             chunk = images[start:start + EMBED_BATCH]
-            embedded += _embed_chunk(ctx, job_id, chunk, model)
+            staged.extend(_embed_chunk(ctx, job_id, chunk, model))
         if job_id is not None:
             ctx.heartbeat(job_id)
     index.staging_commit()
-    logger.info("reindex job %s: %d images embedded, staging committed", job_id, embedded)
+    logger.info("reindex job %s: %d images embedded, staging committed", job_id, len(staged))
+    _record_model(ctx, staged, model)
     if job_id is not None:
         catalog.finish_job(job_id, "succeeded")
         ctx.forget_heartbeat(job_id)
-    return embedded
+    return len(staged)
+
+
+def _record_model(ctx: TaskContext, staged: array[int], model: str) -> None:
+    """Set `model` on the rows whose vectors the swapped-in index holds (indexed rows only:
+    a row deleted meanwhile keeps its status and its old model id)."""
+    step = ctx.settings.page_size
+    updated = 0
+    for start in range(0, len(staged), step):
+        updated += len(ctx.clients.catalog.set_model(list(staged[start:start + step]), model))
+    logger.info("reindex: model %s recorded on %d of %d rows", model, updated, len(staged))
 
 
 def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, object]],
-                 model: str) -> int:
+                 model: str) -> list[int]:
+    """Embed `chunk` into the staging; returns the ids staged."""
     catalog = ctx.clients.catalog
     ids: list[int] = []
     files: list[bytes] = []
@@ -74,7 +90,7 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
             continue
         ids.append(image_id)
     if not ids:
-        return 0
+        return []
     try:
         got_model, vectors = ctx.clients.embedding.embed(files)
     except DomainError as exc:
@@ -83,7 +99,7 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
         if len(chunk) == 1:
             return _record_failed(ctx, job_id, ids, f"{exc.code}: {exc.message}")
         # One bad file refuses the whole batch: embed them one by one to find it.
-        return sum(_embed_chunk(ctx, job_id, [image], model) for image in chunk)
+        return [i for image in chunk for i in _embed_chunk(ctx, job_id, [image], model)]
     if got_model != model:
         raise DomainError(f"the embedding model changed during the reindex ({model} -> "
                           f"{got_model}); run it again", code="model_changed", status=409)
@@ -91,11 +107,12 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
     if job_id is not None:
         for image_id in ids:
             catalog.record_item(job_id, image_id, "done")
-    return len(ids)
+    return ids
 
 
-def _record_failed(ctx: TaskContext, job_id: int | None, ids: list[int], message: str) -> int:
+def _record_failed(ctx: TaskContext, job_id: int | None, ids: list[int],
+                   message: str) -> list[int]:
     if job_id is not None:
         for image_id in ids:
             ctx.clients.catalog.record_item(job_id, image_id, "failed", message)
-    return 0
+    return []
