@@ -21,6 +21,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "users": ("imgsearch.commands.users:users", "Create and list users (admin, viewer)."),
     "segmentation": ("imgsearch.commands.segmentation:segmentation",
                      "MobileSAM weights: download mobile_sam.pt."),
+    "up": ("imgsearch.commands.up:up",
+           "Start everything locally, ingest the demo gallery, print the URL."),
+    "ingest": ("imgsearch.commands.ingest:ingest",
+               "Upload a folder of images through the gateway (--reset-db)."),
+    "search": ("imgsearch.commands.search:search", "Search the gallery with an image."),
+    "reindex": ("imgsearch.commands.reindex:reindex", "Rebuild the index (model change)."),
+    "reconcile": ("imgsearch.commands.reconcile:reconcile",
+                  "Repair drift between the catalog and the index."),
 }
 
 

@@ -58,6 +58,37 @@ def follow_all(api: Api, job_ids: list[int], *, label: str, poll_s: float = 0.5,
             time.sleep(poll_s)
 
 
+def upload_files(api: Api, files: list[Path], *, tags: str = "", batch: int = 16,
+                 policy: str = "keep", quiet: bool = False,
+                 ) -> tuple[list[int], int, int, list[dict[str, Any]]]:
+    """Upload `files` in batches; returns (job ids, new, duplicates, rejected files)."""
+    from rich.progress import Progress
+
+    job_ids: list[int] = []
+    new = duplicates = 0
+    rejected: list[dict[str, Any]] = []
+    with Progress(disable=quiet) as bar:
+        task = bar.add_task("uploading", total=len(files))
+        for start in range(0, len(files), batch):
+            chunk = files[start:start + batch]
+            multipart = [("file", (p.name, p.read_bytes())) for p in chunk]
+            response = api.http.post("/admin/images", files=multipart,
+                                     data={"tags": tags, "on_near_duplicate": policy})
+            if response.status_code == 202:
+                body = response.json()
+                job_ids.append(body["job_id"])
+                new += sum(not img["duplicate"] for img in body["images"])
+                duplicates += sum(img["duplicate"] for img in body["images"])
+                rejected += body["rejected"]
+            elif 400 <= response.status_code < 500 and response.status_code not in (401, 403):
+                # Every file of the batch was refused: the error lists them.
+                rejected += (response.json()["error"].get("detail") or {}).get("rejected", [])
+            else:
+                raise_for(response)
+            bar.advance(task, len(chunk))
+    return job_ids, new, duplicates, rejected
+
+
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--tags", default="", help="Tags for every image (a,b).")
@@ -87,30 +118,9 @@ def ingest(folder: Path, tags: str, reset_db: bool, yes: bool, batch: int,
         if not files:
             click.echo(f"no images under {folder}")
             return
-        job_ids: list[int] = []
-        new = duplicates = 0
-        rejected: list[dict[str, Any]] = []
         policy = "skip" if skip_near_duplicates else "keep"
-        from rich.progress import Progress
-
-        with Progress(disable=quiet) as bar:
-            task = bar.add_task("uploading", total=len(files))
-            for start in range(0, len(files), batch):
-                chunk = files[start:start + batch]
-                multipart = [("file", (p.name, p.read_bytes())) for p in chunk]
-                response = api.http.post("/admin/images", files=multipart,
-                                         data={"tags": tags, "on_near_duplicate": policy})
-                if response.status_code == 202:
-                    body = response.json()
-                    job_ids.append(body["job_id"])
-                    new += sum(not img["duplicate"] for img in body["images"])
-                    duplicates += sum(img["duplicate"] for img in body["images"])
-                    rejected += body["rejected"]
-                elif 400 <= response.status_code < 500 and response.status_code not in (401, 403):
-                    rejected += response.json()["error"].get("detail", {}).get("rejected", [])
-                else:
-                    raise_for(response)
-                bar.advance(task, len(chunk))
+        job_ids, new, duplicates, rejected = upload_files(api, files, tags=tags, batch=batch,
+                                                          policy=policy, quiet=quiet)
         click.echo(f"{new} new, {duplicates} already in the gallery, {len(rejected)} rejected")
         for item in rejected[:50]:
             click.echo(f"  rejected {item['filename']}: {item['code']} {item['message']}",

@@ -1,0 +1,78 @@
+"""`imgsearch up` (behind `make run`): starts from nothing, generates its secrets and first
+admin, ingests the demo gallery, answers a search, stops cleanly on Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.procs import REPO, free_port
+from tests.helpers.stack import clean_environ
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_ingests_searches_and_stops(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("catalog", "index", "embedding", "segmentation")}
+    gateway_port = free_port()
+    data_dir = tmp_path / "data"
+    env = {**clean_environ(), "IMGSEARCH_DATA_DIR": str(data_dir),
+           "IMGSEARCH_RANDOM_WEIGHTS": "1", "IMGSEARCH_EMBEDDING_MODEL": "dinov2_vits14",
+           "IMGSEARCH_LOG_FORMAT": "text",
+           **{f"IMGSEARCH_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
+    out_path, err_path = tmp_path / "up.out", tmp_path / "up.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imgsearch.cli", "up", "--port", str(gateway_port),
+             "--no-segmentation"], cwd=REPO, env=env, stdout=out, stderr=err,
+            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while "imgsearch is running at" not in out_path.read_text(errors="replace"):
+            assert proc.poll() is None, out_path.read_text() + err_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text() + err_path.read_text()
+            time.sleep(0.5)
+        output = out_path.read_text() + err_path.read_text()
+        assert "RANDOM WEIGHTS" in output and "MEANINGLESS" in output
+        assert re.search(r"username admin\s+password \S{12,}", output)
+        secrets_env = data_dir / "secrets.env"
+        assert secrets_env.stat().st_mode & 0o777 == 0o600
+        assert "IMGSEARCH_GATEWAY_JWT_SECRET=" in secrets_env.read_text()
+
+        url = f"http://127.0.0.1:{gateway_port}"
+        query = REPO / "gallery" / "demo" / "forest-02.jpg"
+        response = httpx.post(f"{url}/api/v1/search", timeout=60,
+                              files={"file": (query.name, query.read_bytes())})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert page["results"][0]["original_filename"] == "forest-02.jpg"
+        assert page["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+        total = httpx.get(f"{url}/api/v1/images", params={"limit": 1}).json()["total"]
+        assert total == len(list((REPO / "gallery" / "demo").glob("*.jpg")))
+        assert httpx.get(f"{url}/api/v1/config").json()["model"]["random_weights"] is True
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert code == 0, out_path.read_text() + err_path.read_text()
+    assert "stopped" in out_path.read_text()
+    for port in [gateway_port, *ports.values()]:
+        assert not port_open(port)
