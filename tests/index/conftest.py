@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,5 @@ def open_index(kind: str, tmp_path: Path) -> Iterator[OpenIndex]:
 
     yield make
     for index in opened:
-        try:
+        with contextlib.suppress(Exception):
             index.close(snapshot=False)
-        except Exception:
-            pass

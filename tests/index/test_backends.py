@@ -65,7 +65,7 @@ def test_deleted_ids_never_return_and_k_results_remain(open_index: OpenIndex,
 
 
 def test_search_pads_only_when_fewer_than_k_live(open_index: OpenIndex, data: tuple) -> None:
-    xb, ids, xq = data
+    _xb, ids, xq = data
     index = _filled(open_index, data)
     index.remove(ids[3:])
     _, I = index.search(xq[:3], K)
@@ -75,12 +75,12 @@ def test_search_pads_only_when_fewer_than_k_live(open_index: OpenIndex, data: tu
 
 def test_upsert_replaces_the_vector_of_an_existing_id(open_index: OpenIndex,
                                                       data: tuple) -> None:
-    xb, ids, xq = data
+    _xb, ids, xq = data
     index = _filled(open_index, data)
     target = ids[7]
     index.upsert(np.array([target]), xq[:1], MODEL)
     assert index.count == N
-    found, vectors = index.get(np.array([target]))
+    _found, vectors = index.get(np.array([target]))
     np.testing.assert_allclose(vectors[0], xq[0], rtol=1e-6)
     _, I = index.search(xq[:1], K)
     assert I[0, 0] == target
@@ -116,7 +116,7 @@ def test_filtered_search_large_set_is_correct(open_index: OpenIndex, data: tuple
 
 
 def test_model_and_dimension_are_refused(open_index: OpenIndex, data: tuple) -> None:
-    xb, ids, _ = data
+    xb, _ids, _ = data
     index = _filled(open_index, data)
     with pytest.raises(ModelMismatch) as err:
         index.upsert(np.array([1]), xb[:1], "another:model")
@@ -153,7 +153,7 @@ def test_ids_pages_in_ascending_order(open_index: OpenIndex, data: tuple) -> Non
 
 
 def test_reopen_keeps_everything(open_index: OpenIndex, kind: str, data: tuple) -> None:
-    xb, ids, xq = data
+    _xb, ids, xq = data
     index = _filled(open_index, data)
     index.remove(ids[:100])
     index.upsert(ids[100:101], xq[:1], MODEL)
