@@ -44,12 +44,15 @@ def load_model(model: str, *, weights: Path | None, models_dir: Path, random_all
         logger.warning(
             "RANDOM WEIGHTS: no weights found for %s and IMGSEARCH_RANDOM_WEIGHTS=1; the "
             "features mean nothing (tests and offline demos only)", name)
-        return LoadedModel(Dinov2Model.random(engine_arch(name), seed=seed,
-                                                   threads=threads), None, True)
+        model = Dinov2Model.random(engine_arch(name), seed=seed, threads=threads)
+        return LoadedModel(model, None, True)
     verify_sidecar(path)
     loaded = Dinov2Model.from_file(path, threads=threads)
     if loaded.config.name != engine_arch(name):
-        logger.warning("the weights in %s are %s, not the configured %s: serving %s",
-                       path, loaded.config.name, name, loaded.config.name)
+        # A file found under the model's name that holds another model is a mistake; an
+        # explicitly given file simply decides the model.
+        log = logger.info if weights is not None else logger.warning
+        log("the weights in %s are %s, not the configured %s: serving %s",
+            path, loaded.config.name, name, loaded.config.name)
     logger.info("loaded %s from %s", loaded.model_id, path)
     return LoadedModel(loaded, path, False)
