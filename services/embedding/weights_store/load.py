@@ -44,8 +44,8 @@ def load_model(model: str, *, weights: Path | None, models_dir: Path, random_all
         logger.warning(
             "RANDOM WEIGHTS: no weights found for %s and IMGSEARCH_RANDOM_WEIGHTS=1; the "
             "features mean nothing (tests and offline demos only)", name)
-        model = Dinov2Model.random(engine_arch(name), seed=seed, threads=threads)
-        return LoadedModel(model, None, True)
+        random_model = Dinov2Model.random(engine_arch(name), seed=seed, threads=threads)
+        return LoadedModel(random_model, None, True)
     verify_sidecar(path)
     loaded = Dinov2Model.from_file(path, threads=threads)
     if loaded.config.name != engine_arch(name):
