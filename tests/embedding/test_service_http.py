@@ -200,6 +200,12 @@ def test_request_without_image_is_invalid(service: ServiceProcess) -> None:
     assert response.json()["error"]["code"] == "invalid_request"
 
 
+def test_too_many_files_is_invalid(service: ServiceProcess) -> None:
+    response = _post(service, [b"x"] * 65)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
 @pytest.mark.parametrize("token", [None, "forged-token-of-enough-length"])
 def test_internal_token_required(service: ServiceProcess, token: str | None) -> None:
     response = _post(service, raw=png(), token=token)
