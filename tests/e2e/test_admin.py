@@ -1,0 +1,86 @@
+"""Admin: login, upload with progress and the job followed to the end, then delete with
+confirmation."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import picture
+
+pytestmark = pytest.mark.e2e
+
+
+def login(page: Any, stack: Any, password: str | None = None) -> None:
+    page.goto("/admin")
+    form = page.get_by_test_id("login-form")
+    form.get_by_label("Username").fill(stack.admin_username)
+    form.get_by_label("Password").fill(password or stack.admin_password)
+    form.get_by_role("button", name="Sign in").click()
+
+
+def test_wrong_password_is_refused(page: Any, stack: Any) -> None:
+    login(page, stack, password="not-the-password")
+    expect(page.get_by_test_id("login-error")).to_have_text("Wrong user name or password.")
+    expect(page.get_by_test_id("signed-in")).to_have_count(0)
+
+
+def test_admin_login_upload_and_delete(page: Any, stack: Any) -> None:
+    login(page, stack)
+    expect(page.get_by_test_id("signed-in")).to_contain_text(stack.admin_username)
+    expect(page.get_by_test_id("model-id")).to_contain_text("dinov2_vits14")
+    expect(page.get_by_test_id("random-weights-banner")).to_be_visible()
+    token = page.evaluate("sessionStorage.getItem('imgsearch.token')")
+    assert token
+
+    # Sizes of this run: exact duplicates of earlier uploads would not make new images.
+    width = 240 + secrets.randbelow(200)
+    files = [{"name": "upload-black.png", "mimeType": "image/png",
+              "buffer": picture("black-box", (width, 200))},
+             {"name": "upload-green.png", "mimeType": "image/png",
+              "buffer": picture("green-tri", (width, width))},
+             {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    page.get_by_test_id("admin-file-input").set_input_files(files=files)
+    page.get_by_test_id("upload-tags").fill("e2e")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/images")) as answer:
+        page.get_by_test_id("upload-start").click()
+    assert answer.value.status == 202, answer.value.text()
+    body = answer.value.json()
+    assert len(body["images"]) == 2 and len(body["rejected"]) == 1
+
+    items = page.get_by_test_id("upload-item")
+    expect(items).to_have_count(3)
+    expect(page.get_by_test_id("upload-overall")).to_have_attribute("value", "100")
+    expect(items.nth(2)).to_contain_text(body["rejected"][0]["code"])
+    # The job is followed to its end (events stream or polling).
+    job = page.get_by_test_id("job").first
+    expect(job).to_have_attribute("data-status", "succeeded", timeout=120_000)
+    expect(job).to_contain_text("2 of 2 done")
+
+    ids = [image["id"] for image in body["images"]]
+    rows = page.locator("[data-testid=image-row]")
+    for image_id in ids:
+        expect(rows.locator(f"xpath=self::*[@data-id='{image_id}']")).to_have_count(1)
+    target = page.locator(f"[data-testid=image-row][data-id='{ids[0]}']")
+    target.get_by_role("checkbox").check()
+    page.get_by_test_id("delete-selected").click()
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("1 images")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/images/delete")) as gone:
+        page.get_by_test_id("confirm-yes").click()
+    assert gone.value.status == 202
+    assert gone.value.json()["ids"] == [ids[0]]
+    expect(page.get_by_test_id("job").first).to_have_attribute(
+        "data-status", "succeeded", timeout=120_000)
+    expect(target).to_have_count(0)
+    with stack.client() as client:
+        assert client.get(f"/api/v1/images/{ids[0]}").status_code == 404
+        assert client.get(f"/api/v1/images/{ids[1]}").status_code == 200
+
+    page.get_by_test_id("logout").click()
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('imgsearch.token')") is None
