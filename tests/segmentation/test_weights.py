@@ -137,3 +137,18 @@ def test_cli_download_and_check() -> None:
     offline = runner.invoke(cli, ["segmentation", "download", "--force", "--attempts", "1",
                                   "--url", f"http://127.0.0.1:{free_port()}/x.pt"])
     assert offline.exit_code == 1 and "failed" in offline.output
+
+
+def test_concurrent_starts_download_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    script = Script(PAYLOAD)
+    with serve_file(script) as url:
+        monkeypatch.setenv("IMGSEARCH_SEGMENTATION_WEIGHTS_URL", url)
+        common = common_settings()
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(
+                lambda _: ensure_weights(SegmentationSettings(), common, progress=False),
+                range(3)))
+    assert {r.sha256 for r in results} == {DIGEST}
+    assert len(script.requests) == 1
