@@ -39,7 +39,7 @@ export const messages = {
     },
     object: {
       title: 'Object search',
-      help: 'Click an object to select it; right-click or Alt+click to exclude a part; drag to draw a box.',
+      help: 'Click an object to select it; right-click or Alt+click to exclude a part; drag to draw a box. Keyboard: arrows move, Enter includes, X excludes.',
       include: 'Include',
       exclude: 'Exclude',
       clickMode: 'Click adds',
@@ -169,7 +169,7 @@ export const messages = {
     },
     object: {
       title: '目标检索',
-      help: '点击物体即可选中；右键或 Alt+点击排除区域；拖动可画框。',
+      help: '点击物体即可选中；右键或 Alt+点击排除区域；拖动可画框。键盘：方向键移动，回车包含，X 排除。',
       include: '包含',
       exclude: '排除',
       clickMode: '点击为',

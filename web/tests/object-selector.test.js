@@ -1,0 +1,114 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises, mount } from '@vue/test-utils'
+
+vi.mock('../src/api/client.js', async (importOriginal) => {
+  const actual = await importOriginal()
+  return { ...actual, api: { segment: vi.fn() } }
+})
+
+const { api, ApiError } = await import('../src/api/client.js')
+const { default: ObjectSelector } = await import('../src/components/ObjectSelector.vue')
+
+function pointer(type, x, y, extra = {}) {
+  const event = new MouseEvent(type, { clientX: x, clientY: y, bubbles: true, ...extra })
+  event.pointerId = 1
+  event.pointerType = 'mouse'
+  return event
+}
+
+/** The selector over a 640x480 image shown at 320x240 (so image pixels = 2 x screen). */
+function mountShown(props = {}) {
+  const wrapper = mount(ObjectSelector, {
+    props: { src: 'blob:query', file: new Blob(['x']), ...props },
+    attachTo: document.body,
+  })
+  const img = wrapper.get('img').element
+  Object.defineProperty(img, 'naturalWidth', { value: 640 })
+  Object.defineProperty(img, 'naturalHeight', { value: 480 })
+  const overlay = wrapper.get('[data-testid="segment-overlay"]').element
+  overlay.getBoundingClientRect = () => ({ left: 10, top: 20, width: 320, height: 240 })
+  return { wrapper, overlay }
+}
+
+function click(overlay, x, y, extra = {}) {
+  overlay.dispatchEvent(pointer('pointerdown', x, y, { button: 0, ...extra }))
+  overlay.dispatchEvent(pointer('pointerup', x, y, { button: 0, ...extra }))
+}
+
+describe('ObjectSelector', () => {
+  afterEach(() => {
+    vi.clearAllMocks()
+    document.body.innerHTML = ''
+  })
+
+  it('sends clicks as prompts in image pixels; Alt+click and right-click exclude', async () => {
+    api.segment.mockRejectedValue(new ApiError(503, 'segmentation_unavailable', 'down'))
+    const { wrapper, overlay } = mountShown()
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    expect(api.segment).toHaveBeenCalledTimes(1)
+    expect(api.segment.mock.calls[0][0].prompts).toEqual({ points: [{ x: 200, y: 100, label: 1 }] })
+
+    click(overlay, 10 + 10, 20 + 10, { altKey: true })
+    overlay.dispatchEvent(pointer('pointerdown', 30, 40, { button: 2 }))
+    overlay.dispatchEvent(pointer('pointerup', 30, 40, { button: 2 }))
+    await flushPromises()
+    const last = api.segment.mock.calls.at(-1)[0].prompts.points
+    expect(last.map((p) => p.label)).toEqual([1, 0, 0])
+    expect(last[2]).toEqual({ x: 40, y: 40, label: 0 })
+    // The server's error is shown, and the selection stays for another try.
+    expect(wrapper.get('[role="alert"]').text()).toBe('down')
+    wrapper.unmount()
+  })
+
+  it('turns a drag into a box and emits the search with the chosen mode', async () => {
+    api.segment.mockRejectedValue(new ApiError(500, 'x', 'y'))
+    const { wrapper, overlay } = mountShown({ file: null, imageId: 7 })
+    overlay.dispatchEvent(pointer('pointerdown', 10 + 20, 20 + 30, { button: 0 }))
+    overlay.dispatchEvent(pointer('pointermove', 10 + 80, 20 + 60))
+    overlay.dispatchEvent(pointer('pointermove', 10 + 160, 20 + 120))
+    overlay.dispatchEvent(pointer('pointerup', 10 + 160, 20 + 120, { button: 0 }))
+    await flushPromises()
+    const sent = api.segment.mock.calls[0][0]
+    expect(sent.imageId).toBe(7)
+    expect(sent.file).toBe(null)
+    expect(sent.prompts).toEqual({ points: [], box: [40, 60, 320, 240] })
+
+    await wrapper.get('[data-testid="region-mode"]').setValue('pool')
+    await wrapper.get('[data-testid="search-object"]').trigger('click')
+    expect(wrapper.emitted('search')[0][0]).toEqual({
+      prompts: { points: [], box: [40, 60, 320, 240] },
+      mode: 'pool',
+    })
+    wrapper.unmount()
+  })
+
+  it('is usable from the keyboard', async () => {
+    api.segment.mockRejectedValue(new ApiError(500, 'x', 'y'))
+    const { wrapper } = mountShown()
+    const canvas = wrapper.get('[data-testid="segment-overlay"]')
+    await canvas.trigger('keydown', { key: 'ArrowRight' })
+    await canvas.trigger('keydown', { key: 'Enter' })
+    await canvas.trigger('keydown', { key: 'ArrowUp', shiftKey: true })
+    await canvas.trigger('keydown', { key: 'x' })
+    const points = api.segment.mock.calls.at(-1)[0].prompts.points
+    // Starts in the centre (320, 240); steps are 2% (10 px) or 10% (48 px) of the short side.
+    expect(points).toEqual([
+      { x: 330, y: 240, label: 1 },
+      { x: 330, y: 192, label: 0 },
+    ])
+    await canvas.trigger('keydown', { key: 'Escape' })
+    expect(wrapper.vm.state.points).toEqual([])
+    expect(wrapper.get('[data-testid="search-object"]').attributes('disabled')).toBeDefined()
+    wrapper.unmount()
+  })
+
+  it('does nothing when segmentation is not available', async () => {
+    const { wrapper, overlay } = mountShown({ available: false })
+    click(overlay, 50, 50)
+    await flushPromises()
+    expect(api.segment).not.toHaveBeenCalled()
+    expect(wrapper.find('[data-testid="search-object"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+})
