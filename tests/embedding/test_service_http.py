@@ -226,17 +226,17 @@ def test_ops_routes(service: ServiceProcess) -> None:
 def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     proc = ServiceProcess("embedding", _env(
         tmp_path / "data", IMGSEARCH_EMBEDDING_QUEUE_SIZE="1", IMGSEARCH_EMBEDDING_MAX_BATCH="1",
-        IMGSEARCH_EMBEDDING_MAX_WAIT_MS="0", IMGSEARCH_EMBEDDING_IMAGE_SIZE="448",
+        IMGSEARCH_EMBEDDING_MAX_WAIT_MS="0", IMGSEARCH_EMBEDDING_IMAGE_SIZE="336",
         IMGSEARCH_EMBEDDING_THREADS="1"), tmp_path)
     proc.start()
     try:
-        data = png(448, 448, seed=12)
-        with ThreadPoolExecutor(12) as pool:
-            responses = list(pool.map(lambda _: _post(proc, raw=data), range(12)))
+        data = png(336, 336, seed=12)
+        with ThreadPoolExecutor(10) as pool:
+            responses = list(pool.map(lambda _: _post(proc, raw=data), range(10)))
         statuses = sorted(r.status_code for r in responses)
         assert set(statuses) <= {200, 503}, statuses
         refused = [r for r in responses if r.status_code == 503]
-        assert refused, "12 concurrent requests never filled a queue of 1"
+        assert refused, "10 concurrent requests never filled a queue of 1"
         assert 200 in statuses
         for r in refused:
             assert r.json()["error"]["code"] == "overloaded"
