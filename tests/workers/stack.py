@@ -1,5 +1,6 @@
 """The real services a worker talks to, as processes: catalog (MariaDB), index and embedding
-(random ViT-S/14 weights at a small input size), plus HTTP helpers to inspect them."""
+(random ViT-S/14 weights at the smallest input, one patch: the tests prove the plumbing, not
+the features), plus HTTP helpers to inspect them and a producer to enqueue tasks."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 import httpx
 
 from services.common.app import INTERNAL_TOKEN_HEADER
-from services.common.queue import QueueSettings, make_producer
+from services.common.queue import QueueSettings, make_producer, send_task
 from services.common.settings import CommonSettings
 from tests.helpers.procs import ServiceProcess
-from tests.helpers.worker import worker_env
+from tests.helpers.worker import WorkerProcess, worker_env
 
 
 class Stack:
@@ -30,18 +31,24 @@ class Stack:
         self.index = ServiceProcess("index", base, log_dir)
         self.embedding = ServiceProcess("embedding", {
             **base, "IMGSEARCH_RANDOM_WEIGHTS": "1", "IMGSEARCH_EMBEDDING_MODEL": "dinov2_vits14",
-            "IMGSEARCH_EMBEDDING_IMAGE_SIZE": "112", "IMGSEARCH_EMBEDDING_THREADS": "1"}, log_dir)
-        self.env = worker_env(broker_url=broker_url, redis_prefix=redis_prefix,
-                              data_dir=data_dir, internal_token=token, extra={
-                                  "IMGSEARCH_WORKERS_CATALOG_URL": self.catalog.url,
-                                  "IMGSEARCH_WORKERS_INDEX_URL": self.index.url,
-                                  "IMGSEARCH_WORKERS_EMBEDDING_URL": self.embedding.url,
-                                  "IMGSEARCH_WORKERS_VISIBILITY_TIMEOUT_S": "5",
-                                  "IMGSEARCH_WORKERS_RETRY_BACKOFF_MAX_S": "2",
-                                  "IMGSEARCH_WORKERS_MAX_RETRIES": "30"})
+            "IMGSEARCH_EMBEDDING_IMAGE_SIZE": "14", "IMGSEARCH_EMBEDDING_THREADS": "1"}, log_dir)
+        self.env, self.producer = self.broker(broker_url, redis_prefix)
+
+    def broker(self, broker_url: str, redis_prefix: str,
+               extra: dict[str, str] | None = None) -> tuple[dict[str, str], Any]:
+        """Worker environment and producer for these services on `broker_url` (a queue of
+        its own); the caller closes the producer."""
+        env = worker_env(broker_url=broker_url, redis_prefix=redis_prefix,
+                         data_dir=self.data_dir, internal_token=self.token, extra={
+                             "IMGSEARCH_WORKERS_CATALOG_URL": self.catalog.url,
+                             "IMGSEARCH_WORKERS_INDEX_URL": self.index.url,
+                             "IMGSEARCH_WORKERS_EMBEDDING_URL": self.embedding.url,
+                             "IMGSEARCH_WORKERS_VISIBILITY_TIMEOUT_S": "5",
+                             "IMGSEARCH_WORKERS_RETRY_BACKOFF_MAX_S": "2",
+                             "IMGSEARCH_WORKERS_MAX_RETRIES": "30", **(extra or {})})
         settings = QueueSettings(broker_url=broker_url, redis_key_prefix=redis_prefix,
-                                 queue=self.env["IMGSEARCH_WORKERS_QUEUE"])
-        self.producer = make_producer(settings, CommonSettings(data_dir=data_dir))
+                                 queue=env["IMGSEARCH_WORKERS_QUEUE"])
+        return env, make_producer(settings, CommonSettings(data_dir=self.data_dir))
 
     def start(self) -> Stack:
         for proc in (self.catalog, self.index, self.embedding):
@@ -93,10 +100,24 @@ class Stack:
                 return ids
             after = int(data["next"])
 
-    def enqueue(self, name: str, kwargs: dict[str, Any]) -> None:
-        from services.common.queue import send_task
+    def present(self, ids: list[int]) -> set[int]:
+        """Which of `ids` the index returns a vector for."""
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            data = self.call(self.index, "POST", "/v1/vectors/get",
+                             json={"ids": ids[start:start + 500]})
+            found.update(int(i) for i in data["ids"])
+        return found
 
-        send_task(name, kwargs, producer=self.producer)
+    def worker(self, log_dir: Path, env: dict[str, str] | None = None,
+               concurrency: int = 2) -> WorkerProcess:
+        """A worker node of these services (not started). Mingle and gossip, which only
+        synchronise several workers, are off: they add a second to every (re)start."""
+        return WorkerProcess(env or self.env, log_dir, concurrency=concurrency,
+                             extra_args=("--without-mingle", "--without-gossip"))
+
+    def enqueue(self, name: str, kwargs: dict[str, Any], producer: Any = None) -> None:
+        send_task(name, kwargs, producer=producer or self.producer)
 
 
 @contextmanager

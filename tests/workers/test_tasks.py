@@ -73,12 +73,12 @@ def test_ingest_after_crash_between_upsert_and_transition_converges(env: Any) ->
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise TransientUpstream("catalog went away")
 
-    clients.catalog.transition = crash  # type: ignore[method-assign]
+    clients.catalog.transition = crash
     with pytest.raises(TransientUpstream):
         ingest(ctx, image_id)
     assert image_id in clients.index.vectors
     assert clients.catalog.images[image_id]["status"] == "pending"
-    clients.catalog.transition = original  # type: ignore[method-assign]
+    clients.catalog.transition = original
     # The vector of the first attempt must not be mistaken for a near duplicate of itself.
     assert ingest(ctx, image_id) == "indexed"
     assert clients.catalog.images[image_id]["near_duplicate_of"] is None
@@ -136,7 +136,7 @@ def test_embedding_refusal_fails_permanently(env: Any) -> None:
     def refuse(images: list[bytes]) -> Any:
         raise DomainError("the image is truncated", code="truncated_image", status=400)
 
-    clients.embedding.embed = refuse  # type: ignore[method-assign]
+    clients.embedding.embed = refuse
     assert ingest(ctx, image_id) == "failed"
     assert clients.catalog.images[image_id]["error"].startswith("truncated_image")
 
@@ -163,7 +163,7 @@ def test_deleted_while_ingesting_leaves_no_vector(env: Any) -> None:
         delete(ctx, image_id)  # the delete task ran before our upsert landed
         original(ids, vectors, model)
 
-    clients.index.upsert = upsert_then_delete  # type: ignore[method-assign]
+    clients.index.upsert = upsert_then_delete
     assert ingest(ctx, image_id) == "skipped"
     assert clients.index.vectors == {}
 
@@ -284,7 +284,7 @@ def test_reindex_records_the_model_only_after_the_swap_and_only_on_indexed_rows(
         clients.catalog.transition(doomed, "indexed", "deleting")
         commit()
 
-    clients.index.staging_commit = commit_after_a_delete_mark  # type: ignore[method-assign]
+    clients.index.staging_commit = commit_after_a_delete_mark
     assert reindex(ctx) == 5
     assert clients.catalog.model_calls == 3
     assert {clients.catalog.images[i]["model_id"] for i in ids[1:]} == {new}
