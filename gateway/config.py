@@ -59,6 +59,7 @@ class GatewaySettings(SectionSettings, section="gateway"):
     # Searches running at once; past it (plus the queue) answers 503 with Retry-After.
     max_concurrent_searches: int = Field(default=4, ge=1)
     search_queue: int = Field(default=16, ge=0)
+    search_queue_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: int = Field(default=2, ge=1)
 
     max_upload_bytes: int = Field(default=20_000_000, ge=1)

@@ -67,7 +67,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                audience=settings.jwt_audience, expiry_s=settings.jwt_expiry_s),
             limiter=limiter,
             search_gate=CapacityGate(settings.max_concurrent_searches, settings.search_queue,
-                                     settings.retry_after_s),
+                                     settings.retry_after_s, settings.search_queue_timeout_s),
             images_dir=common.images_dir,
             thumbs_dir=common.thumbs_dir,
             producer=make_producer(),

@@ -109,24 +109,35 @@ async def enforce(limiter: Limiter, scope: str, client: str, limit: int) -> None
 
 
 class CapacityGate:
-    """At most `running` searches at once and `queued` waiting; beyond that, 503 at once."""
+    """At most `running` searches at once and `queued` waiting, each waiting at most
+    `max_wait_s`; beyond that, 503 at once: a client gets an answer it can act on (retry
+    later) instead of a timeout."""
 
-    def __init__(self, running: int, queued: int, retry_after_s: int) -> None:
+    def __init__(self, running: int, queued: int, retry_after_s: int,
+                 max_wait_s: float = 10.0) -> None:
         self._semaphore = asyncio.Semaphore(running)
         self.capacity = running + queued
         self.retry_after_s = retry_after_s
+        self.max_wait_s = max_wait_s
         self.inflight = 0
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded("the search service is at capacity; retry shortly",
+                          headers={"Retry-After": str(self.retry_after_s)})
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self.inflight >= self.capacity:
-            raise Overloaded(
-                "the search service is at capacity; retry shortly",
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
+            raise self._overloaded()
         self.inflight += 1
         try:
-            async with self._semaphore:
+            try:
+                await asyncio.wait_for(self._semaphore.acquire(), self.max_wait_s)
+            except TimeoutError:
+                raise self._overloaded() from None
+            try:
                 yield
+            finally:
+                self._semaphore.release()
         finally:
             self.inflight -= 1

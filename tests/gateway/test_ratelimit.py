@@ -58,4 +58,21 @@ def test_capacity_gate_sheds_load() -> None:
         async with gate.slot():
             pass
 
+        # A queued request waits at most max_wait_s, then is shed instead of hanging.
+        patient = CapacityGate(running=1, queued=5, retry_after_s=1, max_wait_s=0.05)
+        blocker = asyncio.Event()
+
+        async def hold_patient() -> None:
+            async with patient.slot():
+                await blocker.wait()
+
+        holder = asyncio.create_task(hold_patient())
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded):
+            async with patient.slot():
+                pass
+        assert patient.inflight == 1
+        blocker.set()
+        await holder
+
     asyncio.run(run())
