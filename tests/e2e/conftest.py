@@ -191,8 +191,9 @@ def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
         pytest.skip("no Chromium: apt-get install chromium (or set IMGSEARCH_TEST_CHROMIUM)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
@@ -212,7 +213,9 @@ def new_page(browser: Any, stack: Any, request: pytest.FixtureRequest) -> Iterat
         options.setdefault("viewport", {"width": 1280, "height": 860})
         options.setdefault("locale", "en-US")
         context = browser.new_context(base_url=stack.url, **options)
-        context.set_default_timeout(30_000)
+        # Generous: model calls on a busy 2-core machine (the first MobileSAM image encoding
+        # among them) can take tens of seconds; nothing here asserts speed.
+        context.set_default_timeout(120_000)
         context.add_init_script(RECORD_FORMS)
         contexts.append(context)
         page = context.new_page()

@@ -42,3 +42,33 @@ describe('ResultsGrid', () => {
     expect(wrapper.find('[data-testid="load-more"]').exists()).toBe(false)
   })
 })
+
+describe('LightboxView', async () => {
+  const { default: LightboxView } = await import('../src/components/LightboxView.vue')
+
+  it('steps with the arrow keys, keeps Tab inside and closes on Escape', async () => {
+    const wrapper = mount(LightboxView, {
+      props: { results, index: 0, query: null },
+      attachTo: document.body,
+    })
+    expect(wrapper.get('[data-testid="lightbox-image"]').attributes('src')).toBe(
+      '/api/v1/images/11/file',
+    )
+    document.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight' }))
+    expect(wrapper.emitted('update:index')[0]).toEqual([1])
+    await wrapper.setProps({ index: 1 })
+    // No file URL: the file route by id.
+    expect(wrapper.get('[data-testid="lightbox-image"]').attributes('src')).toBe(
+      '/api/v1/images/12/file',
+    )
+    const buttons = wrapper.findAll('button').filter((b) => !b.attributes('disabled'))
+    buttons.at(-1).element.focus()
+    const tab = new KeyboardEvent('keydown', { key: 'Tab', cancelable: true })
+    document.dispatchEvent(tab)
+    expect(tab.defaultPrevented).toBe(true)
+    expect(document.activeElement).toBe(buttons[0].element)
+    document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape' }))
+    expect(wrapper.emitted('close')).toHaveLength(1)
+    wrapper.unmount()
+  })
+})
