@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -195,6 +195,58 @@ def infer_config(state: Mapping[str, NDArray[Any]]) -> Dinov2Config:
                         num_registers=registers, layerscale=layerscale, pos_grid=grid)
 
 
+def iter_canonical(
+    state: Mapping[str, NDArray[Any]], config: Dinov2Config | None = None
+) -> tuple[Dinov2Config, Iterator[tuple[str, NDArray[np.float32]]]]:
+    """Like `to_canonical`, but yields (name, array) lazily in canonical order, so a caller
+    can fold and drop each tensor (fused QKV copies included) before the next is built.
+    The architecture is checked up front; key and shape errors raise while iterating, and
+    unexpected keys are reported once the last tensor has been yielded."""
+    inferred = infer_config(state)
+    config = inferred if config is None else dataclasses.replace(config,
+                                                                 pos_grid=inferred.pos_grid)
+    scheme, st = _normalise_keys(state)
+    shapes = expected_shapes(config)
+
+    def generate() -> Iterator[tuple[str, NDArray[np.float32]]]:
+        used: set[str] = set()
+        for name, shape in shapes.items():
+            if scheme == "dinov2":
+                array = _get(st, name)
+                used.add(name)
+            else:
+                alts = _hf_alternatives(name)
+                chosen = next((alt for alt in alts if all(k in st for k in alt)), None)
+                if chosen is None:
+                    missing = next(k for k in alts[0] if k not in st)
+                    raise WeightsError(f"missing key {missing} (for {name})",
+                                       detail={"key": missing, "canonical": name})
+                used.update(chosen)
+                parts = [st[k] for k in chosen]
+                if any(tuple(part.shape[1:]) != shape[1:] for part in parts):
+                    bad = next(k for k, part in zip(chosen, parts, strict=True)
+                               if tuple(part.shape[1:]) != shape[1:])
+                    raise WeightsError(f"key {bad} has shape {tuple(st[bad].shape)}, which "
+                                       f"does not fit {name} {shape} of {config.name}",
+                                       detail={"key": bad, "shape": list(st[bad].shape)})
+                array = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            if tuple(array.shape) != shape:
+                raise WeightsError(
+                    f"key {name} has shape {tuple(array.shape)}, expected {shape} for "
+                    f"{config.name}",
+                    detail={"key": name, "shape": list(array.shape), "expected": list(shape)},
+                )
+            yield name, np.asarray(array, dtype=np.float32)
+        ignored = IGNORED_HF if scheme == "hf" else IGNORED_CANONICAL
+        extra = sorted(k for k in st if k not in used and k not in ignored)
+        if extra:
+            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            raise WeightsError(f"unexpected key {extra[0]}{more}",
+                               detail={"key": extra[0], "unexpected": extra[:20]})
+
+    return config, generate()
+
+
 def to_canonical(
     state: Mapping[str, NDArray[Any]], config: Dinov2Config | None = None
 ) -> tuple[Dinov2Config, dict[str, NDArray[np.float32]]]:
@@ -203,40 +255,8 @@ def to_canonical(
     With `config` given, the weights must match it (except the position grid, which is read
     from the weights); otherwise it is inferred. Checks the key count and every shape.
     """
-    inferred = infer_config(state)
-    config = inferred if config is None else dataclasses.replace(config, pos_grid=inferred.pos_grid)
-    scheme, st = _normalise_keys(state)
-    shapes = expected_shapes(config)
-    used: set[str] = set()
-    out: dict[str, NDArray[np.float32]] = {}
-    for name, shape in shapes.items():
-        if scheme == "dinov2":
-            array = _get(st, name)
-            used.add(name)
-        else:
-            alts = _hf_alternatives(name)
-            chosen = next((alt for alt in alts if all(k in st for k in alt)), None)
-            if chosen is None:
-                first = alts[0]
-                missing = next(k for k in first if k not in st)
-                raise WeightsError(f"missing key {missing} (for {name})",
-                                   detail={"key": missing, "canonical": name})
-            parts = [st[k] for k in chosen]
-            used.update(chosen)
-            array = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        if tuple(array.shape) != shape:
-            raise WeightsError(
-                f"key {name} has shape {tuple(array.shape)}, expected {shape} for {config.name}",
-                detail={"key": name, "shape": list(array.shape), "expected": list(shape)},
-            )
-        out[name] = np.asarray(array, dtype=np.float32)
-    ignored = IGNORED_HF if scheme == "hf" else IGNORED_CANONICAL
-    extra = sorted(k for k in st if k not in used and k not in ignored)
-    if extra:
-        raise WeightsError(f"unexpected key {extra[0]}" + (f" (and {len(extra) - 1} more)"
-                                                           if len(extra) > 1 else ""),
-                           detail={"key": extra[0], "unexpected": extra[:20]})
-    return config, out
+    config, items = iter_canonical(state, config)
+    return config, dict(items)
 
 
 def to_hf(canonical: Mapping[str, NDArray[np.float32]], config: Dinov2Config,

@@ -13,10 +13,11 @@ core, are parallel as well as the products. See docs/embedding-engine.md for mea
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -30,7 +31,7 @@ from services.embedding.engine.blas import blas_threads
 from services.embedding.engine.config import ARCHITECTURES, Dinov2Config
 from services.embedding.engine.errors import WeightsError
 from services.embedding.engine.interpolate import resize_grid
-from services.embedding.engine.keymap import to_canonical, to_hf
+from services.embedding.engine.keymap import iter_canonical, to_canonical, to_hf
 from services.embedding.engine.layers import attend, gelu_scaled, normalize_rows, swiglu
 from services.embedding.engine.readers import read_state_dict
 from services.embedding.engine.weights import (
@@ -118,36 +119,40 @@ class Dinov2Model:
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_canonical(cls, config: Dinov2Config, canonical: dict[str, F32], *,
+    def from_canonical(cls, config: Dinov2Config,
+                       canonical: Iterable[tuple[str, F32]] | dict[str, F32], *,
                        source: Callable[[], dict[str, F32]], threads: int = 0,
                        release: bool = False) -> Dinov2Model:
-        """Fold canonical tensors (in canonical order) into a model; with `release`, drop the
-        mapped file pages after each block so the file and the model are never both resident.
-        """
-        import hashlib
-
+        """Fold canonical tensors (in canonical order) into a model, one block at a time; with
+        `release`, the mapped file pages are dropped after each block so the file and the
+        model are never resident together."""
+        items = canonical.items() if isinstance(canonical, dict) else canonical
         digest = hashlib.sha256()
         embed: dict[str, F32] = {}
         blocks: list[BlockWeights] = []
-        block_names: list[str] = []
+        pending: dict[str, F32] = {}
         current = -1
-        for name, array in canonical.items():
+
+        def flush() -> None:
+            blocks.append(fold_block(pending, current, config))
+            if release:
+                release_mappings(pending.values())
+            pending.clear()
+
+        for name, array in items:
             hash_update(digest, name, array)
             if name.startswith("blocks."):
                 index = int(name.split(".", 2)[1])
-                if index != current and block_names:
-                    blocks.append(fold_block(canonical, current, config))
-                    if release:
-                        release_mappings(canonical[k] for k in block_names)
-                    block_names = []
+                if index != current and pending:
+                    flush()
                 current = index
-                block_names.append(name)
+                pending[name] = array
             else:
                 embed[name] = np.array(array, dtype=np.float32)
-        if block_names:
-            blocks.append(fold_block(canonical, current, config))
-        if release:
-            release_mappings(canonical.values())
+                if release:
+                    release_mappings([array])
+        if pending:
+            flush()
         p, d = config.patch_size, config.dim
         # (D, 3, p, p) conv kernel -> (3*p*p, D) matrix over (channel, row, col) patches
         embed["patch_matrix"] = np.ascontiguousarray(
@@ -170,7 +175,7 @@ class Dinov2Model:
         the weights when `arch` is None, else they must match it."""
         path = Path(path)
         expected = _arch(arch) if arch else None
-        config, canonical = to_canonical(read_state_dict(path), expected)
+        config, canonical = iter_canonical(read_state_dict(path), expected)
 
         def source() -> dict[str, F32]:
             return to_canonical(read_state_dict(path), config)[1]
