@@ -12,11 +12,13 @@ import pytest
 
 from services.common import queue
 from tests.workers.checks import (
+    TERMINAL,
     assert_consistent,
     assert_gallery_indexed,
     gallery,
     gallery_ids,
     wait_job,
+    wait_progress,
 )
 from tests.workers.stack import Stack
 
@@ -62,8 +64,16 @@ def test_worker_killed_repeatedly_during_bulk_ingest(shared_stack: Stack, tmp_pa
     try:
         job_id = stack.new_job("bulk_ingest", {"folder": str(folder)})
         stack.enqueue(queue.BULK_INGEST, {"job_id": job_id, "folder": str(folder)})
-        for _ in range(3):
-            time.sleep(rng.uniform(1.0, 5.0))
+        # The first kill lands a few seconds in (the bulk task storing and registering
+        # files, or the first ingests); the next two after a random share of the ingests,
+        # whatever step each running task is at.
+        time.sleep(rng.uniform(0.5, 4.0))
+        moments = sorted(rng.sample(range(count // 4, count * 3 // 4), 2))
+        for settled in (None, *moments):
+            if settled is not None:
+                job = wait_progress(stack, job_id, settled, timeout=300)
+                assert job["status"] not in TERMINAL, "the ingest finished before the kill"
+                time.sleep(rng.uniform(0.0, 1.0))
             worker.kill()
             worker = stack.worker(tmp_path).start()
         assert_gallery_indexed(stack, folder, wait_job(stack, job_id, 600))
