@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -14,19 +15,30 @@ from services.common.errors import DomainError
 router = APIRouter(tags=["config"])
 
 
-async def _info(client: Any) -> dict[str, Any] | None:
+# Every page load asks for /config: the services' info is kept this long.
+INFO_TTL_S = 10.0
+_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+
+async def _info(name: str, client: Any) -> dict[str, Any] | None:
+    now = time.monotonic()
+    cached = _cache.get(name)
+    if cached is not None and now - cached[0] < INFO_TTL_S:
+        return cached[1]
     try:
-        body: dict[str, Any] = (await client.arequest("GET", "/v1/info")).json()
-        return body
+        body: dict[str, Any] | None = (await client.arequest("GET", "/v1/info")).json()
     except (DomainError, httpx.HTTPError):
-        return None
+        body = None
+    _cache[name] = (now, body)
+    return body
 
 
 @router.get("/config")
 async def get_config(state: StateDep) -> dict[str, Any]:
     """Public settings, the model in use, whether object search is available."""
     up = state.upstreams
-    model, seg = await asyncio.gather(_info(up.embedding), _info(up.segmentation))
+    model, seg = await asyncio.gather(_info(up.embedding.base_url, up.embedding),
+                                      _info(up.segmentation.base_url, up.segmentation))
     return {
         "public_search": state.settings.public_search,
         "model": {

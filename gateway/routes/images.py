@@ -25,7 +25,6 @@ async def list_images(
     offset: int = Query(0, ge=0, le=1_000_000),
     status: str | None = Query(None, pattern="^(pending|indexed|failed|deleting|removed)$"),
     tag: str | None = Query(None, max_length=64),
-    q: str | None = Query(None, max_length=255, description="filename contains"),
 ) -> dict[str, Any]:
     """Images, newest first (viewers see indexed images only; admins any status)."""
     admin = bool(principal and principal.is_admin)
@@ -35,8 +34,6 @@ async def list_images(
         del params["status"]
     if tag:
         params["tag"] = tag
-    if q:
-        params["q"] = q
     body: dict[str, Any] = (await state.upstreams.catalog.arequest(
         "GET", "/v1/images", params=params)).json()
     return {"images": body["images"], "total": body["total"]}
