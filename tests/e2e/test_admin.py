@@ -84,3 +84,23 @@ def test_admin_login_upload_and_delete(page: Any, stack: Any) -> None:
     page.get_by_test_id("logout").click()
     expect(page.get_by_test_id("login-form")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('imgsearch.token')") is None
+
+
+def test_reconcile_and_reindex_jobs_are_followed(page: Any, stack: Any) -> None:
+    login(page, stack)
+    jobs = page.get_by_test_id("job")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/reconcile")) as answer:
+        page.get_by_test_id("reconcile").click()
+    assert answer.value.status == 202
+    expect(jobs.first).to_contain_text("reconcile")
+    expect(jobs.first).to_have_attribute("data-status", "succeeded", timeout=120_000)
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/reindex")) as answer:
+        page.get_by_test_id("reindex").click()
+    assert answer.value.status == 202
+    expect(jobs).to_have_count(2)
+    expect(jobs.first).to_contain_text("reindex")
+    expect(jobs.first).to_have_attribute("data-status", "succeeded", timeout=300_000)
+    # Search still answers from the rebuilt index.
+    with stack.client() as client:
+        files = {"file": ("q.png", picture("red-disc"), "image/png")}
+        assert client.post("/api/v1/search", files=files).json()["total"] >= 4

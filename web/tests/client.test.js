@@ -86,3 +86,13 @@ describe('API client', () => {
     expect(JSON.parse(form.get('prompts'))).toEqual(prompts)
   })
 })
+
+describe('needsLogin', async () => {
+  const { needsLogin } = await import('../src/api/client.js')
+  it('is true only for errors a sign-in fixes', () => {
+    expect(needsLogin(new ApiError(401, 'not_authenticated', ''))).toBe(true)
+    expect(needsLogin(new ApiError(401, 'token_expired', ''))).toBe(true)
+    expect(needsLogin(new ApiError(403, 'forbidden', ''))).toBe(false)
+    expect(needsLogin(null)).toBe(false)
+  })
+})

@@ -15,6 +15,13 @@ export class ApiError extends Error {
   }
 }
 
+const LOGIN_CODES = new Set(['not_authenticated', 'invalid_token', 'token_expired'])
+
+/** True when signing in (again) would fix this error. */
+export function needsLogin(error) {
+  return Boolean(error && LOGIN_CODES.has(error.code))
+}
+
 export function getToken() {
   try {
     return sessionStorage.getItem(TOKEN_KEY)
