@@ -1,5 +1,8 @@
 """The backend suite: every Faiss index type and Milvus against brute force on a seeded
-Gaussian mixture, plus deletes, replaces, filters, model/dimension refusal and reopening."""
+Gaussian mixture, plus deletes, replaces, filters, model/dimension refusal and reopening.
+
+Tests that only read use the module's shared `filled` index; tests that write take a
+`filled_copy` of their own."""
 
 from __future__ import annotations
 
@@ -8,49 +11,28 @@ import pytest
 
 from services.index.store.errors import DimensionMismatch, ModelMismatch
 from services.index.store.protocol import VectorIndex
-from tests.index.conftest import OpenIndex
-from tests.index.data import brute_force, gaussian_mixture, queries_near, recall_at_k
-
-N, D, K = 3000, 64, 10
-MODEL = "dinov2_vits14:test"
+from tests.index.conftest import MODEL, D, Data, K, N, OpenIndex
+from tests.index.data import brute_force, recall_at_k
 
 
-@pytest.fixture
-def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    xb = gaussian_mixture(N, D, seed=0)
-    ids = np.arange(N, dtype=np.int64) * 3 + 1000  # catalog ids are not row numbers
-    xq = queries_near(xb, 50, seed=1)
-    return xb, ids, xq
-
-
-def _filled(open_index: OpenIndex, data: tuple[np.ndarray, ...]) -> VectorIndex:
-    xb, ids, _ = data
-    index = open_index()
-    for start in range(0, N, 1000):  # several batches, as the workers send them
-        index.upsert(ids[start : start + 1000], xb[start : start + 1000], MODEL)
-    return index
-
-
-def test_recall_against_brute_force(open_index: OpenIndex, kind: str, data: tuple) -> None:
-    xb, ids, xq = data
-    index = _filled(open_index, data)
-    assert index.count == N
-    D_, I = index.search(xq, K)
-    recall = recall_at_k(I, brute_force(xq, xb, ids, K))
+def test_recall_against_brute_force(filled: VectorIndex, kind: str, data: Data) -> None:
+    assert filled.count == N
+    D_, I = filled.search(data.xq, K)
+    recall = recall_at_k(I, brute_force(data.xq, data.xb, data.ids, K))
     if kind == "flat":
         assert recall == 1.0
     else:
         assert recall >= 0.95, f"{kind} recall@10 = {recall}"
     # Scores are inner products, best first.
     assert np.all(np.diff(D_, axis=1) <= 1e-6)
-    row = {int(i): r for r, i in enumerate(ids)}
-    np.testing.assert_allclose(D_[0], xb[[row[int(i)] for i in I[0]]] @ xq[0], atol=2e-2)
+    row = {int(i): r for r, i in enumerate(data.ids)}
+    np.testing.assert_allclose(D_[0], data.xb[[row[int(i)] for i in I[0]]] @ data.xq[0],
+                               atol=2e-2)
 
 
-def test_deleted_ids_never_return_and_k_results_remain(open_index: OpenIndex,
-                                                       data: tuple) -> None:
-    xb, ids, xq = data
-    index = _filled(open_index, data)
+def test_deleted_ids_never_return_and_k_results_remain(filled_copy: VectorIndex,
+                                                       data: Data) -> None:
+    index, ids, xq = filled_copy, data.ids, data.xq
     gone = ids[: int(N * 0.9)]
     assert index.remove(np.concatenate([gone, [999999999]])) == len(gone)
     assert index.remove(gone[:10]) == 0  # idempotent
@@ -59,24 +41,18 @@ def test_deleted_ids_never_return_and_k_results_remain(open_index: OpenIndex,
     assert not np.isin(I, gone).any()
     assert (I >= 0).all(), "fewer than k results while k live vectors exist"
     live = ids[len(gone):]
-    assert recall_at_k(I, brute_force(xq, xb[len(gone):], live, K)) >= 0.95
+    assert recall_at_k(I, brute_force(xq, data.xb[len(gone):], live, K)) >= 0.95
     found, _ = index.get(gone[:5])
     assert len(found) == 0
-
-
-def test_search_pads_only_when_fewer_than_k_live(open_index: OpenIndex, data: tuple) -> None:
-    _xb, ids, xq = data
-    index = _filled(open_index, data)
-    index.remove(ids[3:])
+    index.remove(ids[len(gone) + 3 :])  # 3 left: fewer than k, so pads
     _, I = index.search(xq[:3], K)
-    assert sorted(set(I[0][I[0] >= 0].tolist())) == sorted(ids[:3].tolist())
+    assert sorted(set(I[0][I[0] >= 0].tolist())) == sorted(ids[len(gone) : len(gone) + 3].tolist())
     assert (I[:, 3:] == -1).all()
 
 
-def test_upsert_replaces_the_vector_of_an_existing_id(open_index: OpenIndex,
-                                                      data: tuple) -> None:
-    _xb, ids, xq = data
-    index = _filled(open_index, data)
+def test_upsert_replaces_the_vector_of_an_existing_id(filled_copy: VectorIndex,
+                                                      data: Data) -> None:
+    index, ids, xq = filled_copy, data.ids, data.xq
     target = ids[7]
     index.upsert(np.array([target]), xq[:1], MODEL)
     assert index.count == N
@@ -91,42 +67,38 @@ def test_upsert_replaces_the_vector_of_an_existing_id(open_index: OpenIndex,
     np.testing.assert_allclose(vectors[0], xq[2], rtol=1e-6)
 
 
-def test_filtered_search_small_set_is_exact(open_index: OpenIndex, data: tuple) -> None:
-    xb, ids, xq = data
-    index = _filled(open_index, data)
+def test_filtered_search_small_set_is_exact(filled: VectorIndex, data: Data) -> None:
+    xb, ids, xq = data.xb, data.ids, data.xq
     rng = np.random.default_rng(5)
     rows = rng.choice(N, 40, replace=False)
-    _, I = index.search(xq, K, allowed_ids=np.concatenate([ids[rows], [123456789]]))
+    _, I = filled.search(xq, K, allowed_ids=np.concatenate([ids[rows], [123456789]]))
     np.testing.assert_array_equal(I, brute_force(xq, xb[rows], ids[rows], K))
-    _, I = index.search(xq, K, allowed_ids=ids[rows[:4]])
+    _, I = filled.search(xq, K, allowed_ids=ids[rows[:4]])
     assert (I[:, 4:] == -1).all() and set(I[0, :4].tolist()) == set(ids[rows[:4]].tolist())
-    _, I = index.search(xq, K, allowed_ids=np.array([], dtype=np.int64))
+    _, I = filled.search(xq, K, allowed_ids=np.array([], dtype=np.int64))
     assert (I == -1).all()
 
 
-def test_filtered_search_large_set_is_correct(open_index: OpenIndex, data: tuple) -> None:
-    xb, ids, xq = data
-    index = _filled(open_index, data)
-    rows = np.arange(0, N, 2)  # 1500 allowed: above filter_exact_max, the approximate path
-    index.remove(ids[rows[:100]])  # and some of them deleted
+def test_filtered_search_large_set_is_correct(filled_copy: VectorIndex, data: Data) -> None:
+    xb, ids, xq = data.xb, data.ids, data.xq
+    rows = np.arange(0, N, 2)  # 1000 allowed: above filter_exact_max, the approximate path
+    filled_copy.remove(ids[rows[:100]])  # and some of them deleted
     alive = rows[100:]
-    _, I = index.search(xq, K, allowed_ids=ids[rows])
+    _, I = filled_copy.search(xq, K, allowed_ids=ids[rows])
     assert np.isin(I, ids[alive]).all()
     assert recall_at_k(I, brute_force(xq, xb[alive], ids[alive], K)) >= 0.95
 
 
-def test_model_and_dimension_are_refused(open_index: OpenIndex, data: tuple) -> None:
-    xb, _ids, _ = data
-    index = _filled(open_index, data)
+def test_model_and_dimension_are_refused(filled: VectorIndex, data: Data) -> None:
     with pytest.raises(ModelMismatch) as err:
-        index.upsert(np.array([1]), xb[:1], "another:model")
+        filled.upsert(np.array([1]), data.xb[:1], "another:model")
     assert err.value.code == "model_mismatch" and err.value.status == 409
     with pytest.raises(DimensionMismatch) as derr:
-        index.upsert(np.array([1]), np.ones((1, D + 1), np.float32), MODEL)
+        filled.upsert(np.array([1]), np.ones((1, D + 1), np.float32), MODEL)
     assert derr.value.code == "dimension_mismatch" and derr.value.status == 422
     with pytest.raises(DimensionMismatch):
-        index.search(np.ones((1, D - 1), np.float32), K)
-    assert index.count == N and index.model == MODEL and index.dim == D
+        filled.search(np.ones((1, D - 1), np.float32), K)
+    assert filled.count == N and filled.model == MODEL and filled.dim == D
 
 
 def test_empty_index_adopts_the_first_model(open_index: OpenIndex) -> None:
@@ -138,27 +110,25 @@ def test_empty_index_adopts_the_first_model(open_index: OpenIndex) -> None:
     assert index.model == "m:a" and index.dim == 8
 
 
-def test_ids_pages_in_ascending_order(open_index: OpenIndex, data: tuple) -> None:
-    _, ids, _ = data
-    index = _filled(open_index, data)
+def test_ids_pages_in_ascending_order(filled: VectorIndex, data: Data) -> None:
     seen: list[int] = []
     after = -1
     while True:
-        page = index.ids(after, 700)
+        page = filled.ids(after, 700)
         seen.extend(page.tolist())
         if len(page) < 700:
             break
         after = int(page[-1])
-    assert seen == sorted(ids.tolist())
+    assert seen == sorted(data.ids.tolist())
 
 
-def test_reopen_keeps_everything(open_index: OpenIndex, kind: str, data: tuple) -> None:
-    _xb, ids, xq = data
-    index = _filled(open_index, data)
+def test_reopen_keeps_everything(filled_copy: VectorIndex, open_index: OpenIndex, kind: str,
+                                 data: Data) -> None:
+    index, ids, xq = filled_copy, data.ids, data.xq
     index.remove(ids[:100])
     index.upsert(ids[100:101], xq[:1], MODEL)
     _, before = index.search(xq, K)
-    index.close(snapshot=kind == "hnsw")  # hnsw from a snapshot, the others from the log
+    index.close(snapshot=kind == "hnsw")  # hnsw from a new snapshot, the others from the log
     again = open_index()
     assert again.count == N - 100 and again.model == MODEL
     _, after = again.search(xq, K)
@@ -167,15 +137,16 @@ def test_reopen_keeps_everything(open_index: OpenIndex, kind: str, data: tuple) 
     np.testing.assert_allclose(vectors[0], xq[0], rtol=1e-6)
 
 
-def test_rebuild_to_every_type(open_index: OpenIndex, kind: str, data: tuple) -> None:
+def test_rebuild_to_every_type(kind: str, data: Data, request: pytest.FixtureRequest) -> None:
     if kind == "milvus":
         pytest.skip("milvus-lite builds only its own index types; covered by flat")
-    xb, ids, xq = data
-    index = _filled(open_index, data)
+    index: VectorIndex = request.getfixturevalue("filled_copy")
+    ids = data.ids
     index.remove(ids[:50])
-    truth = brute_force(xq, xb[50:], ids[50:], K)
-    for target in ("hnsw", "ivf_sq8", "ivf_pq", "flat"):
+    truth = brute_force(data.xq, data.xb[50:], ids[50:], K)
+    # From each type to every other (and back to flat): training on a live index.
+    for target in [t for t in ("hnsw", "ivf_sq8", "ivf_pq") if t != kind] + ["flat"]:
         index.rebuild(target, {})
         assert index.stats().type == target and index.count == N - 50
-        _, I = index.search(xq, K)
+        _, I = index.search(data.xq, K)
         assert recall_at_k(I, truth) >= 0.95, target
