@@ -72,3 +72,39 @@ describe('LightboxView', async () => {
     wrapper.unmount()
   })
 })
+
+describe('ResultsGrid infinite scroll', () => {
+  it('asks for the next page while the end of the grid is in view', async () => {
+    const observers = []
+    class FakeObserver {
+      constructor(callback) {
+        this.callback = callback
+        this.disconnected = false
+        observers.push(this)
+      }
+      observe() {}
+      disconnect() {
+        this.disconnected = true
+      }
+    }
+    const { vi } = await import('vitest')
+    vi.stubGlobal('IntersectionObserver', FakeObserver)
+    const wrapper = mount(ResultsGrid, {
+      props: { results: results.slice(0, 1), total: 2, searched: true, hasMore: true },
+    })
+    const seen = () => observers.at(-1).callback([{ isIntersecting: true }])
+    seen()
+    expect(wrapper.emitted('load-more')).toHaveLength(1)
+    await wrapper.setProps({ loading: true })
+    seen()
+    expect(wrapper.emitted('load-more')).toHaveLength(1)
+    const before = observers.length
+    await wrapper.setProps({ loading: false, results, hasMore: false })
+    // A fresh observer after each page, the old one dropped.
+    expect(observers.length).toBeGreaterThan(before)
+    expect(observers[before - 1].disconnected).toBe(true)
+    seen()
+    expect(wrapper.emitted('load-more')).toHaveLength(1)
+    vi.unstubAllGlobals()
+  })
+})
