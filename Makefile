@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy services gateway imgsearch
 
 test: $(STAMP) web lint
+	cd web && npm test
 	$(VENV)/bin/pytest tests
 
 # Unit tests only: no services, no browser.
