@@ -8,6 +8,7 @@ time through an `IDSelectorBitmap` of live labels and dropped by a rebuild (comp
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -164,16 +165,22 @@ class AnnIndex:
         out: Ids = np.where(labels >= 0, self.label_ids[np.clip(labels, 0, None)], -1)
         return out
 
-    def state(self) -> dict[str, Any]:
-        """Arrays that `restore` turns back into this index."""
-        return {"index": faiss.serialize_index(self.index),
-                "label_ids": self.label_ids[: self.next_label].copy(),
-                "trained_at": self.trained_at}
+    def write(self, path: Path) -> Ids:
+        """Write the Faiss index to `path` (straight to the file, no copy in memory);
+        returns the (next_label,) label -> id map to store beside it. Safe while searches
+        run, not while writes do (the caller keeps writes away from this object)."""
+        faiss.write_index(self.index, str(path))
+        return self.label_ids[: self.next_label]
 
     @classmethod
     def restore(cls, index_type: str, dim: int, params: FaissParams,
                 state: dict[str, Any]) -> AnnIndex:
-        index = faiss.deserialize_index(np.asarray(state["index"], dtype=np.uint8))
+        """From a snapshot: {"path": file of `write`} (or {"index": serialised bytes} of
+        older snapshots), "label_ids", "trained_at"."""
+        if "path" in state:
+            index = faiss.read_index(str(state["path"]))
+        else:
+            index = faiss.deserialize_index(np.asarray(state["index"], dtype=np.uint8))
         ann = cls(index_type, dim, params, index, np.asarray(state["label_ids"], np.int64))
         ann.trained_at = int(state.get("trained_at", index.ntotal))
         return ann

@@ -5,6 +5,11 @@ and log agree on order), then wait for the fsync outside it (group commit) befor
 a write that returns is on disk. Start-up loads the newest snapshot and replays the log
 records after it. A maintenance thread snapshots every `snapshot_every` records and runs the
 backend's compaction (HNSW tombstones, IVF retraining) in the background.
+
+A snapshot holds the write mutex only to note the log position, freeze the backend (O(1))
+and rotate the log; the files are written after it is released, while writes go on (they
+land in the new log file and in memory). A crash before the snapshot's rename leaves the
+previous snapshot and every log file since: nothing is lost.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,10 @@ class DurableIndex:
         self.meta = meta
         self.maintenance_interval_s = maintenance_interval_s
         self._mutex = threading.Lock()
+        self._snapshot_lock = threading.Lock()
+        # Called with the stage ("rows", "ann") while a snapshot writes its files, outside
+        # every lock: tests slow a snapshot down through it.
+        self.snapshot_progress: Callable[[str], None] | None = None
         self._since_snapshot = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,16 +173,29 @@ class DurableIndex:
         self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
-        """Write a snapshot covering every write so far, then drop the log it covers."""
-        with self._mutex:
-            seq = self._wal.last_seq
-            state = self.backend.export_state()
-            path = snap.write_snapshot(self.directory, seq, state)
-            self._wal.rotate()
-            self._since_snapshot = 0
-        self._wal.drop_through(seq)
-        snap.prune(self.directory, seq)
-        self._snapshot_seq = seq
+        """Write a snapshot covering every write so far, then drop the log it covers.
+
+        Writes are held up only while the log position is noted, the backend frozen and the
+        log rotated; they go on while the files are written."""
+        with self._snapshot_lock, self.backend.maintenance_lock:
+            with self._mutex:
+                seq = self._wal.last_seq
+                covered = self._since_snapshot
+                view = self.backend.freeze()
+                try:
+                    self._wal.rotate()
+                except BaseException:
+                    self.backend.thaw(view)
+                    raise
+            try:
+                path = snap.write_snapshot(self.directory, seq, view, self.snapshot_progress)
+            finally:
+                self.backend.thaw(view)
+            with self._mutex:
+                self._since_snapshot = max(0, self._since_snapshot - covered)
+            self._wal.drop_through(seq)
+            snap.prune(self.directory, seq)
+            self._snapshot_seq = seq
         logger.info("snapshot written", extra={"seq": seq, "count": self.count})
         return {"count": self.count, "path": str(path), "seq": seq}
 

@@ -5,6 +5,12 @@ re-score `rerank_factor * k` candidates exactly from the store (exact scores, be
 IVF types search exactly until `train_size` vectors exist, then train once. Rebuilds
 (a new type, compaction of HNSW tombstones, IVF retraining) run off the lock on a copy and
 replay the writes that arrived meanwhile before swapping in.
+
+Snapshots (`freeze` ... `thaw`) never hold the lock while files are written: the store
+preserves the rows of the freeze instant (copy-on-write per row), and the Faiss structure is
+left untouched while its file is written: writes meanwhile go to the store at once and are
+queued for Faiss (searches add the ids upserted meanwhile to the candidates, re-scored
+exactly); `thaw` applies the queue in short slices.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from services.index.store.ann import AnnIndex
 from services.index.store.errors import DimensionMismatch, ModelMismatch
 from services.index.store.exact import search_exact
 from services.index.store.filters import empty_result, fill_short, rerank, search_filtered
+from services.index.store.frozen import FrozenState
 from services.index.store.params import FaissParams, check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 from services.index.store.rwlock import RWLock
@@ -28,6 +35,8 @@ from services.index.store.vectorstore import VectorStore
 logger = logging.getLogger(__name__)
 
 _Op = tuple[str, Ids, Vectors | None]
+
+_THAW_SLICE = 256  # queued writes applied to Faiss per hold of the write lock
 
 
 def dedupe_last(ids: Ids, vectors: Vectors) -> tuple[Ids, Vectors]:
@@ -51,6 +60,11 @@ class FaissIndex:
         self._lock = RWLock()
         self._rebuild_mutex = threading.Lock()
         self._pending: list[_Op] | None = None
+        # While a snapshot writes `_frozen_ann`, its writes wait in `_deferred`; `_delta`
+        # holds the ids upserted meanwhile (searched exactly beside the frozen structure).
+        self._frozen_ann: AnnIndex | None = None
+        self._deferred: list[_Op] = []
+        self._delta: dict[int, None] = {}
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -72,6 +86,11 @@ class FaissIndex:
     @property
     def params(self) -> FaissParams:
         return self._params
+
+    @property
+    def maintenance_lock(self) -> threading.Lock:
+        """Held by rebuilds and by a snapshot from freeze to thaw: one at a time."""
+        return self._rebuild_mutex
 
     def stats(self) -> IndexStats:
         with self._lock.read():
@@ -113,7 +132,10 @@ class FaissIndex:
             self._model = model
             assert self._store is not None
             self._store.upsert(ids, vectors)
-            if self._ann is not None:
+            if self._ann is not None and self._ann is self._frozen_ann:
+                self._deferred.append(("upsert", ids, vectors))
+                self._delta.update(dict.fromkeys(ids.tolist()))
+            elif self._ann is not None:
                 self._ann.add(ids, vectors)
             elif self._type != "flat" and self.count >= self._params.train_size(self._type):
                 self._ann = AnnIndex.build(self._type, self._store.dim, self._params,
@@ -128,7 +150,9 @@ class FaissIndex:
             if self._store is None or not len(ids):
                 return 0
             removed = self._store.remove(ids)
-            if self._ann is not None:
+            if self._ann is not None and self._ann is self._frozen_ann:
+                self._deferred.append(("remove", removed, None))
+            elif self._ann is not None:
                 self._ann.remove(removed)
             if self._pending is not None:
                 self._pending.append(("remove", removed, None))
@@ -146,16 +170,26 @@ class FaissIndex:
                 raise DimensionMismatch(
                     f"the index holds {store.dim}-d vectors, not {xq.shape[1]}-d",
                     detail={"index_dim": store.dim, "given_dim": int(xq.shape[1])})
+            delta = self._delta_ids()
             if allowed_ids is not None:
                 return search_filtered(store, self._ann, xq, k,
-                                       np.asarray(allowed_ids, np.int64), self._params)
+                                       np.asarray(allowed_ids, np.int64), self._params, delta)
             # Small galleries (or what tombstones left of one) are cheaper to brute-force.
             if self._ann is None or len(store) <= self._params.filter_exact_max:
                 return search_exact(xq, store.vectors, store.ids, k, self._params.exact_engine)
             candidates = self._ann.search(xq, k * self._params.rerank_factor)
+            if delta is not None:
+                candidates = np.hstack([candidates,
+                                        np.broadcast_to(delta, (len(xq), len(delta)))])
             D, I = rerank(store, xq, candidates, k)
             fill_short(store, xq, k, D, I, None, self._params)
             return D, I
+
+    def _delta_ids(self) -> Ids | None:
+        """(m,) ids upserted while the approximate structure is frozen, else None."""
+        if self._ann is None or self._ann is not self._frozen_ann or not self._delta:
+            return None
+        return np.fromiter(self._delta, dtype=np.int64, count=len(self._delta))
 
     def get(self, ids: Ids) -> tuple[Ids, Vectors]:
         with self._lock.read():
@@ -223,18 +257,44 @@ class FaissIndex:
         logger.info("rebuilt index", extra={"type": new_type, "count": self.count})
 
     # -- persistence ---------------------------------------------------------------------
-    def export_state(self) -> dict[str, Any]:
-        """Copies of everything a snapshot needs (call with writes paused)."""
-        with self._lock.read():
+    def freeze(self) -> FrozenState:
+        """A consistent view for a snapshot, in O(1) (the caller holds `maintenance_lock`
+        and keeps writes out for the call); writes go on until `thaw(view)`."""
+        with self._lock.write():
+            store = self._store
             meta = {"model": self._model, "dim": self.dim, "type": self._type,
                     "params": self._params.as_dict()}
-            out: dict[str, Any] = {"meta": meta}
-            if self._store is not None:
-                out["ids"] = self._store.ids.copy()
-                out["vectors"] = self._store.vectors.copy()
-            if self._ann is not None:
-                out["ann"] = self._ann.state()
-            return out
+            rows = store.freeze().n if store is not None else 0
+            self._frozen_ann, self._deferred, self._delta = self._ann, [], {}
+
+        def read_rows(start: int, stop: int) -> tuple[Ids, Vectors]:
+            assert store is not None
+            with self._lock.read():  # writers hold the write side: no row changes under us
+                return store.frozen_rows(start, stop)
+
+        return FrozenState(meta=meta, rows=rows, dim=store.dim if store is not None else None,
+                           read_rows=read_rows, ann=self._frozen_ann, store=store)
+
+    def thaw(self, view: FrozenState) -> None:
+        """End a snapshot: stop preserving rows, apply the queued writes to Faiss."""
+        with self._lock.write():
+            if view.store is not None:
+                view.store.thaw()
+        while True:
+            with self._lock.write():
+                if self._ann is None or self._ann is not self._frozen_ann or not self._deferred:
+                    # Done, or the structure was replaced meanwhile (the index emptied and
+                    # refilled): the queue belonged to the old one.
+                    self._frozen_ann, self._deferred, self._delta = None, [], {}
+                    return
+                batch = self._deferred[:_THAW_SLICE]
+                del self._deferred[:_THAW_SLICE]
+                for op, op_ids, op_vecs in batch:
+                    if op == "upsert":
+                        assert op_vecs is not None
+                        self._ann.add(op_ids, op_vecs)
+                    else:
+                        self._ann.remove(op_ids)
 
     def import_state(self, state: dict[str, Any]) -> None:
         """Replace the contents with a snapshot's (start-up, before serving)."""

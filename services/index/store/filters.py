@@ -52,8 +52,11 @@ def fill_short(store: VectorStore, xq: Vectors, k: int, D: NDArray[np.float32], 
 
 
 def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: int,
-                    allowed: Ids, params: FaissParams) -> tuple[NDArray[np.float32], Ids]:
-    """(nq, d) queries over the live vectors whose ids are in `allowed` -> D, I (nq, k)."""
+                    allowed: Ids, params: FaissParams, extra: Ids | None = None
+                    ) -> tuple[NDArray[np.float32], Ids]:
+    """(nq, d) queries over the live vectors whose ids are in `allowed` -> D, I (nq, k).
+
+    `extra`: (m,) ids not yet in `ann` (upserted during a snapshot), always re-scored."""
     found, rows = store.rows_of(np.unique(allowed))
     if not len(rows):
         return empty_result(len(xq), k)
@@ -61,6 +64,9 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
         return search_exact(xq, store.vectors[rows], found, k, params.exact_engine)
     labels = ann.labels_of(found)
     candidates = ann.search(xq, k * params.rerank_factor, allowed_labels=labels)
+    if extra is not None:
+        extra = extra[np.isin(extra, found)]
+        candidates = np.hstack([candidates, np.broadcast_to(extra, (len(xq), len(extra)))])
     D, I = rerank(store, xq, candidates, k)
     fill_short(store, xq, k, D, I, rows, params)
     return D, I

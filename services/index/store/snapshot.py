@@ -1,9 +1,10 @@
 """Snapshots: the whole index state at log position `seq`, written atomically.
 
 A snapshot is a directory `snap-<seq>/` (meta.json, ids.npy, vectors.npy and, for approximate
-types, ann.npy + labels.npy holding the serialised Faiss index). It is written as
-`.tmp-snap-<seq>/`, every file fsynced, then renamed and the parent fsynced: a directory
-named `snap-*` is always complete.
+types, ann.faiss (`faiss.write_index`) + labels.npy). It is written as `.tmp-snap-<seq>/`,
+every file fsynced, then renamed and the parent fsynced: a directory named `snap-*` is always
+complete. The writer runs while writes go on: it reads a `FrozenState` in blocks of about
+`BLOCK_BYTES`, each under a short read lock, and streams them to the files.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from services.index.store.frozen import FrozenState
 from services.index.store.fsutil import fsync_dir
 
 logger = logging.getLogger(__name__)
+
+BLOCK_BYTES = 32 << 20  # rows copied per read lock: ~10 ms of memcpy, ~11k rows at 768-d
+
+Progress = Callable[[str], None]
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -27,6 +34,36 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _npy_writer(path: Path, dtype: str, shape: tuple[int, ...]) -> IO[bytes]:
+    """An open .npy file with its header written; the caller appends the C-order rows."""
+    handle = open(path, "wb")  # noqa: SIM115 - closed by the caller
+    np.lib.format.write_array_header_2_0(
+        handle, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return handle
+
+
+def _write_rows(tmp: Path, view: FrozenState, progress: Progress | None) -> None:
+    """ids.npy (n,) int64 and vectors.npy (n, dim) float32 of the frozen rows, by blocks."""
+    assert view.dim is not None
+    block = max(1, BLOCK_BYTES // (4 * view.dim + 8))
+    with _npy_writer(tmp / "ids.npy", "<i8", (view.rows,)) as ids_out, \
+            _npy_writer(tmp / "vectors.npy", "<f4", (view.rows, view.dim)) as vecs_out:
+        for start in range(0, view.rows, block):
+            ids, vecs = view.read_rows(start, start + block)
+            ids_out.write(np.ascontiguousarray(ids, "<i8").tobytes())
+            vecs_out.write(np.ascontiguousarray(vecs, "<f4").tobytes())
+            if progress is not None:
+                progress("rows")
+        for handle in (ids_out, vecs_out):
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def _snapshots(directory: Path) -> list[tuple[int, Path]]:
@@ -40,20 +77,26 @@ def _snapshots(directory: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def write_snapshot(directory: Path, seq: int, state: dict[str, Any]) -> Path:
-    """Write `state` (FaissIndex.export_state) covering log records <= seq; returns its path."""
+def write_snapshot(directory: Path, seq: int, view: FrozenState,
+                   progress: Progress | None = None) -> Path:
+    """Write `view` (FaissIndex.freeze) covering log records <= seq; returns its path.
+
+    `progress(stage)` is called after each block of rows ("rows") and after the Faiss file
+    ("ann"): a hook for tests that make the write slow."""
     final = directory / f"snap-{seq:020d}"
     tmp = directory / f".tmp-snap-{seq:020d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    meta = dict(state["meta"], seq=seq)
-    if "ids" in state:
-        _save(tmp / "ids.npy", state["ids"])
-        _save(tmp / "vectors.npy", state["vectors"])
-    if "ann" in state:
-        _save(tmp / "ann.npy", np.asarray(state["ann"]["index"], dtype=np.uint8))
-        _save(tmp / "labels.npy", state["ann"]["label_ids"])
-        meta["trained_at"] = state["ann"]["trained_at"]
+    meta = dict(view.meta, seq=seq)
+    if view.store is not None:
+        _write_rows(tmp, view, progress)
+    if view.ann is not None:
+        labels = view.ann.write(tmp / "ann.faiss")
+        _fsync_file(tmp / "ann.faiss")
+        _save(tmp / "labels.npy", labels)
+        meta["trained_at"] = view.ann.trained_at
+        if progress is not None:
+            progress("ann")
     with open(tmp / "meta.json", "w") as handle:
         json.dump(meta, handle)
         handle.flush()
@@ -79,10 +122,13 @@ def load_latest(directory: Path) -> tuple[int, dict[str, Any]] | None:
     if (path / "ids.npy").exists():
         state["ids"] = np.load(path / "ids.npy")
         state["vectors"] = np.load(path / "vectors.npy")
-    if (path / "ann.npy").exists():
-        state["ann"] = {"index": np.load(path / "ann.npy"),
-                        "label_ids": np.load(path / "labels.npy"),
-                        "trained_at": meta.get("trained_at", 0)}
+    if (path / "ann.faiss").exists():
+        state["ann"] = {"path": path / "ann.faiss"}
+    elif (path / "ann.npy").exists():  # snapshots written before ann.faiss
+        state["ann"] = {"index": np.load(path / "ann.npy")}
+    if "ann" in state:
+        state["ann"].update(label_ids=np.load(path / "labels.npy"),
+                            trained_at=meta.get("trained_at", 0))
     return seq, state
 
 

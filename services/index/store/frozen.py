@@ -1,0 +1,25 @@
+"""What a snapshot writes, as it was at one instant, readable while writes go on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.index.store.ann import AnnIndex
+from services.index.store.protocol import Ids, Vectors
+from services.index.store.vectorstore import VectorStore
+
+
+@dataclass
+class FrozenState:
+    """`FaissIndex.freeze()`: the meta, the store's first `rows` rows through `read_rows`
+    (start, stop) -> ((m,) ids, (m, dim) vectors), and the approximate structure, which
+    receives no write until `FaissIndex.thaw()` (writes meanwhile are queued)."""
+
+    meta: dict[str, Any]
+    rows: int
+    dim: int | None
+    read_rows: Callable[[int, int], tuple[Ids, Vectors]]
+    ann: AnnIndex | None
+    store: VectorStore | None
