@@ -12,6 +12,7 @@ import pytest
 
 from services.index.store import snapshot as snap
 from services.index.store.durable import DurableIndex
+from services.index.store.protocol import VectorIndex
 from services.index.store.vectorstore import VectorStore
 from tests.index.conftest import FAISS_TYPES, GEN, MODEL, Data, OpenIndex
 from tests.index.data import gaussian_mixture
@@ -127,10 +128,47 @@ def test_writes_go_on_while_a_snapshot_is_written(filled_copy: DurableIndex,
     expected[int(data.ids[40])] = later[0]
     again = open_index()
     assert isinstance(again, DurableIndex) and again._snapshot_seq == result["seq"]
-    assert again.count == len(expected)
-    ids = again.ids(-1, 10 * len(expected))
+    _assert_holds(again, expected)
+
+
+def _assert_holds(index: VectorIndex, expected: dict[int, np.ndarray]) -> None:
+    """Exactly the ids and vectors of `expected`, each found by its own vector."""
+    assert index.count == len(expected)
+    ids = index.ids(-1, 10 * len(expected))
     assert ids.tolist() == sorted(expected)
-    found, vectors = again.get(ids)
+    found, vectors = index.get(ids)
     np.testing.assert_array_equal(vectors, np.stack([expected[i] for i in found.tolist()]))
-    _, I = again.search(vectors[:20], 1)
-    assert I[:, 0].tolist() == found[:20].tolist()
+    _, I = index.search(vectors[-20:], 1)
+    assert I[:, 0].tolist() == found[-20:].tolist()
+
+
+class _Died(Exception):
+    pass
+
+
+def test_a_crash_while_a_snapshot_is_written_loses_nothing(filled_copy: DurableIndex,
+                                                           open_index: OpenIndex, data: Data,
+                                                           tmp_path: Path) -> None:
+    index = filled_copy
+    expected = {int(i): v for i, v in zip(data.ids.tolist(), data.xb, strict=True)}
+    new_ids, new_vecs = np.arange(800000, 800030, dtype=np.int64), _vectors(30, seed=21)
+    index.upsert(new_ids, new_vecs, MODEL)
+    index.remove(data.ids[:10])
+
+    def die(stage: str) -> None:
+        raise _Died(stage)
+
+    index.snapshot_progress = die
+    with pytest.raises(_Died):
+        index.snapshot()
+    assert list((tmp_path / GEN).glob(".tmp-snap-*")), "no half-written snapshot to recover"
+    index.upsert(data.ids[20:21], new_vecs[:1] * -1, MODEL)  # after the failed snapshot
+    expected.update(zip(new_ids.tolist(), new_vecs, strict=True))
+    for i in data.ids[:10].tolist():
+        expected.pop(i)
+    expected[int(data.ids[20])] = -new_vecs[0]
+    _assert_holds(index, expected)  # the failed snapshot left the live index whole
+
+    again = open_index()
+    assert not list((tmp_path / GEN).glob(".tmp-snap-*"))
+    _assert_holds(again, expected)

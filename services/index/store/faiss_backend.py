@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,9 @@ logger = logging.getLogger(__name__)
 
 _Op = tuple[str, Ids, Vectors | None]
 
-_THAW_SLICE = 256  # queued writes applied to Faiss per hold of the write lock
+# Queued writes are applied to Faiss for about this long per hold of the write lock (at least
+# one write: never longer than that write took to arrive the normal way).
+_THAW_SLICE_S = 0.01
 
 
 def dedupe_last(ids: Ids, vectors: Vectors) -> tuple[Ids, Vectors]:
@@ -287,14 +290,19 @@ class FaissIndex:
                     # refilled): the queue belonged to the old one.
                     self._frozen_ann, self._deferred, self._delta = None, [], {}
                     return
-                batch = self._deferred[:_THAW_SLICE]
-                del self._deferred[:_THAW_SLICE]
-                for op, op_ids, op_vecs in batch:
+                until = time.monotonic() + _THAW_SLICE_S
+                applied = 0
+                for op, op_ids, op_vecs in self._deferred:
                     if op == "upsert":
                         assert op_vecs is not None
                         self._ann.add(op_ids, op_vecs)
                     else:
                         self._ann.remove(op_ids)
+                    applied += 1
+                    if time.monotonic() >= until:
+                        break
+                del self._deferred[:applied]
+            time.sleep(0)  # let waiting searches and writes in between slices
 
     def import_state(self, state: dict[str, Any]) -> None:
         """Replace the contents with a snapshot's (start-up, before serving)."""
