@@ -21,7 +21,7 @@ def test_no_server_errors(stack: Stack, who: str, tmp_path_factory: pytest.TempP
            f"{stack.url}/api/v1/openapi.json", "--url", stack.url,
            "--checks", "not_a_server_error", "--max-examples", "5", "--seed", "7",
            "--phases", "examples,coverage,fuzzing", "--request-timeout", "60",
-           "--max-time", "70", "--report", "junit", "--report-dir", str(report),
+           "--max-time", "50", "--report", "junit", "--report-dir", str(report),
            # The event stream of a running job stays open by design.
            "--exclude-path-regex", "/events$"]
     if who == "admin":
