@@ -167,6 +167,10 @@ def start_stack(tmp: Path, *, database_url: str | None = None, redis_url: str | 
         gw_env = {**base, "IMGSEARCH_GATEWAY_JWT_SECRET": secrets.token_urlsafe(48),
                   "IMGSEARCH_GATEWAY_ADMIN_USERNAME": admin_username,
                   "IMGSEARCH_GATEWAY_ADMIN_PASSWORD": admin_password,
+                  # Every test client comes from 127.0.0.1: per-client limits fit one user,
+                  # not a whole suite (callers testing the limits set their own).
+                  "IMGSEARCH_GATEWAY_LOGIN_RATE_PER_MINUTE": "600",
+                  "IMGSEARCH_GATEWAY_SEARCH_RATE_PER_MINUTE": "6000",
                   **(gateway_env or {})}
         stack.processes["gateway"] = ServiceProcess("gateway", gw_env, log_dir,
                                                     port=ports["gateway"]).start(60)
