@@ -49,3 +49,21 @@ def test_web_app_and_spa_fallback(client: TestClient, tmp_path: Path) -> None:
         api = client.get("/api/v1/no-such-route")
         assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
         assert client.get("/api/v1/openapi.json").json()["info"]["title"] == "imgsearch gateway"
+
+
+def test_search_reads_json_form_and_query(client: TestClient) -> None:
+    with client:
+        empty = client.post("/api/v1/search", json={"k": 5})
+        assert empty.status_code == 422
+        assert empty.json()["error"]["message"] == "give an image file or an image_id"
+        bad_k = client.post("/api/v1/search", json={"image_id": 3, "k": 500})
+        assert bad_k.status_code == 422 and bad_k.json()["error"]["detail"]["field"] == "k"
+        # image_id from JSON, form or query reaches the catalog (down here: 503, Retry-After).
+        for kwargs in ({"json": {"image_id": 3}}, {"data": {"image_id": "3"}},
+                       {"params": {"image_id": "3"}}):
+            response = client.post("/api/v1/search", **kwargs)  # type: ignore[arg-type]
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"]
+        not_json = client.post("/api/v1/search", content=b"{",
+                               headers={"content-type": "application/json"})
+        assert not_json.status_code == 422
