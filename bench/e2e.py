@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,17 +62,18 @@ def engine_times(model: str, repeats: int) -> tuple[float, float]:
     return statistics.median(singles) * 1000, 8 / statistics.median(batches)
 
 
-def upload(client: object, paths: list[Path]) -> dict:  # type: ignore[type-arg]
-    response = client.post("/api/v1/admin/images",  # type: ignore[attr-defined]
+def upload(client: httpx.Client, paths: list[Path]) -> dict[str, Any]:
+    response = client.post("/api/v1/admin/images",
                            files=[("file", (p.name, p.read_bytes())) for p in paths])
     response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = response.json()
+    return body
 
 
-def wait_indexed(client: object, image_id: int, timeout: float = 300) -> float:
+def wait_indexed(client: httpx.Client, image_id: int, timeout: float = 300) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = client.get(f"/api/v1/images/{image_id}").json()  # type: ignore[attr-defined]
+        row = client.get(f"/api/v1/images/{image_id}").json()
         if row.get("status") == "indexed":
             return time.perf_counter()
         time.sleep(0.02)
@@ -137,7 +140,7 @@ def main() -> None:
     search = got["search_ms"]
     assert isinstance(searchable, list) and isinstance(search, list)
     ingest = float(got["ingest_per_s"])  # type: ignore[arg-type]
-    rows = [
+    rows: list[list[object]] = [
         ["upload -> searchable (1 image, idle queue)", f"{pct(searchable, 50):.0f} ms",
          f"{pct(searchable, 95):.0f} ms", f"engine forward {forward_ms:.0f} ms",
          f"{pct(searchable, 50) / forward_ms:.1f}x"],

@@ -61,7 +61,7 @@ def test_search_reads_json_form_and_query(client: TestClient) -> None:
         # image_id from JSON, form or query reaches the catalog (down here: 503, Retry-After).
         for kwargs in ({"json": {"image_id": 3}}, {"data": {"image_id": "3"}},
                        {"params": {"image_id": "3"}}):
-            response = client.post("/api/v1/search", **kwargs)  # type: ignore[arg-type]
+            response = client.post("/api/v1/search", **kwargs)
             assert response.status_code == 503, response.text
             assert response.headers["Retry-After"]
         not_json = client.post("/api/v1/search", content=b"{",

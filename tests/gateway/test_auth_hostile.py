@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -139,7 +140,7 @@ def test_oversized_body_is_refused_while_streaming(stack: Stack) -> None:
     before = state(stack)
     sent = 0
 
-    def body() -> object:
+    def body() -> Iterator[bytes]:
         nonlocal sent
         yield (b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; "
                b"filename=\"a.png\"\r\n\r\n")

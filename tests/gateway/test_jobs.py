@@ -13,7 +13,7 @@ from tests.helpers.stack import Stack
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def read_events(response: httpx.Response) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+def read_events(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
     events, name = [], ""
     for line in response.iter_lines():
         if line.startswith("event: "):
