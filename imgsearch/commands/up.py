@@ -9,6 +9,7 @@ password printed once. Ctrl-C stops everything.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -51,6 +52,22 @@ class Child:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def failure(self) -> str:
+        """Why the child stopped: its logged errors (JSON or text lines), else its log tail."""
+        errors = []
+        for line in self.tail(60).splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if " ERROR " in line or " CRITICAL " in line:
+                    errors.append(line)
+                continue
+            if isinstance(record, dict) and record.get("level") in ("ERROR", "CRITICAL"):
+                message = str(record.get("msg", "")).splitlines()[0]
+                if not message.startswith("Traceback") and message not in errors:
+                    errors.append(message)
+        return "\n".join(errors) if errors else self.tail()
 
     def stop(self, timeout: float = 20.0) -> None:
         if not self.alive():
@@ -113,7 +130,8 @@ def wait_ready(child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():
-            raise click.ClickException(f"{child.name} stopped while starting:\n{child.tail()}")
+            raise click.ClickException(f"{child.name} stopped while starting:\n{child.failure()}"
+                                       f"\n(full log: {child.log_path})")
         try:
             if httpx.get(f"{child.url}/readyz", timeout=2).status_code == 200:
                 return

@@ -76,3 +76,19 @@ def test_up_ingests_searches_and_stops(tmp_path: Path) -> None:
     assert "stopped" in out_path.read_text()
     for port in [gateway_port, *ports.values()]:
         assert not port_open(port)
+
+
+def test_up_without_weights_refuses_with_the_embedding_message(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("catalog", "index", "embedding")}
+    gateway_port = free_port()
+    env = {**clean_environ(), "IMGSEARCH_DATA_DIR": str(tmp_path / "data"),
+           **{f"IMGSEARCH_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
+    result = subprocess.run(
+        [sys.executable, "-m", "imgsearch.cli", "up", "--port", str(gateway_port),
+         "--no-segmentation"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "embedding stopped while starting" in result.stderr
+    assert "imgsearch weights download" in result.stderr
+    assert "IMGSEARCH_RANDOM_WEIGHTS=1" in result.stderr
+    for port in [gateway_port, *ports.values()]:
+        assert not port_open(port)
