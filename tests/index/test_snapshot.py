@@ -1,6 +1,7 @@
-"""Snapshots do not stop writes: a write issued while a snapshot is being written is
-acknowledged before the snapshot finishes, searches see it, the snapshot holds exactly the
-state of its instant, and snapshot + log recover every write exactly."""
+"""Snapshots and rebuilds do not stop writes: a write issued while a snapshot is being
+written is acknowledged before the snapshot finishes, searches see it, the snapshot holds
+exactly the state of its instant, and snapshot + log recover every write exactly; writes
+during a rebuild all reach the rebuilt index."""
 
 from __future__ import annotations
 
@@ -172,3 +173,34 @@ def test_a_crash_while_a_snapshot_is_written_loses_nothing(filled_copy: DurableI
     again = open_index()
     assert not list((tmp_path / GEN).glob(".tmp-snap-*"))
     _assert_holds(again, expected)
+
+
+def test_writes_during_a_rebuild_reach_the_rebuilt_index(filled_copy: DurableIndex,
+                                                         kind: str, data: Data) -> None:
+    index = filled_copy
+    expected = {int(i): v for i, v in zip(data.ids.tolist(), data.xb, strict=True)}
+    done = threading.Event()
+    written: list[int] = []
+    vecs = _vectors(2000, seed=31)
+
+    def write() -> None:  # until the rebuild is over, at least a few writes
+        n = 0
+        while (not done.is_set() or n < 5) and n < len(vecs):
+            index.upsert(np.array([700000 + n]), vecs[n : n + 1], MODEL)
+            index.remove(data.ids[n : n + 1])
+            written.append(n)
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        index.rebuild("hnsw" if kind == "flat" else kind, {})
+    finally:
+        done.set()
+        writer.join(WAIT)
+    for n in written:
+        expected[700000 + n] = vecs[n]
+        expected.pop(int(data.ids[n]))
+    _assert_holds(index, expected)
+    _, I = index.search(vecs[written[-5:]], 1)  # found through the rebuilt structure
+    assert I[:, 0].tolist() == [700000 + n for n in written[-5:]]

@@ -10,6 +10,13 @@ from services.index.store.ann import AnnIndex
 from services.index.store.protocol import Ids, Vectors
 from services.index.store.vectorstore import VectorStore
 
+BLOCK_BYTES = 32 << 20  # rows copied per read lock: ~10 ms of memcpy, ~11k rows at 768-d
+
+
+def block_rows(dim: int) -> int:
+    """Rows of `dim` float32 plus an int64 id in one block of about `BLOCK_BYTES`."""
+    return max(1, BLOCK_BYTES // (4 * dim + 8))
+
 
 @dataclass
 class FrozenState:

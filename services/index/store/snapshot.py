@@ -4,7 +4,7 @@ A snapshot is a directory `snap-<seq>/` (meta.json, ids.npy, vectors.npy and, fo
 types, ann.faiss (`faiss.write_index`) + labels.npy). It is written as `.tmp-snap-<seq>/`,
 every file fsynced, then renamed and the parent fsynced: a directory named `snap-*` is always
 complete. The writer runs while writes go on: it reads a `FrozenState` in blocks of about
-`BLOCK_BYTES`, each under a short read lock, and streams them to the files.
+`BLOCK_BYTES` (32 MB), each under a short read lock, and streams them to the files.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from services.index.store.frozen import FrozenState
+from services.index.store.frozen import FrozenState, block_rows
 from services.index.store.fsutil import fsync_dir
 
 logger = logging.getLogger(__name__)
-
-BLOCK_BYTES = 32 << 20  # rows copied per read lock: ~10 ms of memcpy, ~11k rows at 768-d
 
 Progress = Callable[[str], None]
 
@@ -52,7 +50,7 @@ def _npy_writer(path: Path, dtype: str, shape: tuple[int, ...]) -> IO[bytes]:
 def _write_rows(tmp: Path, view: FrozenState, progress: Progress | None) -> None:
     """ids.npy (n,) int64 and vectors.npy (n, dim) float32 of the frozen rows, by blocks."""
     assert view.dim is not None
-    block = max(1, BLOCK_BYTES // (4 * view.dim + 8))
+    block = block_rows(view.dim)
     with _npy_writer(tmp / "ids.npy", "<i8", (view.rows,)) as ids_out, \
             _npy_writer(tmp / "vectors.npy", "<f4", (view.rows, view.dim)) as vecs_out:
         for start in range(0, view.rows, block):
