@@ -32,7 +32,13 @@ from services.embedding.engine.config import ARCHITECTURES, Dinov2Config
 from services.embedding.engine.errors import WeightsError
 from services.embedding.engine.interpolate import resize_grid
 from services.embedding.engine.keymap import iter_canonical, to_canonical, to_hf
-from services.embedding.engine.layers import attend, gelu_scaled, normalize_rows, swiglu
+from services.embedding.engine.layers import (
+    GELU_BLOCK,
+    attend,
+    gelu_scaled,
+    normalize_rows,
+    swiglu,
+)
 from services.embedding.engine.readers import read_state_dict
 from services.embedding.engine.weights import (
     BlockWeights,
@@ -329,7 +335,7 @@ class Dinov2Model:
             if cfg.mlp == "swiglu":
                 act = swiglu(u, cfg.mlp_hidden, s.get("act", rows, cfg.mlp_hidden))
             else:
-                act = gelu_scaled(u, s.get("act", rows, cfg.mlp_hidden))
+                act = gelu_scaled(u, s.get("gelu", 3, GELU_BLOCK))
             np.matmul(act, blk.w_out, out=out)
             out += blk.b_out
             xs += out
