@@ -1,9 +1,9 @@
 """Index fixtures: every backend and index type behind the same `VectorIndex` factory.
 
-Filling and training an index is most of the suite's cost, so each Faiss type is filled
-once per module (`filled_root`): tests that only read share it (`filled`), tests that write
-open their own copy of its files (`filled_copy`: a snapshot load, no retraining). Milvus is
-filled afresh for each test.
+Filling and training an index is most of the suite's cost, so each backend is filled once
+per module (`filled_root`): tests that only read share it (`filled`), tests that write open
+their own copy of its files (`filled_copy`: a snapshot load, no retraining; Milvus, whose
+file milvus-lite keeps open, is filled afresh instead).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def open_index(kind: str, tmp_path: Path) -> Iterator[OpenIndex]:
 @pytest.fixture(scope="module")
 def filled_root(kind: str, data: Data, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[tuple[Path, VectorIndex]]:
-    """(directory, index): a Faiss type filled through upserts, snapshotted. Read only."""
+    """(directory, index): the backend filled through upserts, snapshotted. Read only."""
     root = tmp_path_factory.mktemp(f"filled-{kind}")
     with _opener(kind, root) as make:
         index = fill(make(), data)
@@ -138,14 +138,9 @@ def filled_root(kind: str, data: Data, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def filled(kind: str, data: Data, open_index: OpenIndex,
-           request: pytest.FixtureRequest) -> VectorIndex:
-    """The shared filled index, for tests that do not write (Milvus: a fresh one, since
-    milvus-lite files opened side by side in one process disturb each other's searches)."""
-    if kind == "milvus":
-        return fill(open_index(), data)
-    shared: VectorIndex = request.getfixturevalue("filled_root")[1]
-    return shared
+def filled(filled_root: tuple[Path, VectorIndex]) -> VectorIndex:
+    """The shared filled index, for tests that do not write."""
+    return filled_root[1]
 
 
 @pytest.fixture

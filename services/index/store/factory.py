@@ -51,7 +51,8 @@ def open_generation(settings: IndexSettings, directory: Path, *,
 
         uri = settings.milvus_uri or str(directory.parent / "milvus.db")
         return MilvusIndex(uri, f"{settings.milvus_collection}_{directory.name.replace('-', '_')}",
-                           index_type=meta.type, pinned_model=meta.model, pinned_dim=meta.dim)
+                           index_type=meta.type, pinned_model=meta.model, pinned_dim=meta.dim,
+                           filter_exact_max=settings.filter_exact_max)
     params = faiss_params(settings).replace(meta.params)
     backend = FaissIndex(meta.type, params)
     return DurableIndex(directory, backend, snapshot_every=settings.snapshot_every, meta=meta,

@@ -3,6 +3,11 @@ galleries that outgrow one machine; tested with milvus-lite (`MilvusClient("file
 
 Durability is Milvus's own: no write-ahead log here; `snapshot()` flushes. The model id and
 dimension live in a small `<collection>_meta` collection beside the vectors.
+
+Filtered search, as in the Faiss backend: allowed sets up to `filter_exact_max` ids are
+fetched and brute-forced (exact); larger ones go through Milvus's filter, and a query that
+comes back short is answered exactly. Milvus's graph index (milvus-lite's AUTOINDEX, built in
+the background once a segment is sealed) returns fewer than k hits under a selective filter.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from services.index.store.errors import (
     InvalidIndexType,
     ModelMismatch,
 )
-from services.index.store.exact import PAD_SCORE
+from services.index.store.exact import PAD_SCORE, search_exact
 from services.index.store.params import check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 
@@ -35,7 +40,8 @@ class MilvusIndex:
     """A thread-safe `VectorIndex` over one Milvus collection."""
 
     def __init__(self, uri: str, collection: str, *, index_type: str = "flat",
-                 pinned_model: str | None = None, pinned_dim: int | None = None) -> None:
+                 pinned_model: str | None = None, pinned_dim: int | None = None,
+                 filter_exact_max: int = 20000) -> None:
         from pymilvus import MilvusClient
 
         try:
@@ -48,6 +54,7 @@ class MilvusIndex:
         self._type = check_type(index_type)
         self._params: dict[str, Any] = {}
         self._pinned_model, self._pinned_dim = pinned_model, pinned_dim
+        self.filter_exact_max = filter_exact_max
         self._lock = threading.RLock()
         self._model: str | None = None
         self._dim: int | None = None
@@ -151,10 +158,14 @@ class MilvusIndex:
                                         detail={"index_dim": self._dim,
                                                 "given_dim": int(queries.shape[1])})
             expr = ""
+            allowed = None
             if allowed_ids is not None:
-                if not len(allowed_ids):
+                allowed = np.unique(allowed_ids)
+                if not len(allowed):
                     return D, I
-                expr = f"id in {np.unique(allowed_ids).tolist()}"
+                if len(allowed) <= self.filter_exact_max:
+                    return self._search_exact(queries, k, allowed)
+                expr = f"id in {allowed.tolist()}"
             hits = self._client.search(self.collection, data=queries.tolist(),
                                        limit=min(k, _MAX_LIMIT), filter=expr,
                                        search_params={"metric_type": "IP"})
@@ -162,13 +173,34 @@ class MilvusIndex:
             for j, hit in enumerate(row):
                 D[qi, j] = hit["distance"]
                 I[qi, j] = hit["id"]
+        if allowed is not None:
+            found = (I >= 0).sum(axis=1)
+            short = np.flatnonzero(found < min(k, len(allowed)))
+            if len(short):
+                with self._lock:
+                    d, i = self._search_exact(queries[short], k, allowed)
+                better = (i >= 0).sum(axis=1) > found[short]  # only where more exist
+                D[short[better]], I[short[better]] = d[better], i[better]
         return D, I
+
+    def _search_exact(self, queries: Vectors, k: int, allowed: Ids
+                      ) -> tuple[NDArray[np.float32], Ids]:
+        """(nq, d) queries over the stored vectors of the (m,) `allowed` ids, by brute force
+        (the caller holds the lock)."""
+        parts = [self._get_locked(allowed[at : at + _MAX_LIMIT])
+                 for at in range(0, len(allowed), _MAX_LIMIT)]
+        ids = np.concatenate([p[0] for p in parts])
+        vectors = np.concatenate([p[1] for p in parts])
+        return search_exact(np.ascontiguousarray(queries, np.float32), vectors, ids, k)
 
     def get(self, ids: Ids) -> tuple[Ids, Vectors]:
         with self._lock:
-            if self._dim is None or not len(ids):
-                return np.empty(0, np.int64), np.empty((0, self._dim or 0), np.float32)
-            rows = self._client.get(self.collection, ids=ids.tolist())
+            return self._get_locked(ids)
+
+    def _get_locked(self, ids: Ids) -> tuple[Ids, Vectors]:
+        if self._dim is None or not len(ids):
+            return np.empty(0, np.int64), np.empty((0, self._dim or 0), np.float32)
+        rows = self._client.get(self.collection, ids=ids.tolist())
         by_id = {int(r["id"]): r["vector"] for r in rows}
         found = [i for i in ids.tolist() if i in by_id]
         vectors = np.asarray([by_id[i] for i in found], dtype=np.float32).reshape(
