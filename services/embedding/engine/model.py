@@ -105,7 +105,7 @@ class Dinov2Model:
         *,
         source: Callable[[], dict[str, F32]],
         threads: int = 0,
-        mlp_rows: int = 128,
+        mlp_rows: int = 1024,
     ) -> None:
         self.config = config
         self.weights_sha256 = weights_sha256
@@ -275,79 +275,138 @@ class Dinov2Model:
             x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
             if r:
                 x[:, 1:1 + r] = self._embed["register_tokens"][0]
-            flat = x.reshape(b * t, d)
-            qkv = np.empty((b * t, 3 * d), dtype=np.float32)
-            attn = np.empty((b * t, d), dtype=np.float32)
-            for blk in self._blocks:
-                self._parallel(partial(self._qkv_rows, x=flat, qkv=qkv, blk=blk), b * t)
-                self._parallel(partial(self._heads, qkv=qkv, attn=attn, t=t), b * cfg.heads)
-                self._parallel(partial(self._mlp_rows, x=flat, attn=attn, blk=blk), b * t)
-            self._parallel(lambda w, lo, hi: self._final_norm(w, lo, hi, flat), b * t)
+            if self._pool is None or b % self.threads == 0:
+                # Whole images per thread: no synchronisation at all until the end.
+                self._parallel(partial(self._images, x=x), b)
+            else:
+                self._sharded(x.reshape(b * t, d), b, t)
         return x
 
-    # -- the three row/head phases of a block -------------------------------------------
+    # -- whole images on one thread -------------------------------------------------------
 
-    def _qkv_rows(self, worker: int, lo: int, hi: int, x: F32, qkv: F32,
-                  blk: BlockWeights) -> None:
-        s = self._scratch[worker]
-        rows = hi - lo
-        hbuf = normalize_rows(x[lo:hi], s.get("ln", rows, x.shape[1]), self.config.layer_norm_eps,
-                              s.get("stat", rows, 1))
-        out = qkv[lo:hi]
-        np.matmul(hbuf, blk.w_qkv, out=out)
-        out += blk.b_qkv
-
-    def _heads(self, worker: int, lo: int, hi: int, qkv: F32, attn: F32, t: int) -> None:
+    def _images(self, worker: int, lo: int, hi: int, x: F32) -> None:
+        """The full forward of images [lo, hi) of x (B, T, D), in place, on this thread."""
         s = self._scratch[worker]
         cfg = self.config
-        d, hd = cfg.dim, cfg.head_dim
-        scores = s.get("scores", t, t)
-        tmp = s.get("head", t, hd)
-        for item in range(lo, hi):
-            img, head = divmod(item, cfg.heads)
-            rows = slice(img * t, (img + 1) * t)
-            c = head * hd
-            q = qkv[rows, c:c + hd]
-            k = qkv[rows, d + c:d + c + hd]
-            v = qkv[rows, 2 * d + c:2 * d + c + hd]
-            attend(q, k, v, tmp, scores)
-            attn[rows, c:c + hd] = tmp
-
-    def _mlp_rows(self, worker: int, lo: int, hi: int, x: F32, attn: F32,
-                  blk: BlockWeights) -> None:
-        s = self._scratch[worker]
-        cfg = self.config
-        d = cfg.dim
-        step = self.mlp_rows
-        for a in range(lo, hi, step):
-            e = min(a + step, hi)
-            rows = e - a
-            xs = x[a:e]
-            out = s.get("out", rows, d)
-            np.matmul(attn[a:e], blk.w_proj, out=out)
+        d, t = cfg.dim, x.shape[1]
+        rows = (hi - lo) * t
+        xs = x[lo:hi].reshape(rows, d)
+        ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
+        qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
+        out = s.get("out", rows, d)
+        for blk in self._blocks:
+            normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
+            np.matmul(ln, blk.w_qkv.T, out=qkv)
+            qkv += blk.b_qkv
+            self._attention(s, qkv, attn, hi - lo, t, 0, cfg.heads)
+            np.matmul(attn, blk.w_proj.T, out=out)
             out += blk.b_proj
             xs += out
-            hbuf = normalize_rows(xs, s.get("ln", rows, d), cfg.layer_norm_eps,
-                                  s.get("stat", rows, 1))
-            u = s.get("u", rows, blk.w_in.shape[1])
-            np.matmul(hbuf, blk.w_in, out=u)
-            u += blk.b_in
-            if cfg.mlp == "swiglu":
-                act = swiglu(u, cfg.mlp_hidden, s.get("act", rows, cfg.mlp_hidden))
-            else:
-                act = gelu_scaled(u, s.get("gelu", 3, GELU_BLOCK))
-            np.matmul(act, blk.w_out, out=out)
+            normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
+            self._mlp(s, ln, out, blk, 0, cfg.mlp_hidden)
             out += blk.b_out
             xs += out
+        self._final_norm(s, xs)
 
-    def _final_norm(self, worker: int, lo: int, hi: int, x: F32) -> None:
-        s = self._scratch[worker]
-        rows = hi - lo
-        out = normalize_rows(x[lo:hi], s.get("ln", rows, x.shape[1]), self.config.layer_norm_eps,
+    # -- one image (or an odd batch) split over the threads -----------------------------
+
+    def _sharded(self, x: F32, b: int, t: int) -> None:
+        """Forward of x (B*T, D) in place with the threads splitting each block's weights:
+        heads for QKV + attention + projection, hidden units for the MLP, every product over
+        all B*T rows (measured: halving N or K of a 257-row product keeps its speed, halving
+        M to 128 rows costs ~15%). Each sharded phase ends in partial sums of the output,
+        added by a row-split phase that also computes the next layer norm."""
+        cfg = self.config
+        m, d = x.shape
+        ln = np.empty((m, d), dtype=np.float32)
+        qkv = np.empty((m, 3 * d), dtype=np.float32)
+        attn = np.empty((m, d), dtype=np.float32)
+        parts = np.empty((self.threads, m, d), dtype=np.float32)
+        heads = _chunks(cfg.heads, self.threads)
+        hidden = _chunks(cfg.mlp_hidden, self.threads)
+        eps = cfg.layer_norm_eps
+
+        def norm(worker: int, lo: int, hi: int) -> None:
+            normalize_rows(x[lo:hi], ln[lo:hi], eps, self._scratch[worker].get("stat", hi - lo, 1))
+
+        def attention(blk: BlockWeights, worker: int, lo: int, hi: int) -> None:
+            s = self._scratch[worker]
+            h0, h1 = heads[worker]
+            cols = slice(3 * h0 * cfg.head_dim, 3 * h1 * cfg.head_dim)
+            np.matmul(ln, blk.w_qkv[cols].T, out=qkv[:, cols])
+            qkv[:, cols] += blk.b_qkv[cols]
+            self._attention(s, qkv, attn, b, t, h0, h1)
+            own = slice(h0 * cfg.head_dim, h1 * cfg.head_dim)
+            np.matmul(attn[:, own], blk.w_proj[:, own].T, out=parts[worker])
+
+        def mlp(blk: BlockWeights, worker: int, lo: int, hi: int) -> None:
+            self._mlp(self._scratch[worker], ln, parts[worker], blk, *hidden[worker])
+
+        def reduce(bias: F32, then_norm: bool, worker: int, lo: int, hi: int) -> None:
+            xs = x[lo:hi]
+            for part in parts:
+                xs += part[lo:hi]
+            xs += bias
+            if then_norm:
+                norm(worker, lo, hi)
+
+        self._parallel(norm, m)
+        last = len(self._blocks) - 1
+        for i, blk in enumerate(self._blocks):
+            self._parallel(partial(attention, blk), self.threads)
+            self._parallel(partial(reduce, blk.b_proj, True), m)
+            self._parallel(partial(mlp, blk), self.threads)
+            self._parallel(partial(reduce, blk.b_out, i < last), m)
+        self._parallel(lambda w, lo, hi: self._final_norm(self._scratch[w], x[lo:hi]), m)
+
+    # -- kernels shared by both ways ------------------------------------------------------
+
+    def _attention(self, s: _Scratch, qkv: F32, attn: F32, images: int, t: int, h0: int,
+                   h1: int) -> None:
+        """Heads [h0, h1) of `images` images: qkv (images*T, 3D) head-major -> attn columns
+        of those heads, (images*T, D)."""
+        hd = self.config.head_dim
+        scores, tmp = s.get("scores", t, t), s.get("head", t, hd)
+        for img in range(images):
+            rows = slice(img * t, (img + 1) * t)
+            for head in range(h0, h1):
+                c = 3 * head * hd
+                attend(qkv[rows, c:c + hd], qkv[rows, c + hd:c + 2 * hd],
+                       qkv[rows, c + 2 * hd:c + 3 * hd], tmp, scores)
+                attn[rows, head * hd:(head + 1) * hd] = tmp
+
+    def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights, k0: int, k1: int) -> None:
+        """out = act(ln W_in[k0:k1]^T + b_in) W_out[:, k0:k1]^T for hidden units [k0, k1),
+        without the output bias; rows in chunks of at most mlp_rows (memory bound for large
+        batches; measured: fewer, larger chunks run the products faster)."""
+        cfg = self.config
+        m, width = ln.shape[0], k1 - k0
+        swiglu_mlp = cfg.mlp == "swiglu"
+        w_out = blk.w_out[:, k0:k1].T
+        for a, e in _chunks(m, -(-m // self.mlp_rows)):
+            rows = e - a
+            if swiglu_mlp:
+                u = s.get("u", rows, 2 * width)
+                np.matmul(ln[a:e], blk.w_in[k0:k1].T, out=u[:, :width])
+                np.matmul(ln[a:e], blk.w_in[cfg.mlp_hidden + k0:cfg.mlp_hidden + k1].T,
+                          out=u[:, width:])
+                u[:, :width] += blk.b_in[k0:k1]
+                u[:, width:] += blk.b_in[cfg.mlp_hidden + k0:cfg.mlp_hidden + k1]
+                act = swiglu(u, width, s.get("act", rows, width))
+            else:
+                u = s.get("u", rows, width)
+                np.matmul(ln[a:e], blk.w_in[k0:k1].T, out=u)
+                u += blk.b_in[k0:k1]
+                act = gelu_scaled(u, s.get("gelu", 3, GELU_BLOCK))
+            np.matmul(act, w_out, out=out[a:e])
+
+    def _final_norm(self, s: _Scratch, x: F32) -> None:
+        rows = x.shape[0]
+        out = normalize_rows(x, s.get("ln", rows, x.shape[1]), self.config.layer_norm_eps,
                              s.get("stat", rows, 1))
         out *= self._embed["norm.weight"]
         out += self._embed["norm.bias"]
-        x[lo:hi] = out
+        x[:] = out
 
     # -- features -------------------------------------------------------------------------
 

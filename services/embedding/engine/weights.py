@@ -28,15 +28,18 @@ F32 = NDArray[np.float32]
 
 @dataclass
 class BlockWeights:
-    """One transformer block, folded; matrices are (in, out) C-contiguous float32."""
+    """One transformer block, folded; matrices are (out, in) C-contiguous float32, the layout
+    of the checkpoints, multiplied as x @ W.T (measured: OpenBLAS's transposed-B path is
+    up to 10% faster on these shapes than x @ W with W stored (in, out))."""
 
-    w_qkv: F32   # (D, 3D): query columns pre-scaled by 1/sqrt(head_dim)
-    b_qkv: F32   # (3D,)
+    w_qkv: F32   # (3D, D): rows head by head, [q_h | k_h | v_h] (3 x head_dim rows each), so
+    #              a range of heads is a range of rows; query rows pre-scaled by 1/sqrt(hd)
+    b_qkv: F32   # (3D,) in the same order
     w_proj: F32  # (D, D): LayerScale 1 folded
     b_proj: F32  # (D,)
-    w_in: F32    # (D, H) for GELU (times 1/sqrt 2), (D, 2H) [gate | up] for SwiGLU
+    w_in: F32    # (H, D) for GELU (times 1/sqrt 2), (2H, D) [gate | up] for SwiGLU
     b_in: F32
-    w_out: F32   # (H, D): LayerScale 2 (and sqrt(2)/2 for GELU) folded
+    w_out: F32   # (D, H): LayerScale 2 (and sqrt(2)/2 for GELU) folded
     b_out: F32   # (D,)
 
     def nbytes(self) -> int:
@@ -61,27 +64,31 @@ def fold_block(c: Mapping[str, NDArray[np.float32]], index: int,
     ones = np.ones(d, dtype=np.float32)
     ls1 = g("ls1.gamma") if config.layerscale else ones
     ls2 = g("ls2.gamma") if config.layerscale else ones
-    # LN1 affine into QKV: (xhat * g + b) W^T + c = xhat (g[:, None] W^T) + (b W^T + c)
-    wt = g("attn.qkv.weight").T
-    w_qkv = g("norm1.weight")[:, None] * wt
-    b_qkv = g("norm1.bias") @ wt + g("attn.qkv.bias")
+    # LN1 affine into QKV: (xhat * g + b) W^T + c = xhat (W * g[None, :])^T + (W b + c)
+    w = g("attn.qkv.weight")
+    w_qkv = w * g("norm1.weight")[None, :]
+    b_qkv = w @ g("norm1.bias") + g("attn.qkv.bias")
     scale = np.float32(config.head_dim ** -0.5)
-    w_qkv[:, :d] *= scale
+    w_qkv[:d] *= scale
     b_qkv[:d] *= scale
-    w_proj = g("attn.proj.weight").T * ls1[None, :]
+    # [q | k | v] (3, heads, hd) -> head-major (heads, 3, hd): the threads split by heads
+    heads, hd = config.heads, config.head_dim
+    w_qkv = w_qkv.reshape(3, heads, hd, d).transpose(1, 0, 2, 3).reshape(3 * d, d)
+    b_qkv = b_qkv.reshape(3, heads, hd).transpose(1, 0, 2).reshape(3 * d)
+    w_proj = g("attn.proj.weight") * ls1[:, None]
     b_proj = g("attn.proj.bias") * ls1
     if config.mlp == "swiglu":
-        wt = g("mlp.w12.weight").T
-        w_in = g("norm2.weight")[:, None] * wt
-        b_in = g("norm2.bias") @ wt + g("mlp.w12.bias")
-        w_out = g("mlp.w3.weight").T * ls2[None, :]
+        w = g("mlp.w12.weight")
+        w_in = w * g("norm2.weight")[None, :]
+        b_in = w @ g("norm2.bias") + g("mlp.w12.bias")
+        w_out = g("mlp.w3.weight") * ls2[:, None]
         b_out = g("mlp.w3.bias") * ls2
     else:
-        wt = g("mlp.fc1.weight").T
+        w = g("mlp.fc1.weight")
         inv_sqrt2 = np.float32(1.0 / math.sqrt(2.0))
-        w_in = g("norm2.weight")[:, None] * inv_sqrt2 * wt
-        b_in = (g("norm2.bias") @ wt + g("mlp.fc1.bias")) * inv_sqrt2
-        w_out = g("mlp.fc2.weight").T * (ls2 * np.float32(math.sqrt(2.0) / 2.0))[None, :]
+        w_in = w * (g("norm2.weight") * inv_sqrt2)[None, :]
+        b_in = (w @ g("norm2.bias") + g("mlp.fc1.bias")) * inv_sqrt2
+        w_out = g("mlp.fc2.weight") * (ls2 * np.float32(math.sqrt(2.0) / 2.0))[:, None]
         b_out = g("mlp.fc2.bias") * ls2
     return BlockWeights(_f32(w_qkv), _f32(b_qkv), _f32(w_proj), _f32(b_proj), _f32(w_in),
                         _f32(b_in), _f32(w_out), _f32(b_out))
