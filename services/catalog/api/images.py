@@ -88,17 +88,19 @@ def list_images(
     uploader: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=255)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     order: Order = Order.desc,
 ) -> ImageList:
-    """A page of images with filters (status and tag repeatable; a date range)."""
+    """A page of images with filters (status and tag repeatable; a date range; `q` a
+    case-insensitive substring of the original filename)."""
     limit = page_limit(limit, settings.max_page_size)
     if created_from and created_to and created_from > created_to:
         raise invalid_request("created_from is after created_to")
     records, total = read(
         db, repo.list_images, statuses=[s.value for s in status or []], tags=tag or [],
-        uploader=uploader, created_from=created_from, created_to=created_to, limit=limit,
+        uploader=uploader, created_from=created_from, created_to=created_to, q=q, limit=limit,
         offset=offset, descending=order is Order.desc,
     )
     return ImageList(images=[_out(r) for r in records], total=total)

@@ -250,15 +250,19 @@ def list_images(
     uploader: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    q: str | None = None,
     limit: int = 50,
     offset: int = 0,
     descending: bool = True,
 ) -> tuple[list[ImageRecord], int]:
     """One page of images (newest first by default) and the total matching the filters.
 
-    `created_from` is inclusive, `created_to` exclusive.
+    `created_from` is inclusive, `created_to` exclusive; `q` matches a case-insensitive
+    substring of the original filename (taken literally: `%` and `_` are not wildcards).
     """
     conditions: list[sa.ColumnElement[bool]] = []
+    if q:
+        conditions.append(filename_contains(q))
     if statuses:
         conditions.append(Image.status.in_(list(statuses)))
     names = tag_repo.normalize_tags(tags)
@@ -279,6 +283,17 @@ def list_images(
         sa.select(Image).where(*conditions).order_by(*order).limit(limit).offset(offset)
     ).scalars().all()
     return _records(session, rows), int(total)
+
+
+# '!' rather than a backslash: MySQL reads backslashes in string literals as escapes of their
+# own, so a backslash ESCAPE clause would mean different things on the two backends.
+LIKE_ESCAPE = "!"
+
+
+def filename_contains(text: str) -> sa.ColumnElement[bool]:
+    """original_filename contains `text`, case-insensitively, with LIKE wildcards escaped."""
+    escaped = "".join(LIKE_ESCAPE + c if c in "%_" + LIKE_ESCAPE else c for c in text.lower())
+    return sa.func.lower(Image.original_filename).like(f"%{escaped}%", escape=LIKE_ESCAPE)
 
 
 def ids_with_tags(*, session: Session, tags: Sequence[str], status: str | None = "indexed"
