@@ -196,6 +196,11 @@ class FailedItem(BaseModel):
     error: str | None
 
 
+class SkippedItem(BaseModel):
+    image_id: int
+    reason: str | None
+
+
 class JobOut(BaseModel):
     id: int
     kind: JobKind
@@ -211,6 +216,7 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     items_failed: list[FailedItem]
+    items_skipped: list[SkippedItem]
 
 
 class JobList(BaseModel):

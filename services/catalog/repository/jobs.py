@@ -40,22 +40,38 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     items_failed: list[dict[str, Any]] = field(default_factory=list)
+    items_skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Outcomes whose message is kept on the item: why it failed, why it was skipped (a near
+# duplicate the uploader chose to skip, an image deleted meanwhile).
+NOTED_STATES = ("failed", "skipped")
+
+
+def _items(session: Session, job_id: int, state: str, limit: int
+           ) -> list[tuple[int, str | None]]:
+    rows = session.execute(
+        sa.select(JobItem.image_id, JobItem.error)
+        .where(JobItem.job_id == job_id, JobItem.state == state)
+        .order_by(JobItem.image_id).limit(limit)
+    )
+    return [(int(image_id), message) for image_id, message in rows]
 
 
 def _record(session: Session, job: Job, failed_limit: int) -> JobRecord:
     failed_items: list[dict[str, Any]] = []
+    skipped_items: list[dict[str, Any]] = []
     if job.failed and failed_limit:
-        rows = session.execute(
-            sa.select(JobItem.image_id, JobItem.error)
-            .where(JobItem.job_id == job.id, JobItem.state == "failed")
-            .order_by(JobItem.image_id).limit(failed_limit)
-        )
-        failed_items = [{"image_id": image_id, "error": error} for image_id, error in rows]
+        failed_items = [{"image_id": image_id, "error": error}
+                        for image_id, error in _items(session, job.id, "failed", failed_limit)]
+    if job.skipped and failed_limit:
+        skipped_items = [{"image_id": image_id, "reason": reason} for image_id, reason
+                         in _items(session, job.id, "skipped", failed_limit)]
     return JobRecord(
         id=job.id, kind=job.kind, status=job.status, total=job.total, done=job.done,
         failed=job.failed, skipped=job.skipped, creator=job.creator, params=job.params,
         error=job.error, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at, items_failed=failed_items,
+        finished_at=job.finished_at, items_failed=failed_items, items_skipped=skipped_items,
     )
 
 
@@ -140,7 +156,7 @@ def record_item(*, session: Session, job_id: int, image_id: int, state: str,
     item = session.execute(
         sa.select(JobItem).where(JobItem.job_id == job_id, JobItem.image_id == image_id)
     ).scalar_one_or_none()
-    error = error if state == "failed" else None
+    error = error if state in NOTED_STATES else None
     if item is None:
         session.add(JobItem(job_id=job_id, image_id=image_id, state=state, error=error,
                             updated_at=utcnow()))
