@@ -42,6 +42,9 @@ class SakuraSettings(SectionSettings, section="sakura"):
 class GatewaySettings(SectionSettings, section="gateway"):
     port: int = 8000
     public_search: bool = True
+    # Image URLs in JSON answers are signed for <img> tags (which send no token) when search
+    # is not public, or for admins' images that are not indexed; they live this long.
+    signed_url_ttl_s: int = Field(default=900, ge=60, le=86400)
 
     jwt_secret: SecretStr = SecretStr("")
     jwt_expiry_s: int = Field(default=3600, ge=60)
@@ -106,8 +109,9 @@ class GatewaySettings(SectionSettings, section="gateway"):
 
     @property
     def search_body_limit(self) -> int:
-        # One image plus the form fields around it.
-        return self.max_upload_bytes + 256 * 1024
+        # One image plus the form fields around it (prompts may carry a previous 256x256
+        # float32 low-res mask: about 350 KB in base64).
+        return self.max_upload_bytes + 1024 * 1024
 
     def urls(self) -> dict[str, str]:
         """Base URL of every internal service the gateway calls."""

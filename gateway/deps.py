@@ -15,6 +15,7 @@ from gateway.clients import Upstreams
 from gateway.config import GatewaySettings, SakuraSettings
 from gateway.ratelimit import CapacityGate, Limiter, enforce
 from gateway.security import NotAuthenticated, Principal, TokenIssuer, parse_bearer, require_admin
+from gateway.signing import UrlSigner
 from services.common.errors import UpstreamError
 from services.common.queue import QueueUnavailable, send_task
 
@@ -31,6 +32,7 @@ class GatewayState:
     sakura: SakuraSettings
     upstreams: Upstreams
     tokens: TokenIssuer
+    signer: UrlSigner
     limiter: Limiter
     search_gate: CapacityGate
     images_dir: Path

@@ -22,6 +22,7 @@ from gateway.deps import GatewayState
 from gateway.ratelimit import CapacityGate, make_limiter
 from gateway.routes import admin, auth, config, images, jobs, region, search
 from gateway.security import TokenIssuer
+from gateway.signing import UrlSigner
 from gateway.uploads import BodyLimitMiddleware
 from services.common.app import create_service_app
 from services.common.errors import UpstreamError, error_response
@@ -65,6 +66,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             upstreams=upstreams,
             tokens=TokenIssuer(jwt_secret, issuer=settings.jwt_issuer,
                                audience=settings.jwt_audience, expiry_s=settings.jwt_expiry_s),
+            signer=UrlSigner(jwt_secret, ttl_s=settings.signed_url_ttl_s, prefix=API),
             limiter=limiter,
             search_gate=CapacityGate(settings.max_concurrent_searches, settings.search_queue,
                                      settings.retry_after_s, settings.search_queue_timeout_s),

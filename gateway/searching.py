@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.deps import GatewayState
+from gateway.security import Principal
+from gateway.signing import KINDS
 from services.common.errors import NotFound
 from services.common.images import probe_image
 from services.common.storage import InvalidStorageKey, resolve
@@ -86,13 +88,27 @@ def file_exists(state: GatewayState, image: dict[str, Any]) -> bool:
         return False
 
 
-def result_of(image: dict[str, Any], score: float) -> dict[str, Any]:
+def image_urls(state: GatewayState, image: dict[str, Any],
+               principal: Principal | None) -> dict[str, str]:
+    """`thumbnail_url` and `file_url` of an image for this caller. Plain when anyone may
+    load them; signed for the caller's role (short-lived, no token in them) when search
+    needs a login or the image is not indexed (an admin's view), since <img> tags cannot
+    send the Authorization header."""
+    image_id = int(image["id"])
+    if state.settings.public_search and image.get("status", "indexed") == "indexed":
+        return {kind + "_url": f"/api/v1/images/{image_id}/{kind}" for kind in KINDS}
+    role = principal.role if principal is not None else "viewer"
+    return {kind + "_url": state.signer.url(image_id, kind, role) for kind in KINDS}
+
+
+def result_of(image: dict[str, Any], score: float,
+              urls: dict[str, str]) -> dict[str, Any]:
     image_id = image["id"]
     return {
         "id": image_id,
         "score": round(float(score), 6),
-        "thumbnail_url": f"/api/v1/images/{image_id}/thumbnail",
-        "file_url": f"/api/v1/images/{image_id}/file",
+        "thumbnail_url": urls["thumbnail_url"],
+        "file_url": urls["file_url"],
         "original_filename": image.get("original_filename"),
         "tags": image.get("tags", []),
         "width": image.get("width"),
@@ -112,7 +128,8 @@ async def allowed_ids(state: GatewayState, tags: tuple[str, ...]) -> list[int] |
 
 
 async def search_page(state: GatewayState, query: QueryVector, params: SearchParams,
-                      *, started: float | None = None) -> dict[str, Any]:
+                      *, principal: Principal | None = None,
+                      started: float | None = None) -> dict[str, Any]:
     """One page of results for `query` (the shape of docs/api.md's result page)."""
     started = started if started is not None else time.perf_counter()
     allowed = await allowed_ids(state, params.tags)
@@ -143,7 +160,8 @@ async def search_page(state: GatewayState, query: QueryVector, params: SearchPar
             fetch = min(MAX_FETCH, fetch * 2)
     page = hits[params.offset:params.offset + params.k]
     return {
-        "results": [result_of(image, score) for image, score in page],
+        "results": [result_of(image, score, image_urls(state, image, principal))
+                    for image, score in page],
         "k": params.k,
         "offset": params.offset,
         "total": len(hits),

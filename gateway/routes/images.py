@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from gateway.deps import SearchUser, StateDep
-from gateway.searching import visible_image
+from gateway.deps import GatewayState, OptionalUser, SearchUser, StateDep
+from gateway.searching import image_urls, visible_image
+from gateway.security import NotAuthenticated, Principal
 from services.common.errors import NotFound
 from services.common.storage import InvalidStorageKey, resolve
 
@@ -25,6 +26,8 @@ async def list_images(
     offset: int = Query(0, ge=0, le=1_000_000),
     status: str | None = Query(None, pattern="^(pending|indexed|failed|deleting|removed)$"),
     tag: str | None = Query(None, max_length=64),
+    q: str | None = Query(None, max_length=255,
+                          description="part of the original filename (case-insensitive)"),
 ) -> dict[str, Any]:
     """Images, newest first (viewers see indexed images only; admins any status)."""
     admin = bool(principal and principal.is_admin)
@@ -34,15 +37,39 @@ async def list_images(
         del params["status"]
     if tag:
         params["tag"] = tag
+    if q and q.strip():
+        params["q"] = q.strip()
     body: dict[str, Any] = (await state.upstreams.catalog.arequest(
         "GET", "/v1/images", params=params)).json()
-    return {"images": body["images"], "total": body["total"]}
+    images = [{**image, **image_urls(state, image, principal)} for image in body["images"]]
+    return {"images": images, "total": body["total"]}
 
 
 @router.get("/images/{image_id}")
 async def get_image(image_id: int, state: StateDep, principal: SearchUser) -> dict[str, Any]:
-    """One image's metadata."""
-    return await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+    """One image's metadata (with its `thumbnail_url` and `file_url`)."""
+    image = await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+    return {**image, **image_urls(state, image, principal)}
+
+
+Exp = Query(None, ge=0, le=2**62, description="signed URL: expiry (unix seconds)")
+Role = Query(None, description="signed URL: the role it was made for")
+Sig = Query(None, max_length=128, description="signed URL: HMAC-SHA256 (hex)")
+
+
+def reader_is_admin(request: Request, state: GatewayState, principal: Principal | None,
+                    image_id: int, kind: str) -> bool:
+    """Whether the caller reads this image's files as an admin. A signed URL (from a JSON
+    answer; <img> tags send no token) grants the role it was signed for; otherwise the
+    token's role, or anonymous access when search is public."""
+    query = request.query_params
+    if "sig" in query:
+        role = state.signer.verify(image_id, kind, exp=query.get("exp"),
+                                   role=query.get("role"), sig=query.get("sig"))
+        return role == "admin"
+    if principal is None and not state.settings.public_search:
+        raise NotAuthenticated("log in, or use the signed URL of a search result")
+    return bool(principal and principal.is_admin)
 
 
 def _file_response(root: Any, key: str | None, mime: str, image_id: int) -> FileResponse:
@@ -58,18 +85,28 @@ def _file_response(root: Any, key: str | None, mime: str, image_id: int) -> File
 
 
 @router.get("/images/{image_id}/file", response_class=FileResponse)
-async def image_file(image_id: int, state: StateDep, principal: SearchUser) -> FileResponse:
-    """The original file."""
-    image = await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+async def image_file(
+    request: Request, image_id: int, state: StateDep, principal: OptionalUser,
+    exp: int | None = Exp, role: Literal["admin", "viewer"] | None = Role,
+    sig: str | None = Sig,
+) -> FileResponse:
+    """The original file (with a token, or through a signed URL)."""
+    admin = reader_is_admin(request, state, principal, image_id, "file")
+    image = await visible_image(state, image_id, admin=admin)
     return _file_response(state.images_dir, image.get("storage_key"),
                           image.get("mime") or "application/octet-stream", image_id)
 
 
 @router.get("/images/{image_id}/thumbnail", response_class=FileResponse)
-async def image_thumbnail(image_id: int, state: StateDep,
-                          principal: SearchUser) -> FileResponse:
-    """The WebP thumbnail (the original until the worker has made it)."""
-    image = await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
+async def image_thumbnail(
+    request: Request, image_id: int, state: StateDep, principal: OptionalUser,
+    exp: int | None = Exp, role: Literal["admin", "viewer"] | None = Role,
+    sig: str | None = Sig,
+) -> FileResponse:
+    """The WebP thumbnail (the original until the worker has made it); with a token, or
+    through a signed URL."""
+    admin = reader_is_admin(request, state, principal, image_id, "thumbnail")
+    image = await visible_image(state, image_id, admin=admin)
     key = image.get("thumbnail_key")
     if key:
         try:

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
@@ -39,6 +40,7 @@ def public_job(job: dict[str, Any]) -> dict[str, Any]:
         "progress": round(progress, 4),
         "near_duplicates": [],
         "items_failed": job.get("items_failed") or [],
+        "items_skipped": job.get("items_skipped") or [],
         "error": job.get("error"),
         "created_at": job.get("created_at"),
         "started_at": job.get("started_at"),
@@ -46,23 +48,46 @@ def public_job(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_NEAR = re.compile(r"near_duplicate_of=(\d+) score=([0-9.]+)")
+# How the workers word a skipped near duplicate (services/workers/tasks/ingest.py).
+_NEAR = re.compile(r"near_duplicate_of=(\d+) score=(-?[0-9.]+)")
+# Rows looked up per job answer: an ingest job is one upload request (files per request).
+MAX_NEAR_LOOKUP = 1000
+
+
+async def _cosines(state: GatewayState, pairs: list[tuple[int, int]]) -> dict[int, float]:
+    """image id -> cosine with its near duplicate, for pairs whose two vectors are indexed
+    (vectors are L2-normalised: the inner product is the cosine)."""
+    ids = sorted({i for pair in pairs for i in pair})
+    if not ids:
+        return {}
+    body = (await state.upstreams.index.arequest("POST", "/v1/vectors/get",
+                                                 json={"ids": ids})).json()
+    vectors = {int(i): np.asarray(v, dtype=np.float32)
+               for i, v in zip(body.get("ids") or [], body.get("vectors") or [], strict=False)}
+    return {image_id: round(float(vectors[image_id] @ vectors[other]), 4)
+            for image_id, other in pairs if image_id in vectors and other in vectors}
 
 
 async def near_duplicates(state: GatewayState, job: dict[str, Any]) -> list[dict[str, Any]]:
-    """Images of an ingest job the workers found to be near duplicates of existing ones."""
+    """Images of an ingest job the workers found to be near duplicates of existing ones:
+    kept ones (indexed, scored from the two stored vectors) and skipped ones (scored from
+    the worker's note on the job item)."""
     ids = (job.get("params") or {}).get("image_ids") or []
     if job.get("kind") != "ingest" or not ids:
         return []
-    scores: dict[int, float] = {}
-    for item in job.get("items_failed") or []:
-        match = _NEAR.search(str(item.get("error") or ""))
+    noted: dict[int, float] = {}
+    for item in job.get("items_skipped") or []:
+        match = _NEAR.search(str(item.get("reason") or ""))
         if match:
-            scores[int(item["image_id"])] = float(match.group(2))
-    rows = await state.upstreams.lookup([int(i) for i in ids[:1000]], status=None)
-    return [{"image_id": row["id"], "duplicate_of": row["near_duplicate_of"],
-             "score": scores.get(int(row["id"]))}
-            for row in rows if row.get("near_duplicate_of")]
+            noted[int(item["image_id"])] = float(match.group(2))
+    rows = await state.upstreams.lookup([int(i) for i in ids[:MAX_NEAR_LOOKUP]], status=None)
+    pairs = [(int(row["id"]), int(row["near_duplicate_of"])) for row in rows
+             if row.get("near_duplicate_of")]
+    kept = [(image_id, other) for image_id, other in pairs if image_id not in noted]
+    scores = {**await _cosines(state, kept), **noted}
+    return [{"image_id": image_id, "duplicate_of": other, "score": scores.get(image_id),
+             "skipped": image_id in noted}
+            for image_id, other in pairs]
 
 
 async def fetch_job(state: GatewayState, job_id: int) -> dict[str, Any]:

@@ -54,6 +54,11 @@ async def image_bytes(state: GatewayState, file: UploadFile | None, image_id: in
         raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
 
 
+PROMPT_KEYS = ("points", "box", "mask_input_b64", "multimask")
+SEGMENT_KEYS = ("mask_png_b64", "box", "score", "candidates", "low_res_mask_b64",
+                "image_sha256", "width", "height")
+
+
 def parse_prompts(text: str) -> dict[str, Any]:
     try:
         prompts = json.loads(text)
@@ -61,7 +66,9 @@ def parse_prompts(text: str) -> dict[str, Any]:
         raise InvalidRequest("prompts must be JSON", code="invalid_prompts") from exc
     if not isinstance(prompts, dict):
         raise InvalidRequest("prompts must be a JSON object", code="invalid_prompts")
-    return {key: prompts[key] for key in ("points", "box") if key in prompts}
+    # The segmentation service validates every field (docs/api-internal.md); a previous
+    # answer's low-res mask makes the next click refine that mask instead of starting over.
+    return {key: prompts[key] for key in PROMPT_KEYS if key in prompts}
 
 
 async def segment_bytes(state: GatewayState, data: bytes,
@@ -102,7 +109,8 @@ def crop_png(data: bytes, mask_b64: str, box: list[float] | None, max_bytes: int
 async def segment(
     state: StateDep,
     principal: SearchUser,
-    prompts: str = Form(..., description='{"points": [{"x", "y", "label"}], "box"?}'),
+    prompts: str = Form(..., description='{"points": [{"x", "y", "label"}], "box"?, '
+                        '"mask_input_b64"?, "multimask"?}'),
     file: UploadFile | None = File(None),
     image_id: int | None = Form(None, ge=1, le=2**63 - 1),
 ) -> dict[str, Any]:
@@ -110,8 +118,7 @@ async def segment(
     data = await image_bytes(state, file, image_id,
                              admin=bool(principal and principal.is_admin))
     answer = await segment_bytes(state, data, parse_prompts(prompts))
-    return {key: answer.get(key) for key in
-            ("mask_png_b64", "box", "score", "candidates", "image_sha256")}
+    return {key: answer.get(key) for key in SEGMENT_KEYS}
 
 
 @router.post("/search/region")
@@ -151,7 +158,7 @@ async def search_region(
                                        grid_box=grid_box(info, width, height))
             vector = pooled.tolist()
         query = QueryVector(vector=vector, model=answer.get("model"), kind="region")
-        page = await search_page(state, query, params, started=started)
+        page = await search_page(state, query, params, principal=principal, started=started)
     page["mask_png_b64"] = mask_b64
     page["box"] = box
     page["mode"] = mode

@@ -70,14 +70,14 @@ async def search(
         else:
             query = await query_from_id(state, as_int("image_id", raw_id, 0, 1, 2**63 - 1),
                                         admin=bool(principal and principal.is_admin))
-        return await search_page(state, query, params, started=started)
+        return await search_page(state, query, params, principal=principal, started=started)
 
 
 @router.post("/search/sketch")
 async def search_sketch(
     request: Request,
     state: StateDep,
-    _: SearchUser,
+    principal: SearchUser,
     file: UploadFile = File(..., description="the canvas as PNG"),
     k: int | None = Form(None, ge=1, le=200),
     offset: int | None = Form(None, ge=0, le=10_000),
@@ -95,4 +95,4 @@ async def search_sketch(
             max_pixels=state.settings.max_image_pixels)
         answer = await embed(state, png, "sketch.png")
         query = QueryVector(vector=answer["vectors"][0], model=answer.get("model"), kind="sketch")
-        return await search_page(state, query, params, started=started)
+        return await search_page(state, query, params, principal=principal, started=started)
