@@ -9,6 +9,7 @@ password printed once. Ctrl-C stops everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -23,9 +24,11 @@ from typing import Any
 import click
 import httpx
 
+from imgsearch.commands.supervise import GaveUp, Supervisor
 from services.common.settings import REPO_ROOT
 
 SECRETS_FILE = "secrets.env"
+SUPERVISE_EVERY_S = 0.5
 DEMO_GALLERY = REPO_ROOT / "gallery" / "demo"
 
 
@@ -36,8 +39,10 @@ class Child:
     log_path: Path
     url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, env: dict[str, str]) -> None:
+        self.env = env
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=env, stdout=log,
@@ -45,6 +50,17 @@ class Child:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def restart(self) -> None:
+        """Start again with the same environment, after killing what is left of the old
+        process group (a worker killed with -9 can leave its pool processes behind)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.start(self.env)
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -263,11 +279,14 @@ def up(port: int | None, host: str | None, gallery: Path, no_gallery: bool,
         click.secho(f"\nimgsearch is running at {public}  (Ctrl-C stops it; logs in "
                     f"{log_dir})", fg="green", bold=True)
         sys.stdout.flush()
+        supervisor = Supervisor(stack.children, optional=frozenset({"segmentation"}),
+                                say=lambda text: click.secho(text, fg="yellow", err=True))
         while True:
-            for child in stack.children:
-                if not child.alive():
-                    raise click.ClickException(f"{child.name} stopped:\n{child.tail()}")
-            time.sleep(1)
+            try:
+                supervisor.check()
+            except GaveUp as exc:
+                raise click.ClickException(f"{exc}\n(logs in {log_dir}); stopping") from None
+            time.sleep(SUPERVISE_EVERY_S)
     except KeyboardInterrupt:
         click.echo("\nstopping...")
     finally:
