@@ -103,6 +103,32 @@ describe('ObjectSelector', () => {
     wrapper.unmount()
   })
 
+  it('sends the previous answer\'s low-res mask with the next click, until reset', async () => {
+    let answers = 0
+    api.segment.mockImplementation(async () => {
+      answers += 1
+      return { score: 0.9, mask_png_b64: 'iVBORw0KGgo=', low_res_mask_b64: `LOWRES${answers}` }
+    })
+    const { wrapper, overlay } = mountShown()
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    expect(api.segment.mock.calls[0][0].prompts).toEqual({ points: [{ x: 200, y: 100, label: 1 }] })
+    click(overlay, 10 + 20, 20 + 20, { altKey: true })
+    await flushPromises()
+    const second = api.segment.mock.calls[1][0].prompts
+    expect(second.mask_input_b64).toBe('LOWRES1')
+    expect(second.points).toHaveLength(2)
+    // The search uses the mask on screen: the same prompts, the latest mask.
+    await wrapper.get('[data-testid="search-object"]').trigger('click')
+    expect(wrapper.emitted('search')[0][0].prompts.mask_input_b64).toBe('LOWRES2')
+    // After a reset, the next click starts a new mask.
+    await wrapper.get('[data-testid="segment-overlay"]').trigger('keydown', { key: 'Escape' })
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    expect(api.segment.mock.calls.at(-1)[0].prompts).toEqual({ points: [{ x: 200, y: 100, label: 1 }] })
+    wrapper.unmount()
+  })
+
   it('does nothing when segmentation is not available', async () => {
     const { wrapper, overlay } = mountShown({ available: false })
     click(overlay, 50, 50)
