@@ -1,4 +1,8 @@
-"""`imgsearch worker`: run the Celery workers (ingest, delete, bulk ingest, reindex, reconcile)."""
+"""`imgsearch worker`: run the Celery workers (ingest, delete, bulk ingest, reindex, reconcile).
+
+A worker exits on some broker failures (a Redis restarted without persistence) and on kill -9;
+nothing is lost (the catalog holds every unfinished row), but something must start it again.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ import click
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int | None, beat: bool, loglevel: str, hostname: str | None,
            celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker on the configured broker; extra arguments go to `celery worker`."""
+    """Run a Celery worker on the configured broker; extra arguments go to `celery worker`.
+
+    It does not restart itself: run it under a supervisor (systemd Restart=always, a Compose
+    restart policy); `imgsearch up` supervises the one it starts."""
     from services.workers.app import app
 
     settings = app.settings

@@ -194,7 +194,7 @@ def test_job_routes(catalog: httpx.Client) -> None:
     job = r.json()
     assert set(job) == {"id", "kind", "status", "total", "done", "failed", "skipped",
                         "creator", "params", "error", "created_at", "started_at",
-                        "finished_at", "items_failed"}
+                        "finished_at", "items_failed", "items_skipped"}
     assert job["status"] == "queued"
     job_id = job["id"]
     r = catalog.post(f"/v1/jobs/{job_id}/items", json={"image_ids": [1, 2, 3]})
