@@ -169,7 +169,10 @@ def seed_gallery(stack: Any) -> None:
         assert job["status"] == "succeeded", job
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack and the browser end with the browser tests. Playwright's sync API
+# keeps an event loop running in the main thread while it is open, which would break every
+# later test that calls asyncio.run().
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[Any]:
     """Every service (segmentation included), a worker and the gateway serving web/dist,
     with four gallery images tagged "gallery"."""
@@ -186,7 +189,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[
         yield started
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
