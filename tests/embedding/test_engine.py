@@ -37,6 +37,26 @@ def test_thread_counts_agree(small: Dinov2Model) -> None:
     one.close()
 
 
+SMALL_SWIGLU = Dinov2Config("small_sw", 128, 2, 2, "swiglu", 96, pos_grid=8)
+
+
+@pytest.mark.parametrize("config", [SMALL, SMALL_SWIGLU], ids=["gelu", "swiglu"])
+def test_thread_splits_agree(config: Dinov2Config) -> None:
+    """Whole images per thread (batch a multiple of threads), weights split over threads
+    (batch 1 or odd, including a head count and hidden width that do not divide evenly over
+    3 threads) and one thread give the same hidden states."""
+    models = {n: Dinov2Model.random(config, seed=5, threads=n) for n in (1, 2, 3)}
+    try:
+        for batch in (1, 2, 3, 4):
+            pixels = _pixels(batch, 42, 56)
+            one = models[1].forward(pixels)
+            for n in (2, 3):
+                np.testing.assert_allclose(models[n].forward(pixels), one, atol=1e-5)
+    finally:
+        for model in models.values():
+            model.close()
+
+
 def test_batch_rows_are_independent(small: Dinov2Model) -> None:
     pixels = _pixels(3, 56, 56)
     batch = small.forward(pixels)

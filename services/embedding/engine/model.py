@@ -297,8 +297,7 @@ class Dinov2Model:
         for blk in self._blocks:
             normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
             np.matmul(ln, blk.w_qkv.T, out=qkv)
-            qkv += blk.b_qkv
-            self._attention(s, qkv, attn, hi - lo, t, 0, cfg.heads)
+            self._attention(s, qkv, blk.b_qkv, attn, hi - lo, t, 0, cfg.heads)
             np.matmul(attn, blk.w_proj.T, out=out)
             out += blk.b_proj
             xs += out
@@ -334,17 +333,17 @@ class Dinov2Model:
             h0, h1 = heads[worker]
             cols = slice(3 * h0 * cfg.head_dim, 3 * h1 * cfg.head_dim)
             np.matmul(ln, blk.w_qkv[cols].T, out=qkv[:, cols])
-            qkv[:, cols] += blk.b_qkv[cols]
-            self._attention(s, qkv, attn, b, t, h0, h1)
+            self._attention(s, qkv, blk.b_qkv, attn, b, t, h0, h1)
             own = slice(h0 * cfg.head_dim, h1 * cfg.head_dim)
             np.matmul(attn[:, own], blk.w_proj[:, own].T, out=parts[worker])
 
         def mlp(blk: BlockWeights, worker: int, lo: int, hi: int) -> None:
             self._mlp(self._scratch[worker], ln, parts[worker], blk, *hidden[worker])
 
-        def reduce(bias: F32, then_norm: bool, worker: int, lo: int, hi: int) -> None:
+        def reduce(bias: F32, count: int, then_norm: bool, worker: int, lo: int,
+                   hi: int) -> None:
             xs = x[lo:hi]
-            for part in parts:
+            for part in parts[:count]:
                 xs += part[lo:hi]
             xs += bias
             if then_norm:
@@ -353,24 +352,27 @@ class Dinov2Model:
         self._parallel(norm, m)
         last = len(self._blocks) - 1
         for i, blk in enumerate(self._blocks):
-            self._parallel(partial(attention, blk), self.threads)
-            self._parallel(partial(reduce, blk.b_proj, True), m)
-            self._parallel(partial(mlp, blk), self.threads)
-            self._parallel(partial(reduce, blk.b_out, i < last), m)
+            # fewer shards than threads when there are fewer heads than threads
+            self._parallel(partial(attention, blk), len(heads))
+            self._parallel(partial(reduce, blk.b_proj, len(heads), True), m)
+            self._parallel(partial(mlp, blk), len(hidden))
+            self._parallel(partial(reduce, blk.b_out, len(hidden), i < last), m)
         self._parallel(lambda w, lo, hi: self._final_norm(self._scratch[w], x[lo:hi]), m)
 
     # -- kernels shared by both ways ------------------------------------------------------
 
-    def _attention(self, s: _Scratch, qkv: F32, attn: F32, images: int, t: int, h0: int,
-                   h1: int) -> None:
-        """Heads [h0, h1) of `images` images: qkv (images*T, 3D) head-major -> attn columns
-        of those heads, (images*T, D)."""
+    def _attention(self, s: _Scratch, qkv: F32, bias: F32, attn: F32, images: int, t: int,
+                   h0: int, h1: int) -> None:
+        """Heads [h0, h1) of `images` images: qkv (images*T, 3D) head-major, without its bias
+        (3D,) -> attn columns of those heads, (images*T, D). The bias is added per head
+        while its (T, 3 hd) slice is in cache rather than in a pass over the whole array."""
         hd = self.config.head_dim
         scores, tmp = s.get("scores", t, t), s.get("head", t, hd)
         for img in range(images):
             rows = slice(img * t, (img + 1) * t)
             for head in range(h0, h1):
                 c = 3 * head * hd
+                qkv[rows, c:c + 3 * hd] += bias[c:c + 3 * hd]
                 attend(qkv[rows, c:c + hd], qkv[rows, c + hd:c + 2 * hd],
                        qkv[rows, c + 2 * hd:c + 3 * hd], tmp, scores)
                 attn[rows, head * hd:(head + 1) * hd] = tmp
@@ -396,8 +398,7 @@ class Dinov2Model:
             else:
                 u = s.get("u", rows, width)
                 np.matmul(ln[a:e], blk.w_in[k0:k1].T, out=u)
-                u += blk.b_in[k0:k1]
-                act = gelu_scaled(u, s.get("gelu", 3, GELU_BLOCK))
+                act = gelu_scaled(u, blk.b_in[k0:k1], s.get("gelu", 3, GELU_BLOCK))
             np.matmul(act, w_out, out=out[a:e])
 
     def _final_norm(self, s: _Scratch, x: F32) -> None:
