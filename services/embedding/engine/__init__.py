@@ -1,6 +1,6 @@
 """The pure-NumPy DINOv2 engine: architectures, weight loading, preprocessing, the model.
 
-No torch at run time: NumPy and SciPy (erf) only.
+No torch at run time: NumPy only (and threadpoolctl to pin BLAS threads).
 """
 
 from services.embedding.engine.config import ARCHITECTURES, Dinov2Config

@@ -5,10 +5,11 @@
     -> depth x pre-norm block: x += LS1 * attn(LN1(x)); x += LS2 * mlp(LN2(x))
     -> final layer norm -> last hidden state (B, T, D)
 
-Work is split over `threads` Python threads (NumPy and BLAS release the GIL): row-wise work
-(layer norms, matrix products, GELU) by contiguous row ranges, attention by (image, head).
-Each thread calls a single-threaded BLAS, so the elementwise passes, which NumPy runs on one
-core, are parallel as well as the products. See docs/embedding-engine.md for measurements.
+Work is split over `threads` Python threads (NumPy and BLAS release the GIL), each calling a
+single-threaded BLAS, so the elementwise passes, which NumPy runs on one core, are parallel
+as well as the products. A batch that is a multiple of `threads` goes whole images per
+thread; otherwise (batch 1) the threads split each block's weights, heads for attention and
+hidden units for the MLP. See docs/embedding-engine.md for measurements.
 """
 
 from __future__ import annotations
