@@ -9,7 +9,8 @@ import io
 import pytest
 from PIL import Image
 
-from tests.gateway.conftest import count_files, png_bytes
+from tests.gateway.conftest import count_files
+from tests.helpers.procs import REPO
 from tests.helpers.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -21,14 +22,24 @@ def jpeg_of(png: bytes, quality: int) -> bytes:
     return out.getvalue()
 
 
+def photo() -> bytes:
+    """A demo gallery photo, shrunk: unlike the tests' synthetic images, so that its copies
+    are nearer to it than to anything else in the shared stack."""
+    source = sorted((REPO / "gallery" / "demo").glob("*.jpg"))[0]
+    out = io.BytesIO()
+    Image.open(source).convert("RGB").resize((240, 180)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def test_near_duplicate_kept_or_skipped_is_reported_with_its_score(stack: Stack) -> None:
-    original = png_bytes(424_242, size=(200, 160))
+    original = photo()
     with stack.admin_client() as admin:
         first = admin.post("/api/v1/admin/images", files={"file": ("orig.png", original)})
         assert first.status_code == 202, first.text
         original_id = first.json()["images"][0]["id"]
         job = stack.wait_job(admin, first.json()["job_id"])
-        assert job["status"] == "succeeded" and job["near_duplicates"] == []
+        # (With random weights it may itself be near something already there: not asserted.)
+        assert job["status"] == "succeeded"
 
         kept = admin.post("/api/v1/admin/images", data={"on_near_duplicate": "keep"},
                           files={"file": ("copy.jpg", jpeg_of(original, 92))})
