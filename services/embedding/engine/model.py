@@ -106,7 +106,7 @@ class Dinov2Model:
         *,
         source: Callable[[], dict[str, F32]],
         threads: int = 0,
-        mlp_rows: int = 1024,
+        mlp_rows: int = 2048,
     ) -> None:
         self.config = config
         self.weights_sha256 = weights_sha256
@@ -272,6 +272,7 @@ class Dinov2Model:
         with self._lock, blas_threads(1):
             emb = x[:, 1 + r:]
             np.matmul(patches.reshape(b, n, 3 * p * p), self._embed["patch_matrix"], out=emb)
+            del patches  # 4.8 MB at batch 8, not needed past the patch embedding
             emb += patch_pos
             x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
             if r:
@@ -294,18 +295,18 @@ class Dinov2Model:
         xs = x[lo:hi].reshape(rows, d)
         ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
         qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
-        out = s.get("out", rows, d)
         for blk in self._blocks:
             normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
             np.matmul(ln, blk.w_qkv.T, out=qkv)
             self._attention(s, qkv, blk.b_qkv, attn, hi - lo, t, 0, cfg.heads)
-            np.matmul(attn, blk.w_proj.T, out=out)
-            out += blk.b_proj
-            xs += out
+            # ln is free once QKV is computed, attn once the projection is: no third buffer
+            np.matmul(attn, blk.w_proj.T, out=ln)
+            ln += blk.b_proj
+            xs += ln
             normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
-            self._mlp(s, ln, out, blk, 0, cfg.mlp_hidden)
-            out += blk.b_out
-            xs += out
+            self._mlp(s, ln, attn, blk, 0, cfg.mlp_hidden)
+            attn += blk.b_out
+            xs += attn
         self._final_norm(s, xs)
 
     # -- one image (or an odd batch) split over the threads -----------------------------
@@ -380,8 +381,9 @@ class Dinov2Model:
 
     def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights, k0: int, k1: int) -> None:
         """out = act(ln W_in[k0:k1]^T + b_in) W_out[:, k0:k1]^T for hidden units [k0, k1),
-        without the output bias; rows in chunks of at most mlp_rows (memory bound for large
-        batches; measured: fewer, larger chunks run the products faster)."""
+        without the output bias; rows in equal chunks of at most mlp_rows (a memory bound for
+        large batches; measured: larger chunks run the products faster, e.g. one thread's
+        4 images as one 1028-row chunk rather than two of 514: 15% less time per image)."""
         cfg = self.config
         m, width = ln.shape[0], k1 - k0
         swiglu_mlp = cfg.mlp == "swiglu"
