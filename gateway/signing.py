@@ -64,7 +64,9 @@ class UrlSigner:
             expires = int(exp)
         except ValueError as exc:
             raise InvalidSignature("the image URL is not validly signed") from exc
-        if not hmac.compare_digest(self._sig(image_id, kind, expires, role), sig):
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and `sig` is the client's.
+        expected = self._sig(image_id, kind, expires, role).encode()
+        if not hmac.compare_digest(expected, sig.encode("utf-8", "replace")):
             raise InvalidSignature("the image URL is not validly signed")
         now = time.time() if now is None else now
         if expires < now:
