@@ -29,6 +29,7 @@ class IndexSettings(SectionSettings, section="index"):
     filter_exact_max: int = Field(default=20000, ge=0)
     compact_fraction: float = Field(default=0.2, gt=0, le=1)
     retrain_growth: float = Field(default=4.0, gt=1)
+    train_points_per_list: int = Field(default=64, ge=8)
     exact_engine: Literal["numpy", "faiss"] = "numpy"
     # faiss.cvar.distance_compute_blas_threshold (used when exact_engine is faiss)
     faiss_blas_threshold: int = Field(default=20, ge=1)

@@ -67,7 +67,10 @@ class AnnIndex:
         """Train (IVF) on and add all (n, dim) `vectors`; labels 0..n-1."""
         index = _new_faiss_index(index_type, dim, params, len(ids))
         if not index.is_trained:
-            index.train(np.ascontiguousarray(vectors))
+            size = params.train_sample_size(len(vectors), index.nlist)
+            rows = np.random.default_rng(0).choice(len(vectors), size, replace=False) \
+                if size < len(vectors) else slice(None)
+            index.train(np.ascontiguousarray(vectors[rows]))
         ann = cls(index_type, dim, params, index)
         ann.add(ids, vectors)
         ann.trained_at = len(ids)

@@ -24,6 +24,7 @@ def faiss_params(settings: IndexSettings) -> FaissParams:
         train_min=settings.train_min, rerank_factor=settings.rerank_factor,
         filter_exact_max=settings.filter_exact_max, compact_fraction=settings.compact_fraction,
         retrain_growth=settings.retrain_growth, exact_engine=settings.exact_engine,
+        train_points_per_list=settings.train_points_per_list,
     )
 
 

@@ -26,6 +26,9 @@ class FaissParams:
     filter_exact_max: int = 20000  # allowed sets up to this size are brute-forced
     compact_fraction: float = 0.2  # tombstones above this share of the graph: rebuild
     retrain_growth: float = 4.0  # auto-nlist IVF retrains when the gallery grows this much
+    # IVF k-means (and PQ codebooks) train on a seeded sample of this many vectors per list:
+    # training on all of a large gallery costs n * nlist * dim per iteration for no gain.
+    train_points_per_list: int = 64
     exact_engine: ExactEngine = "numpy"
 
     def replace(self, overrides: dict[str, Any]) -> FaissParams:
@@ -61,6 +64,10 @@ class FaissParams:
         if self.ivf_nlist:
             return self.ivf_nlist
         return max(1, min(int(4 * math.sqrt(n)), n // 39, 65536))
+
+    def train_sample_size(self, n: int, nlist: int) -> int:
+        """How many of n vectors IVF training uses (PQ codebooks need 39 x 2^nbits at least)."""
+        return min(n, max(self.train_points_per_list * nlist, 39 * 2**self.pq_nbits))
 
     def train_size(self, index_type: str) -> int:
         """How many vectors an index type needs before it is trained (0: never trained)."""
