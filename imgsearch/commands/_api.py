@@ -126,3 +126,20 @@ def report_job(job: dict[str, Any]) -> None:
                f"{job['skipped']} skipped of {job['total']}")
     for item in job.get("items_failed", [])[:20]:
         click.echo(f"  image {item.get('image_id')}: {item.get('error')}", err=True)
+
+
+def run_admin_job(kind: str, url: str, username: str | None, *, wait: bool) -> None:
+    """Start the admin job `kind` (reindex, reconcile) and follow it with a progress bar;
+    exit status 1 when it does not succeed."""
+    api = Api(url, username)
+    try:
+        api.login()
+        job_id = api.call("POST", f"/admin/{kind}")["job_id"]
+        click.echo(f"{kind} job {job_id}")
+        if wait:
+            job = api.follow(job_id, label=kind)
+            report_job(job)
+            if job["status"] != "succeeded":
+                raise SystemExit(1)
+    finally:
+        api.close()

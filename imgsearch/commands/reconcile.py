@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from imgsearch.commands._api import Api, api_options, report_job
+from imgsearch.commands._api import api_options, run_admin_job
 
 
 @click.command()
@@ -12,15 +12,4 @@ from imgsearch.commands._api import Api, api_options, report_job
 @api_options
 def reconcile(no_wait: bool, url: str, username: str | None) -> None:
     """Remove orphan vectors, re-queue indexed rows without vectors and stuck uploads."""
-    api = Api(url, username)
-    try:
-        api.login()
-        job_id = api.call("POST", "/admin/reconcile")["job_id"]
-        click.echo(f"reconcile job {job_id}")
-        if not no_wait:
-            job = api.follow(job_id, label="reconcile")
-            report_job(job)
-            if job["status"] != "succeeded":
-                raise SystemExit(1)
-    finally:
-        api.close()
+    run_admin_job("reconcile", url, username, wait=not no_wait)
