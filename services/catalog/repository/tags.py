@@ -56,7 +56,9 @@ def _insert_ignoring_duplicates(session: Session, table: Any,
         first = next(iter(rows[0]))
         session.execute(stmt.on_duplicate_key_update({first: stmt.inserted[first]}), rows)
     else:
-        raise NotImplementedError(f"catalog does not support the {dialect} dialect")
+        # The settings only build SQLite and MySQL URLs; a hand-written URL can still name
+        # another database, which the catalog's portable-upsert code does not cover.
+        raise ValueError(f"the catalog runs on SQLite or MySQL/MariaDB, not {dialect}")
 
 
 def ensure_tags(*, session: Session, names: list[str]) -> dict[str, int]:
