@@ -35,7 +35,7 @@ from services.embedding.engine.interpolate import resize_grid
 from services.embedding.engine.keymap import iter_canonical, to_canonical, to_hf
 from services.embedding.engine.layers import (
     GELU_BLOCK,
-    attend,
+    attend_heads,
     gelu_scaled,
     normalize_rows,
     swiglu,
@@ -107,12 +107,14 @@ class Dinov2Model:
         source: Callable[[], dict[str, F32]],
         threads: int = 0,
         mlp_rows: int = 2048,
+        attention_bytes: int = 4 << 20,
     ) -> None:
         self.config = config
         self.weights_sha256 = weights_sha256
         self.model_id = f"{config.name}:{weights_sha256[:12]}"
         self.threads = threads if threads > 0 else (os.cpu_count() or 1)
         self.mlp_rows = mlp_rows
+        self.attention_bytes = attention_bytes
         self._embed = embed
         self._blocks = blocks
         self._source = source
@@ -315,69 +317,104 @@ class Dinov2Model:
         """Forward of x (B*T, D) in place with the threads splitting each block's weights:
         heads for QKV + attention + projection, hidden units for the MLP, every product over
         all B*T rows (measured: halving N or K of a 257-row product keeps its speed, halving
-        M to 128 rows costs ~15%). Each sharded phase ends in partial sums of the output,
-        added by a row-split phase that also computes the next layer norm."""
+        M to 128 rows costs 10-15%).
+
+        Two phases per block, each ending when every thread is done: (A) attention of the
+        thread's heads, (B) the MLP of its hidden units; each leaves per-thread partial sums
+        of its output. Every thread keeps its own copy of the residual stream and adds all
+        partial sums to it at the start of the next phase (the same additions in the same
+        order, so the copies stay identical), then its own layer norm: no phase of its own
+        for the reduction, and two waits per block instead of four. Partial sums of A and B
+        go to separate buffers, so a phase never writes what the other threads still read.
+        """
         cfg = self.config
         m, d = x.shape
-        ln = np.empty((m, d), dtype=np.float32)
+        n = self.threads
+        heads = _chunks(cfg.heads, n)
+        hidden = _chunks(cfg.mlp_hidden, n)
+        eps = cfg.layer_norm_eps
         qkv = np.empty((m, 3 * d), dtype=np.float32)
         attn = np.empty((m, d), dtype=np.float32)
-        parts = np.empty((self.threads, m, d), dtype=np.float32)
-        heads = _chunks(cfg.heads, self.threads)
-        hidden = _chunks(cfg.mlp_hidden, self.threads)
-        eps = cfg.layer_norm_eps
+        parts_a = np.empty((len(heads), m, d), dtype=np.float32)
+        parts_b = np.empty((len(hidden), m, d), dtype=np.float32)
+        copies = [x if w == 0 else x.copy() for w in range(n)]
+        lns = [np.empty((m, d), dtype=np.float32) for _ in range(n)]
+        blocks = self._blocks
 
-        def norm(worker: int, lo: int, hi: int) -> None:
-            normalize_rows(x[lo:hi], ln[lo:hi], eps, self._scratch[worker].get("stat", hi - lo, 1))
+        def gather(xw: F32, parts: F32, bias: F32) -> None:
+            for part in parts:
+                xw += part
+            xw += bias
 
-        def attention(blk: BlockWeights, worker: int, lo: int, hi: int) -> None:
-            s = self._scratch[worker]
-            h0, h1 = heads[worker]
+        def phase_a(i: int, w: int) -> None:
+            s, xw, ln = self._scratch[w], copies[w], lns[w]
+            if i > 0:
+                gather(xw, parts_b, blocks[i - 1].b_out)
+            normalize_rows(xw, ln, eps, s.get("stat", m, 1))
+            if w >= len(heads):
+                return
+            blk = blocks[i]
+            h0, h1 = heads[w]
             cols = slice(3 * h0 * cfg.head_dim, 3 * h1 * cfg.head_dim)
             np.matmul(ln, blk.w_qkv[cols].T, out=qkv[:, cols])
             self._attention(s, qkv, blk.b_qkv, attn, b, t, h0, h1)
             own = slice(h0 * cfg.head_dim, h1 * cfg.head_dim)
-            np.matmul(attn[:, own], blk.w_proj[:, own].T, out=parts[worker])
+            np.matmul(attn[:, own], blk.w_proj[:, own].T, out=parts_a[w])
 
-        def mlp(blk: BlockWeights, worker: int, lo: int, hi: int) -> None:
-            self._mlp(self._scratch[worker], ln, parts[worker], blk, *hidden[worker])
+        def phase_b(i: int, w: int) -> None:
+            s, xw, ln = self._scratch[w], copies[w], lns[w]
+            blk = blocks[i]
+            gather(xw, parts_a, blk.b_proj)
+            normalize_rows(xw, ln, eps, s.get("stat", m, 1))
+            if w < len(hidden):
+                self._mlp(s, ln, parts_b[w], blk, *hidden[w])
 
-        def reduce(bias: F32, count: int, then_norm: bool, worker: int, lo: int,
-                   hi: int) -> None:
-            xs = x[lo:hi]
-            for part in parts[:count]:
-                xs += part[lo:hi]
-            xs += bias
-            if then_norm:
-                norm(worker, lo, hi)
+        def finish(w: int) -> None:
+            # the last block's MLP sums on thread 0's copy (which is x), by rows
+            lo, hi = _chunks(m, n)[w] if w < min(n, m) else (0, 0)
+            if hi > lo:
+                gather(x[lo:hi], parts_b[:, lo:hi], blocks[-1].b_out)
+                self._final_norm(self._scratch[w], x[lo:hi])
 
-        self._parallel(norm, m)
-        last = len(self._blocks) - 1
-        for i, blk in enumerate(self._blocks):
-            # fewer shards than threads when there are fewer heads than threads
-            self._parallel(partial(attention, blk), len(heads))
-            self._parallel(partial(reduce, blk.b_proj, len(heads), True), m)
-            self._parallel(partial(mlp, blk), len(hidden))
-            self._parallel(partial(reduce, blk.b_out, len(hidden), i < last), m)
-        self._parallel(lambda w, lo, hi: self._final_norm(self._scratch[w], x[lo:hi]), m)
+        for i in range(len(blocks)):
+            self._each(partial(phase_a, i))
+            self._each(partial(phase_b, i))
+        self._each(finish)
+
+    def _each(self, fn: Callable[[int], None]) -> None:
+        """fn(worker) on every thread (worker 0 on this one), returning when all are done."""
+        if self._pool is None:
+            for w in range(self.threads):
+                fn(w)
+            return
+        futures = [self._pool.submit(fn, w) for w in range(1, self.threads)]
+        fn(0)
+        for future in futures:
+            future.result()
 
     # -- kernels shared by both ways ------------------------------------------------------
 
     def _attention(self, s: _Scratch, qkv: F32, bias: F32, attn: F32, images: int, t: int,
                    h0: int, h1: int) -> None:
-        """Heads [h0, h1) of `images` images: qkv (images*T, 3D) head-major, without its bias
-        (3D,) -> attn columns of those heads, (images*T, D). The bias is added per head
-        while its (T, 3 hd) slice is in cache rather than in a pass over the whole array."""
-        hd = self.config.head_dim
-        scores, tmp = s.get("scores", t, t), s.get("head", t, hd)
+        """Heads [h0, h1) of `images` images: qkv (images*T, 3D) head-major, C-contiguous,
+        without its bias (3D,) -> attn columns of those heads, (images*T, D). The heads of an
+        image go through `attend_heads` together, in groups whose (n, T, T) scores stay within
+        `attention_bytes`."""
+        hd, heads = self.config.head_dim, self.config.heads
+        c0, c1 = 3 * h0 * hd, 3 * h1 * hd
+        qkv[:images * t, c0:c1] += bias[c0:c1]
+        group = max(1, min(h1 - h0, self.attention_bytes // (4 * t * t)))
+        scores = s.get("scores", group * t, t).reshape(group, t, t)
         for img in range(images):
             rows = slice(img * t, (img + 1) * t)
-            for head in range(h0, h1):
-                c = 3 * head * hd
-                qkv[rows, c:c + 3 * hd] += bias[c:c + 3 * hd]
-                attend(qkv[rows, c:c + hd], qkv[rows, c + hd:c + 2 * hd],
-                       qkv[rows, c + 2 * hd:c + 3 * hd], tmp, scores)
-                attn[rows, head * hd:(head + 1) * hd] = tmp
+            # views of the contiguous row blocks: (T, heads, [q|k|v], hd) and (T, heads, hd)
+            grouped = qkv[rows].reshape(t, heads, 3, hd)
+            out = attn[rows].reshape(t, heads, hd)
+            for a in range(h0, h1, group):
+                e = min(h1, a + group)
+                g = grouped[:, a:e].transpose(1, 2, 0, 3)  # (n, 3, T, hd)
+                attend_heads(g[:, 0], g[:, 1], g[:, 2], out[:, a:e].transpose(1, 0, 2),
+                             scores[:e - a])
 
     def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights, k0: int, k1: int) -> None:
         """out = act(ln W_in[k0:k1]^T + b_in) W_out[:, k0:k1]^T for hidden units [k0, k1),
