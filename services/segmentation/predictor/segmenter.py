@@ -1,9 +1,10 @@
-"""One MobileSAM predictor shared by every request, with a per-image encoder cache.
+"""One MobileSAM model shared by every request, with a per-image encoder cache.
 
-SamPredictor keeps the current image's embedding as mutable state, so every use of it holds
-one lock: restore (or compute) the image's embedding, then decode the prompts. The cache maps
-the image's SHA-256 to its embedding, so a further click on the same image skips the encoder
-(~1.5 s on 2 cores) and pays only for the prompt encoder and mask decoder (~70 ms).
+The cache maps the image's SHA-256 to its embedding, so a further click on the same image
+skips the encoder (~1.5 s on 2 cores) and pays only for the prompt encoder and mask decoder
+(~50 ms, `ClickDecoder`). SamPredictor runs the encoder (it keeps the image as mutable
+state); every use of the model holds one lock, so clicks run one after the other instead of
+fighting over the same cores.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from numpy.typing import NDArray
 
 from services.segmentation.predictor.cache import ByteLRU
+from services.segmentation.predictor.decoder import ClickDecoder
 from services.segmentation.predictor.masks import mask_box
 from services.segmentation.predictor.model import LoadedModel
 from services.segmentation.predictor.prompts import PromptArrays
@@ -64,6 +66,7 @@ class Segmenter:
             from mobile_sam import SamPredictor
         self.loaded = loaded
         self.predictor = SamPredictor(loaded.sam)
+        self.decoder = ClickDecoder(loaded.sam)
         self.cache: ByteLRU[ImageEmbedding] = ByteLRU(cache_bytes)
         self._lock = threading.Lock()
         self.encoder_runs = 0
@@ -79,21 +82,18 @@ class Segmenter:
         self.encoder_runs += 1
         h, w = self.predictor.original_size
         ih, iw = self.predictor.input_size
-        return ImageEmbedding(self.predictor.features, (int(h), int(w)), (int(ih), int(iw)))
-
-    def _restore(self, entry: ImageEmbedding) -> None:
-        # The state set_image would leave behind, without running the encoder.
-        self.predictor.reset_image()
-        self.predictor.features = entry.features
-        self.predictor.original_size = entry.original_size
-        self.predictor.input_size = entry.input_size
-        self.predictor.is_image_set = True
+        entry = ImageEmbedding(self.predictor.features, (int(h), int(w)), (int(ih), int(iw)))
+        self.predictor.reset_image()  # the cache holds the embedding now
+        return entry
 
     def segment(self, key: str, prompts: PromptArrays,
-                load_rgb: Callable[[], NDArray[np.uint8]]) -> Segmentation:
+                load_rgb: Callable[[], NDArray[np.uint8]], *,
+                candidates: bool = True) -> Segmentation:
         """Masks for `prompts` on the image with content hash `key`.
 
         `load_rgb` gives the (H, W, 3) uint8 image; it is called only on a cache miss.
+        `candidates=False` leaves the other masks out (`others` is empty): only the best one
+        is upscaled to the image size.
         """
         with self._lock:
             entry = self.cache.get(key)
@@ -101,21 +101,17 @@ class Segmenter:
             if entry is None:
                 entry = self._encode(load_rgb())
                 self.cache.put(key, entry)
-            else:
-                self._restore(entry)
             with torch.inference_mode():
-                masks, scores, low_res = self.predictor.predict(
-                    point_coords=prompts.point_coords,
-                    point_labels=prompts.point_labels,
-                    box=prompts.box,
-                    mask_input=prompts.mask_input,
-                    multimask_output=prompts.multimask,
-                )
+                decoded = self.decoder.decode(entry.features, entry.original_size, prompts)
+                # Best score first; a stable sort keeps the decoder's order among equals.
+                order = np.argsort(-decoded.scores, kind="stable")
+                if not candidates:
+                    order = order[:1]
+                low_res = decoded.low_res[torch.from_numpy(order)]  # (K, 256, 256)
+                masks = self.decoder.upscale(low_res, entry.input_size, entry.original_size)
+                logits = low_res.numpy()
             self.decoder_runs += 1
-        order = np.argsort(-scores, kind="stable")
-        candidates = [
-            MaskCandidate(masks[i].astype(bool), float(scores[i]), mask_box(masks[i]),
-                          low_res[i].astype(np.float32))
-            for i in order
-        ]
-        return Segmentation(candidates[0], candidates[1:], cached)
+        found = [MaskCandidate(masks[k], float(decoded.scores[i]), mask_box(masks[k]),
+                               logits[k])
+                 for k, i in enumerate(order)]
+        return Segmentation(found[0], found[1:], cached)
