@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from services.segmentation.predictor.cache import ByteLRU
 from services.segmentation.predictor.errors import InvalidPrompts
@@ -38,6 +40,39 @@ def test_rle_is_column_major_and_starts_with_zeros() -> None:
     # Fortran order: 1, 1, 0, 1 -> zero 0s, two 1s, one 0, one 1
     assert encode_rle(mask)["counts"] == [0, 2, 1, 1]
     assert encode_rle(np.zeros((2, 3), bool))["counts"] == [6]
+
+
+def _runs(mask: np.ndarray) -> list[int]:
+    # The definition, pixel by pixel: column-major, alternating 0s and 1s, 0s first.
+    counts, value, run = [], False, 0
+    for pixel in mask.T.reshape(-1).tolist():
+        if pixel != value:
+            counts.append(run)
+            value, run = pixel, 0
+        run += 1
+    counts.append(run)
+    return counts
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (48, 64), (37, 53)])
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.5, 0.98, 1.0])
+def test_rle_matches_its_definition(shape: tuple[int, int], density: float) -> None:
+    rng = np.random.default_rng(int(density * 100) + shape[0])
+    mask = rng.random(shape) < density
+    rle = encode_rle(mask)
+    assert rle["counts"] == _runs(mask)
+    assert all(type(c) is int for c in rle["counts"])  # plain ints: JSON as they are
+    assert (decode_rle(rle) == mask).all()
+    # A column-major (Fortran) array gives the same runs.
+    assert encode_rle(np.asfortranarray(mask)) == rle
+
+
+def test_png_is_8_bit_grayscale() -> None:
+    mask = np.zeros((5, 7), bool)
+    mask[1:3, 2:6] = True
+    with Image.open(io.BytesIO(base64.b64decode(encode_png(mask)))) as png:
+        assert png.mode == "L" and png.size == (7, 5)
+        assert set(np.unique(np.asarray(png)).tolist()) == {0, 255}
 
 
 def test_mask_box_has_exclusive_ends() -> None:
@@ -128,3 +163,4 @@ def test_lru_evicts_least_recently_used_by_bytes() -> None:
     assert cache.stats().bytes == 90 and "c" not in cache
     assert cache.get("zz") is None
     assert (cache.stats().hits, cache.stats().misses) == (1, 1)
+
