@@ -19,7 +19,8 @@ from services.common.images import decode_image
 from services.common.settings import CommonSettings
 from services.common.storage import resolve
 from services.segmentation.config import SegmentationSettings
-from services.segmentation.predictor.errors import ImageFileMissing
+from services.segmentation.forms import parse_outputs, parse_sha256
+from services.segmentation.predictor.errors import ImageFileMissing, ImageNotCached
 from services.segmentation.predictor.loader import ModelHolder
 from services.segmentation.predictor.masks import encode_logits, encode_png, encode_rle
 from services.segmentation.predictor.model import ARCHITECTURE
@@ -88,19 +89,30 @@ def _to_rgb(data: bytes, settings: SegmentationSettings) -> NDArray[np.uint8]:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _render(result: Segmentation, sha256: str, model: str) -> SegmentResponse:
+def _not_cached(sha256: str) -> ImageNotCached:
+    return ImageNotCached(
+        f"image {sha256} is not in the encoder cache (evicted, or the service restarted): "
+        "send the image again (file or image_id)", detail={"image_sha256": sha256})
+
+
+def _render(result: Segmentation, sha256: str, model: str,
+            outputs: frozenset[str]) -> SegmentResponse:
+    """The answer, with only the `outputs` asked for (the others are null)."""
     best = result.best
     h, w = best.mask.shape
+    candidates = None
+    if "candidates" in outputs:
+        candidates = [Candidate(score=c.score, box=c.box, mask_rle=MaskRLE(**encode_rle(c.mask)))
+                      for c in result.others]
     return SegmentResponse(
-        mask_png_b64=encode_png(best.mask),
-        mask_rle=MaskRLE(**encode_rle(best.mask)),
+        mask_png_b64=encode_png(best.mask) if "png" in outputs else None,
+        mask_rle=MaskRLE(**encode_rle(best.mask)) if "rle" in outputs else None,
         box=best.box,
         score=best.score,
         width=int(w),
         height=int(h),
-        candidates=[Candidate(score=c.score, box=c.box, mask_rle=MaskRLE(**encode_rle(c.mask)))
-                    for c in result.others],
-        low_res_mask_b64=encode_logits(best.low_res_logits),
+        candidates=candidates,
+        low_res_mask_b64=encode_logits(best.low_res_logits) if "low_res" in outputs else None,
         image_sha256=sha256,
         encoder_cached=result.encoder_cached,
         model=model,
@@ -112,22 +124,34 @@ async def segment(
     request: Request,
     file: UploadFile | None = File(None, description="the image"),
     image_id: int | None = Form(None, description="a catalog image id instead of a file"),
+    image_sha256: str | None = Form(
+        None, description="instead of a file: the image_sha256 of an earlier answer; 409 "
+                          "image_not_cached when its embedding is not cached any more"),
     prompts: str | None = Form(None, description='JSON: {"points": [{"x", "y", "label"}], '
                                                  '"box"?, "mask_input_b64"?, "multimask"?}'),
+    outputs: str | None = Form(
+        None, description="comma separated, among png, rle, candidates, low_res (default: "
+                          "all); the others are null in the answer"),
 ) -> SegmentResponse:
     """Mask of the object the prompts point at (best, plus other candidates)."""
     settings: SegmentationSettings = request.app.state.settings
     common: CommonSettings = request.app.state.common
     metrics: Metrics = request.app.state.metrics
-    if (file is None) == (image_id is None):
-        raise DomainError("give exactly one of file or image_id", code="invalid_request",
-                          status=422)
+    if sum(source is not None for source in (file, image_id, image_sha256)) != 1:
+        raise DomainError("give exactly one of file, image_id or image_sha256",
+                          code="invalid_request", status=422)
+    wanted = parse_outputs(outputs)
+    by_hash = parse_sha256(image_sha256) if image_sha256 is not None else None
     parsed = parse_prompts(prompts)
     segmenter: Segmenter = request.app.state.holder.get()
 
     data: bytes | None = None
     row: dict[str, Any] = {}
-    if file is not None:
+    if by_hash is not None:
+        sha256 = by_hash
+        if segmenter.cached_size(sha256) is None:
+            raise _not_cached(sha256)
+    elif file is not None:
         data = await file.read(settings.max_image_bytes + 1)
         sha256 = hashlib.sha256(data).hexdigest()
     elif image_id is not None:
@@ -140,7 +164,9 @@ async def segment(
     size = segmenter.cached_size(sha256)
     rgb: NDArray[np.uint8] | None = None
     if size is None:
-        if data is None:  # the cache dropped the image between the two looks
+        if by_hash is not None:  # the cache dropped the image between the two looks
+            raise _not_cached(sha256)
+        if data is None:
             data = await asyncio.to_thread(_read_by_row, common, row)
         rgb = await asyncio.to_thread(_to_rgb, data, settings)
         size = (rgb.shape[0], rgb.shape[1])
@@ -151,17 +177,20 @@ async def segment(
         # Only reached on a miss: the decoded image, or (evicted meanwhile) the bytes again.
         if rgb is not None:
             return rgb
+        if by_hash is not None:
+            raise _not_cached(sha256)
         return _to_rgb(data if data is not None else _read_by_row(common, row), settings)
 
     def run() -> SegmentResponse:
         start = time.perf_counter()
-        result = segmenter.segment(sha256, arrays, load_rgb)
+        result = segmenter.segment(sha256, arrays, load_rgb,
+                                   candidates="candidates" in wanted)
         label = "true" if result.encoder_cached else "false"
         metrics.seconds.labels(label).observe(time.perf_counter() - start)
         metrics.clicks.labels(label).inc()
         if not result.encoder_cached:
             metrics.encoder_runs.inc()
-        return _render(result, sha256, segmenter.loaded.model_id)
+        return _render(result, sha256, segmenter.loaded.model_id, wanted)
 
     return await asyncio.to_thread(run)
 

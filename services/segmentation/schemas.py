@@ -19,16 +19,22 @@ class Candidate(BaseModel):
 
 
 class SegmentResponse(BaseModel):
-    mask_png_b64: str = Field(description="8-bit grayscale PNG: 255 object, 0 background")
-    mask_rle: MaskRLE
+    """The answer to one click. The fields named in `outputs` (png, rle, candidates,
+    low_res) are null when the request left them out."""
+
+    mask_png_b64: str | None = Field(
+        description="8-bit grayscale PNG: 255 object, 0 background (output png)")
+    mask_rle: MaskRLE | None = Field(description="the best mask as RLE (output rle)")
     box: list[int] | None = Field(description="[x0, y0, x1, y1], exclusive ends; null if empty")
     score: float = Field(description="the decoder's predicted IoU of the best mask")
     width: int
     height: int
-    candidates: list[Candidate] = Field(description="the other masks, best score first")
-    low_res_mask_b64: str = Field(
-        description="(256, 256) float32 logits of the best mask: send back as mask_input_b64")
-    image_sha256: str
+    candidates: list[Candidate] | None = Field(
+        description="the other masks, best score first (output candidates)")
+    low_res_mask_b64: str | None = Field(
+        description="(256, 256) float32 logits of the best mask: send back as mask_input_b64 "
+                    "(output low_res)")
+    image_sha256: str = Field(description="send as image_sha256 on later clicks on this image")
     encoder_cached: bool
     model: str
 

@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.segmentation.forms import (
+    ALL_OUTPUTS,
+    InvalidImageSha256,
+    InvalidOutputs,
+    parse_outputs,
+    parse_sha256,
+)
 from services.segmentation.predictor.cache import ByteLRU
 from services.segmentation.predictor.errors import InvalidPrompts
 from services.segmentation.predictor.masks import (
@@ -164,3 +171,23 @@ def test_lru_evicts_least_recently_used_by_bytes() -> None:
     assert cache.get("zz") is None
     assert (cache.stats().hits, cache.stats().misses) == (1, 1)
 
+
+def test_outputs_field() -> None:
+    assert parse_outputs(None) == ALL_OUTPUTS
+    assert parse_outputs("") == ALL_OUTPUTS  # an empty form field is an absent one
+    assert parse_outputs("rle, low_res,") == {"rle", "low_res"}
+    assert parse_outputs("none") == frozenset()
+    for bad in ("mask", "png,jpeg", "none,png"):
+        with pytest.raises(InvalidOutputs) as info:
+            parse_outputs(bad)
+        assert (info.value.code, info.value.status) == ("invalid_outputs", 422)
+
+
+def test_sha256_field() -> None:
+    digest = "ab" * 32
+    assert parse_sha256(digest) == digest
+    assert parse_sha256(digest.upper()) == digest
+    for bad in ("", "ab" * 31, "ab" * 33, "g" * 64, digest + "\n", " " + digest[1:]):
+        with pytest.raises(InvalidImageSha256) as info:
+            parse_sha256(bad)
+        assert (info.value.code, info.value.status) == ("invalid_image_sha256", 422)

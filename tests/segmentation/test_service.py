@@ -201,12 +201,15 @@ def test_bad_images_are_4xx(service: tuple[Client, ServiceProcess], make: Callab
     assert client.http.get("/healthz").status_code == 200
 
 
-def test_file_or_image_id_exactly_one(service: tuple[Client, ServiceProcess]) -> None:
+def test_one_image_source_exactly(service: tuple[Client, ServiceProcess]) -> None:
     client, _ = service
     prompts = {"points": [{"x": 1, "y": 1, "label": 1}]}
-    neither = client.segment(None, prompts)
-    both = client.segment(png_bytes(20, 20), prompts, image_id="3")
-    for response in (neither, both):
+    image = png_bytes(20, 20)
+    digest = hashlib.sha256(image).hexdigest()
+    for response in (client.segment(None, prompts),
+                     client.segment(image, prompts, image_id="3"),
+                     client.segment(image, prompts, image_sha256=digest),
+                     client.segment(None, prompts, image_id="3", image_sha256=digest)):
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "invalid_request"
 
@@ -270,3 +273,93 @@ def test_catalog_image_errors(service: tuple[Client, ServiceProcess]) -> None:
     assert response.status_code == 200, response.text
     gone = client.segment(None, prompts, image_id=str(deleting))
     assert (gone.status_code, gone.json()["error"]["code"]) == (404, "image_not_found")
+
+
+def test_a_later_click_by_hash_sends_no_image(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    image = png_bytes(72, 48, seed=11)
+    digest = hashlib.sha256(image).hexdigest()
+    first = client.segment(image, {"points": [{"x": 36, "y": 24, "label": 1}]})
+    assert first.status_code == 200, first.text
+    assert first.json()["image_sha256"] == digest
+    before = client.info()
+    later_prompts = {"points": [{"x": 36, "y": 24, "label": 1}, {"x": 3, "y": 3, "label": 0}],
+                     "mask_input_b64": first.json()["low_res_mask_b64"]}
+    # Upper case is the same digest.
+    later = client.segment(None, later_prompts, image_sha256=digest.upper(),
+                           outputs="rle,low_res")
+    assert later.status_code == 200, later.text
+    body = later.json()
+    assert body["encoder_cached"] is True and body["image_sha256"] == digest
+    assert (body["width"], body["height"]) == (72, 48)
+    assert body["mask_png_b64"] is None and body["candidates"] is None
+    _check_geometry(decode_rle(body["mask_rle"]), body["box"], 72, 48)
+    after = client.info()
+    assert after["encoder_runs"] == before["encoder_runs"]
+    assert after["decoder_runs"] == before["decoder_runs"] + 1
+    # The same click with the bytes gives the same mask and logits.
+    by_bytes = client.segment(image, later_prompts).json()
+    assert by_bytes["mask_rle"] == body["mask_rle"]
+    assert by_bytes["low_res_mask_b64"] == body["low_res_mask_b64"]
+    # The image's size comes from the cache: prompts are checked against it.
+    outside = client.segment(None, {"points": [{"x": 73, "y": 5, "label": 1}]},
+                             image_sha256=digest)
+    assert (outside.status_code, outside.json()["error"]["code"]) == (422, "invalid_prompts")
+
+
+def test_a_hash_not_cached_is_409(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    prompts = {"box": [2, 2, 20, 14]}
+    never = hashlib.sha256(b"an image this service never saw").hexdigest()
+    before = client.info()
+    response = client.segment(None, prompts, image_sha256=never)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "image_not_cached"
+    assert error["detail"] == {"image_sha256": never}
+    # Evicted: the cache holds two images; two others push this one out.
+    image = png_bytes(24, 16, seed=21)
+    digest = hashlib.sha256(image).hexdigest()
+    assert client.segment(image, prompts).status_code == 200
+    for seed in (22, 23):
+        assert client.segment(png_bytes(24, 16, seed=seed), prompts).status_code == 200
+    evicted = client.segment(None, prompts, image_sha256=digest)
+    assert (evicted.status_code, evicted.json()["error"]["code"]) == (409, "image_not_cached")
+    # The client sends the bytes once more, and the hash works again.
+    again = client.segment(image, prompts)
+    assert again.status_code == 200 and again.json()["encoder_cached"] is False
+    by_hash = client.segment(None, prompts, image_sha256=digest)
+    assert by_hash.status_code == 200 and by_hash.json()["encoder_cached"] is True
+    after = client.info()
+    assert after["encoder_runs"] == before["encoder_runs"] + 4  # three images, one twice
+
+
+@pytest.mark.parametrize("value", ["", "abc", "0" * 63, "0" * 65, "z" * 64, "../" + "0" * 61])
+def test_a_malformed_hash_is_422(service: tuple[Client, ServiceProcess], value: str) -> None:
+    client, _ = service
+    response = client.segment(None, {"box": [2, 2, 20, 14]}, image_sha256=value)
+    assert response.status_code == 422, response.text
+    # An empty field counts as absent: then no image is given at all.
+    code = "invalid_request" if value == "" else "invalid_image_sha256"
+    assert response.json()["error"]["code"] == code
+
+
+def test_outputs_leave_out_what_is_not_asked(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    image = png_bytes(96, 64, seed=1)
+    prompts = {"points": [{"x": 48, "y": 32, "label": 1}]}  # one point: three masks
+    full = client.segment(image, prompts).json()
+    optional = {"png": "mask_png_b64", "rle": "mask_rle", "candidates": "candidates",
+                "low_res": "low_res_mask_b64"}
+    assert all(full[key] is not None for key in optional.values())
+    for outputs in ("png", "rle", "candidates", "low_res", "png,rle", "none"):
+        response = client.segment(image, prompts, outputs=outputs)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        asked = set(outputs.split(",")) - {"none"}
+        for name, key in optional.items():
+            assert body[key] == (full[key] if name in asked else None), (outputs, key)
+        assert (body["box"], body["score"]) == (full["box"], full["score"])
+    unknown = client.segment(image, prompts, outputs="rle,jpeg")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "invalid_outputs")
+    assert unknown.json()["error"]["detail"]["unknown"] == ["jpeg"]

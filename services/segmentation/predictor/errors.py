@@ -41,3 +41,11 @@ class ModelLoading(DomainError):
 class ModelUnavailable(DomainError):
     code = "model_unavailable"
     status = 503
+
+
+class ImageNotCached(DomainError):
+    """A click names its image by content hash and that image's embedding is not cached
+    (never sent here, evicted, or the service restarted): send the image again."""
+
+    code = "image_not_cached"
+    status = 409
