@@ -31,6 +31,9 @@ class SegmentationSettings(SectionSettings, section="segmentation"):
     random_seed: int = 0
     # torch intra-op threads; 0: every core.
     threads: int = Field(default=0, ge=0)
+    # torch threads of a click's prompt and mask decoder; 0: as `threads`. Its many small
+    # operations suffer most when other processes take the cores away (docs/segmentation.md).
+    decoder_threads: int = Field(default=0, ge=0)
     # Memory limit of the per-image encoder cache (one 1024px image: 4 MiB of features).
     cache_bytes: int = Field(default=1_000_000_000, ge=0)
     max_image_bytes: int = Field(default=20_000_000, gt=0)

@@ -198,8 +198,6 @@ async def segment(
 @router.get("/info", response_model=InfoResponse)
 async def info(request: Request) -> InfoResponse:
     """Model id, random-weights flag, encoder/decoder pass counts and cache use."""
-    import torch
-
     segmenter: Segmenter = request.app.state.holder.get()
     stats = segmenter.cache.stats()
     loaded = segmenter.loaded
@@ -208,7 +206,8 @@ async def info(request: Request) -> InfoResponse:
         architecture=ARCHITECTURE,
         random_weights=loaded.random_weights,
         weights_sha256=loaded.weights_sha256,
-        threads=torch.get_num_threads(),
+        threads=segmenter.threads,
+        decoder_threads=segmenter.decoder_threads,
         encoder_runs=segmenter.encoder_runs,
         decoder_runs=segmenter.decoder_runs,
         cache=CacheInfo(entries=stats.entries, bytes=stats.bytes, max_bytes=stats.max_bytes,

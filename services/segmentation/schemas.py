@@ -53,7 +53,8 @@ class InfoResponse(BaseModel):
     architecture: str
     random_weights: bool
     weights_sha256: str | None
-    threads: int
+    threads: int = Field(description="torch threads of the image encoder")
+    decoder_threads: int = Field(description="torch threads of a click's decoder")
     encoder_runs: int = Field(description="image encoder passes since start (cache misses)")
     decoder_runs: int = Field(description="mask decoder passes since start (one per click)")
     cache: CacheInfo

@@ -32,17 +32,26 @@ def _wait_settled(proc: ServiceProcess, token: str) -> httpx.Response:
 
 
 def test_random_weights_only_when_enabled_and_said(start_segmentation: Start) -> None:
+    # One decoder thread beside two for the encoder: torch switches between the two counts.
     proc, token, _ = start_segmentation(IMGSEARCH_RANDOM_WEIGHTS="1",
-                                        IMGSEARCH_SEGMENTATION_RANDOM_SEED="7")
+                                        IMGSEARCH_SEGMENTATION_RANDOM_SEED="7",
+                                        IMGSEARCH_SEGMENTATION_DECODER_THREADS="1")
     info = _wait_settled(proc, token).json()
     assert info["random_weights"] is True
     assert info["model"] == "mobile_sam_vit_t:random-seed7"
     assert info["weights_sha256"] is None
+    assert (info["threads"], info["decoder_threads"]) == (2, 1)
     response = httpx.post(proc.url + "/v1/segment", headers={"X-Internal-Token": token},
                           files={"file": ("x.png", png_bytes(32, 24), "image/png")},
                           data={"prompts": '{"box": [4, 4, 20, 20]}'}, timeout=120)
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "mobile_sam_vit_t:random-seed7"
+    again = httpx.post(proc.url + "/v1/segment", headers={"X-Internal-Token": token},
+                       data={"image_sha256": response.json()["image_sha256"],
+                             "prompts": '{"box": [4, 4, 20, 20]}'}, timeout=120)
+    assert again.status_code == 200, again.text
+    assert again.json()["encoder_cached"] is True
+    assert again.json()["mask_rle"] == response.json()["mask_rle"]
 
 
 def test_without_weights_the_service_says_what_to_do(start_segmentation: Start) -> None:

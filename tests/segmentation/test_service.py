@@ -83,7 +83,7 @@ def test_info_reports_the_checkpoint(service: tuple[Client, ServiceProcess],
     assert info["random_weights"] is False
     assert info["model"] == f"mobile_sam_vit_t:{digest[:12]}"
     assert info["weights_sha256"] == digest
-    assert info["threads"] == 2
+    assert info["threads"] == 2 and info["decoder_threads"] == 2
     assert info["cache"]["max_bytes"] == int(EMBEDDING_BYTES * 2.5)
 
 

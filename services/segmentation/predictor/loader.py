@@ -28,13 +28,15 @@ def load_segmenter(settings: SegmentationSettings, common: CommonSettings) -> Se
     )
 
     threads = set_threads(settings.threads)
-    logger.info("torch uses %d threads", threads)
+    decoder_threads = settings.decoder_threads or threads
+    logger.info("torch uses %d threads (%d for the decoder)", threads, decoder_threads)
     if find_weights(settings, common) is None and common.random_weights:
         loaded = build_random(settings.random_seed)
     else:
         weights = ensure_weights(settings, common)
         loaded = load_checkpoint(weights.path, weights.sha256)
-    return Segmenter(loaded, settings.cache_bytes)
+    return Segmenter(loaded, settings.cache_bytes, threads=threads,
+                     decoder_threads=decoder_threads)
 
 
 class ModelHolder:

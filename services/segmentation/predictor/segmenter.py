@@ -28,6 +28,13 @@ from services.segmentation.predictor.prompts import PromptArrays
 logger = logging.getLogger(__name__)
 
 
+def _use_threads(count: int) -> None:
+    # torch's thread count is per process; every use of the model holds the segmenter's
+    # lock, so switching it between encoder and decoder affects no one else.
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
 @dataclass(frozen=True)
 class ImageEmbedding:
     """The encoder's output for one image: features (1, 256, 64, 64) float32, plus the sizes
@@ -60,7 +67,10 @@ class Segmentation:
 class Segmenter:
     """Thread-safe masks from prompts; the encoder runs once per cached image."""
 
-    def __init__(self, loaded: LoadedModel, cache_bytes: int) -> None:
+    def __init__(self, loaded: LoadedModel, cache_bytes: int, *, threads: int = 0,
+                 decoder_threads: int = 0) -> None:
+        """`threads` for the encoder, `decoder_threads` for each click's decoder (0: torch's
+        current count, and the encoder's)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from mobile_sam import SamPredictor
@@ -68,6 +78,8 @@ class Segmenter:
         self.predictor = SamPredictor(loaded.sam)
         self.decoder = ClickDecoder(loaded.sam)
         self.cache: ByteLRU[ImageEmbedding] = ByteLRU(cache_bytes)
+        self.threads = threads or torch.get_num_threads()
+        self.decoder_threads = decoder_threads or self.threads
         self._lock = threading.Lock()
         self.encoder_runs = 0
         self.decoder_runs = 0
@@ -99,8 +111,10 @@ class Segmenter:
             entry = self.cache.get(key)
             cached = entry is not None
             if entry is None:
+                _use_threads(self.threads)
                 entry = self._encode(load_rgb())
                 self.cache.put(key, entry)
+            _use_threads(self.decoder_threads)
             with torch.inference_mode():
                 decoded = self.decoder.decode(entry.features, entry.original_size, prompts)
                 # Best score first; a stable sort keeps the decoder's order among equals.
