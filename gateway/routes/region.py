@@ -3,20 +3,23 @@ embedded, or the query's patch tokens pooled under the mask), and the similarity
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import numpy as np
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import GatewayState, SearchLimited, SearchUser, StateDep
 from gateway.objects import mask_from_png_b64, masked_crop, pool_patch_tokens
-from gateway.routes._forms import InvalidRequest, as_tags
+from gateway.routes._forms import InvalidRequest, as_sha256, as_tags
 from gateway.searching import (
     QueryVector,
     SearchParams,
@@ -26,7 +29,7 @@ from gateway.searching import (
     visible_image,
 )
 from gateway.uploads import read_limited
-from services.common.errors import NotFound
+from services.common.errors import DomainError, NotFound
 from services.common.images import decode_image
 from services.common.storage import InvalidStorageKey, resolve
 from services.common.vectors import decode_b64
@@ -43,20 +46,22 @@ async def image_bytes(state: GatewayState, file: UploadFile | None, image_id: in
         return data
     if image_id is None:
         raise InvalidRequest(f"give an image file or {field}")
-    image = await visible_image(state, image_id, admin=admin)
+    return await stored_bytes(state, await visible_image(state, image_id, admin=admin))
+
+
+async def stored_bytes(state: GatewayState, image: dict[str, Any]) -> bytes:
+    """The stored file of a catalog row."""
     try:
         path = resolve(state.images_dir, image.get("storage_key") or "")
     except InvalidStorageKey as exc:
-        raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
+        raise NotFound(f"image {image.get('id')} has no file", code="file_not_found") from exc
     try:
         return await run_in_threadpool(Path(path).read_bytes)
     except FileNotFoundError as exc:
-        raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
+        raise NotFound(f"image {image.get('id')} has no file", code="file_not_found") from exc
 
 
 PROMPT_KEYS = ("points", "box", "mask_input_b64", "multimask")
-SEGMENT_KEYS = ("mask_png_b64", "box", "score", "candidates", "low_res_mask_b64",
-                "image_sha256", "width", "height")
 
 
 def parse_prompts(text: str) -> dict[str, Any]:
@@ -71,13 +76,35 @@ def parse_prompts(text: str) -> dict[str, Any]:
     return {key: prompts[key] for key in PROMPT_KEYS if key in prompts}
 
 
-async def segment_bytes(state: GatewayState, data: bytes,
-                        prompts: dict[str, Any]) -> dict[str, Any]:
-    response = await state.upstreams.segmentation.arequest(
-        "POST", "/v1/segment", files={"file": ("image", data, "application/octet-stream")},
-        data={"prompts": json.dumps(prompts)})
-    body: dict[str, Any] = response.json()
-    return body
+async def call_segmentation(state: GatewayState, prompts: dict[str, Any], *,
+                            data: bytes | None = None, sha256: str | None = None,
+                            outputs: str | None = None) -> httpx.Response:
+    """POST /v1/segment with the image as bytes or by its content hash.
+
+    Always multipart: a form without a file would go urlencoded, and the base64 of a
+    previous mask (350 kB) costs milliseconds to percent-encode and decode."""
+    parts: dict[str, Any] = {"prompts": (None, json.dumps(prompts))}
+    if outputs is not None:
+        parts["outputs"] = (None, outputs)
+    if data is not None:
+        parts["file"] = ("image", data, "application/octet-stream")
+    else:
+        parts["image_sha256"] = (None, sha256)
+    return await state.upstreams.segmentation.arequest("POST", "/v1/segment", files=parts)
+
+
+async def segment_cached_first(state: GatewayState, sha256: str,
+                               load: Callable[[], Awaitable[bytes]], prompts: dict[str, Any],
+                               outputs: str | None = None) -> httpx.Response:
+    """By hash when the service still holds the image's encoder output (no bytes travel),
+    else with the bytes `load` gives."""
+    if sha256:
+        try:
+            return await call_segmentation(state, prompts, sha256=sha256, outputs=outputs)
+        except DomainError as exc:
+            if exc.code != "image_not_cached":
+                raise
+    return await call_segmentation(state, prompts, data=await load(), outputs=outputs)
 
 
 def patch_grid(answer: dict[str, Any]) -> NDArray[np.float32]:
@@ -113,12 +140,33 @@ async def segment(
                         '"mask_input_b64"?, "multimask"?}'),
     file: UploadFile | None = File(None),
     image_id: int | None = Form(None, ge=1, le=2**63 - 1),
-) -> dict[str, Any]:
+    image_sha256: str | None = Form(
+        None, description="instead of file or image_id: the image_sha256 of an earlier "
+                          "answer; 409 image_not_cached when the image must be sent again"),
+    outputs: str | None = Form(
+        None, description="comma separated, among png, rle, candidates, low_res (default: "
+                          "all); the others are null"),
+) -> Response:
     """A mask of the object under the clicks (preview)."""
-    data = await image_bytes(state, file, image_id,
-                             admin=bool(principal and principal.is_admin))
-    answer = await segment_bytes(state, data, parse_prompts(prompts))
-    return {key: answer.get(key) for key in SEGMENT_KEYS}
+    parsed = parse_prompts(prompts)
+    if image_sha256 is not None:
+        if file is not None or image_id is not None:
+            raise InvalidRequest("give image_sha256 alone, without file or image_id")
+        answer = await call_segmentation(state, parsed, outputs=outputs,
+                                         sha256=as_sha256("image_sha256", image_sha256))
+    elif file is None and image_id is not None:
+        image = await visible_image(state, image_id,
+                                    admin=bool(principal and principal.is_admin))
+        answer = await segment_cached_first(state, str(image.get("sha256") or ""),
+                                            lambda: stored_bytes(state, image), parsed,
+                                            outputs)
+    else:
+        data = await image_bytes(state, file, image_id,
+                                 admin=bool(principal and principal.is_admin))
+        answer = await call_segmentation(state, parsed, data=data, outputs=outputs)
+    # The service's answer as it came (docs/api.md): decoding and re-encoding a mask's RLE
+    # would cost more than the rest of the gateway's work.
+    return Response(content=answer.content, media_type="application/json")
 
 
 @router.post("/search/region")
@@ -140,8 +188,15 @@ async def search_region(
                           tags=tuple(as_tags(tags)))
     data = await image_bytes(state, file, image_id,
                              admin=bool(principal and principal.is_admin))
+    sha256 = await run_in_threadpool(lambda: hashlib.sha256(data).hexdigest())
+
+    async def the_bytes() -> bytes:
+        return data
+
     async with state.search_gate.slot():
-        seg = await segment_bytes(state, data, parse_prompts(prompts))
+        # The clicks before the search have put this image's encoder output in the cache.
+        seg = (await segment_cached_first(state, sha256, the_bytes, parse_prompts(prompts),
+                                          outputs="png")).json()
         mask_b64, box = seg["mask_png_b64"], seg.get("box")
         if mode == "crop":
             png = await run_in_threadpool(crop_png, data, mask_b64, box,
