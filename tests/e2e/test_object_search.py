@@ -39,6 +39,12 @@ def test_click_shows_mask_and_region_search(page: Any) -> None:
     with page.expect_response(lambda r: r.url.endswith("/api/v1/segment")) as seg:
         overlay.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
     assert seg.value.status == 200, seg.value.text()
+    first = sent_forms(page, "/api/v1/segment")[-1]
+    assert first["file"]["file"] == "orange-disc.png"
+    # The web app draws the mask from the RLE and keeps the logits for the next click.
+    assert first["outputs"] == "rle,low_res"
+    answer = seg.value.json()
+    assert answer["mask_png_b64"] is None and answer["mask_rle"]["size"] == [240, 320]
     prompts = last_prompts(page)
     # Image pixels (the picture is 320x240), not screen pixels.
     point = prompts["points"][0]
@@ -48,10 +54,14 @@ def test_click_shows_mask_and_region_search(page: Any) -> None:
     # The mask preview is painted over the image (plus the click marker).
     assert page.eval_on_selector("[data-testid=segment-overlay]", COVERED) > 200
 
-    with page.expect_request(lambda r: r.url.endswith("/api/v1/segment")):
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/segment")) as later:
         overlay.click(position={"x": 10, "y": 10}, modifiers=["Alt"])
     points = last_prompts(page)["points"]
     assert [p["label"] for p in points] == [1, 0]
+    # Later clicks name the image by the first answer's hash: no upload, decoder only.
+    sent = sent_forms(page, "/api/v1/segment")[-1]
+    assert "file" not in sent and sent["image_sha256"] == answer["image_sha256"]
+    assert later.value.status == 200 and later.value.json()["encoder_cached"] is True
 
     with page.expect_request(lambda r: r.url.endswith("/api/v1/segment")):
         page.mouse.move(box["x"] + 20, box["y"] + 20)

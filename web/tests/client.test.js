@@ -84,6 +84,15 @@ describe('API client', () => {
     const form = fetchMock.mock.calls[0][1].body
     expect(form.get('image_id')).toBe('42')
     expect(JSON.parse(form.get('prompts'))).toEqual(prompts)
+    expect(form.has('image_sha256')).toBe(false)
+    expect(form.has('outputs')).toBe(false)
+
+    await api.segment({ imageSha256: 'ab'.repeat(32), prompts, outputs: 'rle,low_res' })
+    const later = fetchMock.mock.calls[1][1].body
+    expect(later.get('image_sha256')).toBe('ab'.repeat(32))
+    expect(later.get('outputs')).toBe('rle,low_res')
+    expect(later.has('file')).toBe(false)
+    expect(later.has('image_id')).toBe(false)
   })
 })
 

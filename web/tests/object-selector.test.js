@@ -30,6 +30,20 @@ function mountShown(props = {}) {
   return { wrapper, overlay }
 }
 
+const SHA = 'ab'.repeat(32)
+
+/** An answer as the server gives it for outputs=rle,low_res (a 640x480 mask). */
+function answer(extra = {}) {
+  return {
+    score: 0.9,
+    mask_png_b64: null,
+    mask_rle: { size: [480, 640], counts: [1000, 5000, 301200] },
+    low_res_mask_b64: 'LOWRES',
+    image_sha256: SHA,
+    ...extra,
+  }
+}
+
 function click(overlay, x, y, extra = {}) {
   overlay.dispatchEvent(pointer('pointerdown', x, y, { button: 0, ...extra }))
   overlay.dispatchEvent(pointer('pointerup', x, y, { button: 0, ...extra }))
@@ -107,7 +121,7 @@ describe('ObjectSelector', () => {
     let answers = 0
     api.segment.mockImplementation(async () => {
       answers += 1
-      return { score: 0.9, mask_png_b64: 'iVBORw0KGgo=', low_res_mask_b64: `LOWRES${answers}` }
+      return answer({ low_res_mask_b64: `LOWRES${answers}` })
     })
     const { wrapper, overlay } = mountShown()
     click(overlay, 10 + 100, 20 + 50)
@@ -126,6 +140,84 @@ describe('ObjectSelector', () => {
     click(overlay, 10 + 100, 20 + 50)
     await flushPromises()
     expect(api.segment.mock.calls.at(-1)[0].prompts).toEqual({ points: [{ x: 200, y: 100, label: 1 }] })
+    wrapper.unmount()
+  })
+
+  it('uploads the image once, then names it by its hash; resends it when the server lost it', async () => {
+    const file = new Blob(['image bytes'])
+    const lost = new ApiError(409, 'image_not_cached', 'send the image again')
+    api.segment
+      .mockResolvedValueOnce(answer())
+      .mockResolvedValueOnce(answer())
+      .mockRejectedValueOnce(lost)
+      .mockResolvedValueOnce(answer())
+      .mockResolvedValueOnce(answer())
+    const { wrapper, overlay } = mountShown({ file })
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    const first = api.segment.mock.calls[0][0]
+    expect(first.file).toBe(file)
+    expect(first.imageSha256).toBeUndefined()
+    expect(first.outputs).toBe('rle,low_res')
+
+    click(overlay, 10 + 120, 20 + 60)
+    await flushPromises()
+    const second = api.segment.mock.calls[1][0]
+    expect(second).toEqual({
+      imageSha256: SHA,
+      prompts: expect.objectContaining({ mask_input_b64: 'LOWRES' }),
+      outputs: 'rle,low_res',
+    })
+
+    // The server restarted: 409 image_not_cached, and the same click goes again with the file.
+    click(overlay, 10 + 130, 20 + 70)
+    await flushPromises()
+    expect(api.segment).toHaveBeenCalledTimes(4)
+    const [refused, resent] = api.segment.mock.calls.slice(2).map((call) => call[0])
+    expect(refused.imageSha256).toBe(SHA)
+    expect(resent.file).toBe(file)
+    expect(resent.imageSha256).toBeUndefined()
+    expect(resent.prompts).toEqual(refused.prompts)
+    expect(wrapper.find('[role="alert"]').exists()).toBe(false)
+
+    // ...and the click after that is by hash again.
+    click(overlay, 10 + 140, 20 + 80)
+    await flushPromises()
+    expect(api.segment.mock.calls[4][0].imageSha256).toBe(SHA)
+    wrapper.unmount()
+  })
+
+  it('resends a catalog image by id, once; other errors are shown', async () => {
+    const lost = new ApiError(409, 'image_not_cached', 'send the image again')
+    api.segment
+      .mockResolvedValueOnce(answer())
+      .mockRejectedValueOnce(lost)
+      .mockRejectedValueOnce(new ApiError(404, 'image_not_found', 'gone'))
+    const { wrapper, overlay } = mountShown({ file: null, imageId: 7 })
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    click(overlay, 10 + 120, 20 + 60)
+    await flushPromises()
+    expect(api.segment).toHaveBeenCalledTimes(3)
+    expect(api.segment.mock.calls[1][0].imageSha256).toBe(SHA)
+    expect(api.segment.mock.calls[2][0]).toMatchObject({ imageId: 7, file: null })
+    expect(wrapper.get('[role="alert"]').text()).toBe('gone')
+    wrapper.unmount()
+  })
+
+  it('forgets the hash when the image changes', async () => {
+    api.segment.mockResolvedValue(answer())
+    const { wrapper, overlay } = mountShown()
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    const other = new Blob(['another image'])
+    await wrapper.setProps({ src: 'blob:other', file: other })
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    const sent = api.segment.mock.calls.at(-1)[0]
+    expect(sent.file).toBe(other)
+    expect(sent.imageSha256).toBeUndefined()
+    expect(sent.prompts).toEqual({ points: [{ x: 200, y: 100, label: 1 }] })
     wrapper.unmount()
   })
 

@@ -129,10 +129,12 @@ export const api = {
       form: toForm({ file, ...searchFields(opts) }),
       signal,
     }),
-  segment: ({ file, imageId, prompts }, signal) =>
+  /** A mask from clicks on `file`, catalog image `imageId`, or `imageSha256` (the hash of an
+   * earlier answer: no upload); `outputs` e.g. 'rle,low_res' (default: every part). */
+  segment: ({ file, imageId, imageSha256, prompts, outputs }, signal) =>
     request('/segment', {
       method: 'POST',
-      form: toForm({ file, image_id: imageId, prompts }),
+      form: toForm({ file, image_id: imageId, image_sha256: imageSha256, prompts, outputs }),
       signal,
     }),
   searchRegion: ({ file, imageId, prompts, mode, ...opts }, signal) =>

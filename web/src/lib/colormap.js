@@ -1,4 +1,4 @@
-// Heatmap and mask colouring: plain pixel maths on RGBA arrays, testable without a canvas.
+// Heatmap colouring: plain pixel maths on RGBA arrays, testable without a canvas.
 
 // A few stops of a perceptual "magma"-like ramp: dark violet -> red -> yellow.
 const STOPS = [
@@ -39,21 +39,4 @@ export function heatmapPixels(values, gh, gw) {
     out[i * 4 + 3] = Math.round(60 + 150 * v)
   }
   return out
-}
-
-/**
- * Turns a grey mask (white = object) into a tinted translucent overlay, in place.
- * @param {Uint8ClampedArray} rgba (h, w, 4) pixels of the mask drawn on a canvas
- * @param {number[]} color [r, g, b] of the tint
- * @param {number} alpha 0..255 opacity of the object area
- */
-export function tintMask(rgba, color, alpha = 120) {
-  for (let i = 0; i < rgba.length; i += 4) {
-    const on = rgba[i] > 127 && rgba[i + 3] > 0
-    rgba[i] = color[0]
-    rgba[i + 1] = color[1]
-    rgba[i + 2] = color[2]
-    rgba[i + 3] = on ? alpha : 0
-  }
-  return rgba
 }
