@@ -8,6 +8,9 @@ of the embedding dependency group. Writes section "embedding" of docs/benchmarks
     .venv/bin/python bench/embedding.py              # full run (about 5 minutes, idle machine)
     .venv/bin/python bench/embedding.py --quick      # proves it works; prints, writes nothing
     .venv/bin/python bench/embedding.py --print-only # full run, table printed, not written
+
+On AMD CPUs with AVX-512 the script (like `imgsearch`) asks OpenBLAS for its Zen kernels and
+also measures them against the ones OpenBLAS detects (table "OpenBLAS kernels").
 """
 
 from __future__ import annotations
@@ -23,13 +26,43 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._report import markdown_table, write_section
-from services.embedding.engine import Dinov2Config, Dinov2Model
-from services.embedding.engine.blas import blas_threads
+from services.common.cpu import ENV as CORETYPE_ENV
+from services.common.cpu import choose_openblas_kernels
+
+# as `imgsearch` does: before NumPy loads OpenBLAS
+CHOSEN_CORETYPE = choose_openblas_kernels()
+
+import numpy as np  # noqa: E402
+
+from bench._report import markdown_table, write_section  # noqa: E402
+from services.embedding.engine import Dinov2Config, Dinov2Model  # noqa: E402
+from services.embedding.engine.blas import blas_threads  # noqa: E402
+
+# The engine's products at batch 1 (257 rows) and one thread's share of batch 8 (1028 rows):
+# QKV, fc1, fc2 of ViT-B/14.
+GEMM_SHAPES = [(m, k, n) for m in (257, 1028) for k, n in ((768, 2304), (768, 3072),
+                                                           (3072, 768))]
+GEMM_CHILD = """
+import json, sys, time
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+threadpool_limits(1)
+rng = np.random.default_rng(0)
+out = {"kernels": [i.get("architecture") for i in threadpool_info()
+                   if i.get("internal_api") == "openblas"]}
+for m, k, n in json.loads(sys.argv[1]):
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    c = np.empty((m, n), np.float32)
+    np.matmul(a, w.T, out=c)
+    times = []
+    for _ in range(15):
+        t = time.perf_counter(); np.matmul(a, w.T, out=c); times.append(time.perf_counter() - t)
+    out[f"{m}x{k}x{n}"] = 2 * m * k * n / sorted(times)[7] / 1e9
+print(json.dumps(out))
+"""
 
 
 def flops_per_image(config: Dinov2Config, h: int, w: int) -> float:
@@ -51,21 +84,6 @@ def best_ms(fn: Callable[[], object], reps: int) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best * 1000
-
-
-def interleaved_ms(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
-    """Wall times in ms of `reps` rounds, each round calling every function once in turn
-    (ours, torch, ours, torch, ...), after one warm-up call each: a burst of load from
-    other processes then hits both sides instead of one."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def matmul_peak(threads: int, n: int) -> float:
@@ -90,42 +108,72 @@ def torch_model(config: Dinov2Config, state: dict[str, np.ndarray]) -> object:
     return hf
 
 
-def speed_rows(threads: int, reps: int, batches: list[int],
-               archs: list[str]) -> tuple[list[list[object]], float]:
-    """One row per (arch, batch): medians of interleaved runs; and the matmul peak."""
-    import torch
+def child_times(side: str, arch: str, batch: int, threads: int, reps: int) -> list[float]:
+    """In this (child) process: ms per forward of one side after a warm-up call."""
+    ours = Dinov2Model.random(arch, seed=0, threads=threads)
+    x = np.random.default_rng(1).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    if side == "ours":
+        def run() -> None:
+            ours.forward(x)
+    else:
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        ref: Any = torch_model(ours.config, ours.state_dict_hf("modules"))
+        ours.close()
+        xt = torch.from_numpy(x)
+
+        def run() -> None:
+            with torch.inference_mode():
+                ref(pixel_values=xt)
+    run()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def speed_rows(threads: int, rounds: int, batches: list[int],
+               archs: list[str]) -> tuple[list[list[object]], float]:
+    """One row per (arch, batch): each round runs ours, then torch, each in a fresh child
+    process (so neither side's threads, spinning or sleeping, share a process with the
+    other's); medians over all timed calls; and the matmul peak."""
     peak = matmul_peak(threads, 2048)
     print(f"matmul peak 2048^3, {threads} threads: {peak:.0f} GFLOP/s", flush=True)
     rows: list[list[object]] = []
     for arch in archs:
-        ours = Dinov2Model.random(arch, seed=0, threads=threads)
-        ref = torch_model(ours.config, ours.state_dict_hf("modules"))
+        config = _config(arch)
         for batch in batches:
-            x = np.random.default_rng(1).standard_normal((batch, 3, 224, 224)).astype(np.float32)
-            xt = torch.from_numpy(x)
-
-            def run_torch(model: Any = ref, xt: Any = xt) -> None:
-                with torch.inference_mode():
-                    model(pixel_values=xt)
-
-            def run_ours(model: Dinov2Model = ours, x: np.ndarray = x) -> None:
-                model.forward(x)
-
-            times = interleaved_ms({"ours": run_ours, "torch": run_torch}, reps)
+            reps = 5 if batch == 1 else 3
+            times: dict[str, list[float]] = {"ours": [], "torch": []}
+            best: dict[str, list[float]] = {"ours": [], "torch": []}
+            for _ in range(rounds):
+                for side in ("ours", "torch"):
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--child", side, arch, str(batch),
+                         str(threads), str(reps)],
+                        capture_output=True, text=True, check=True)
+                    got = json.loads(done.stdout.strip().splitlines()[-1])
+                    times[side] += got
+                    best[side].append(min(got))
             t_ours = float(np.median(times["ours"])) / batch
             t_torch = float(np.median(times["torch"])) / batch
-            gflop = flops_per_image(ours.config, 224, 224) / 1e9
+            gflop = flops_per_image(config, 224, 224) / 1e9
             row = [arch, batch, f"{t_ours:.0f}", f"{t_torch:.0f}", f"**{t_ours / t_torch:.2f}**",
-                   f"{min(times['ours']) / min(times['torch']):.2f}",
+                   f"{min(best['ours']) / min(best['torch']):.2f}",
                    f"{gflop / (t_ours / 1000):.0f} ({gflop / (t_ours / 1000) / peak:.0%})",
                    f"{gflop / (t_torch / 1000):.0f} ({gflop / (t_torch / 1000) / peak:.0%})"]
             print(row, f"load {os.getloadavg()[0]:.1f}", flush=True)
             rows.append(row)
-        ours.close()
-        del ref
     return rows, peak
+
+
+def _config(arch: str) -> Dinov2Config:
+    from services.embedding.engine.config import ARCHITECTURES
+
+    return ARCHITECTURES[arch]
 
 
 # VmHWM, not getrusage: Linux carries ru_maxrss across fork+exec, so a child started by this
@@ -186,20 +234,54 @@ def embedding_group() -> list[str]:
     return ["numpy", "pillow", *[n for n in names if n not in ("numpy", "pillow")]]
 
 
+def kernel_rows(rounds: int) -> tuple[list[list[object]], str] | None:
+    """One-thread GFLOP/s of the engine's products with the kernels OpenBLAS detects and with
+    the ones `services.common.cpu` chose (None when it chose nothing), alternating child
+    processes (the choice is read when OpenBLAS loads)."""
+    if not CHOSEN_CORETYPE:
+        return None
+    env_detect = {k: v for k, v in os.environ.items() if k != CORETYPE_ENV}
+    env_chosen = env_detect | {CORETYPE_ENV: CHOSEN_CORETYPE}
+    runs: dict[str, list[dict[str, Any]]] = {"detected": [], "chosen": []}
+    for _ in range(rounds):
+        for name, env in (("detected", env_detect), ("chosen", env_chosen)):
+            done = subprocess.run([sys.executable, "-c", GEMM_CHILD, json.dumps(GEMM_SHAPES)],
+                                  capture_output=True, text=True, env=env, check=True)
+            runs[name].append(json.loads(done.stdout))
+    names = {k: "/".join(runs[k][0]["kernels"]) for k in runs}
+    rows: list[list[object]] = []
+    for m, k, n in GEMM_SHAPES:
+        key = f"{m}x{k}x{n}"
+        det = sorted(r[key] for r in runs["detected"])[rounds // 2]
+        cho = sorted(r[key] for r in runs["chosen"])[rounds // 2]
+        rows.append([f"{m} x {k} @ {k} x {n}", f"{det:.0f}", f"{cho:.0f}", f"{cho / det:.2f}"])
+        print(rows[-1], flush=True)
+    return rows, f"detected: {names['detected']}; chosen ({CORETYPE_ENV}={CHOSEN_CORETYPE}): " \
+                 f"{names['chosen']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="ViT-S only, batch 1, 3 rounds; prints, writes no table")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=7, help="interleaved rounds per row")
+    parser.add_argument("--reps", type=int, default=5,
+                        help="rounds per row (each: one child process per side)")
+    parser.add_argument("--child", nargs=5, metavar=("SIDE", "ARCH", "BATCH", "THREADS", "REPS"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--print-only", action="store_true",
                         help="full run, but print the section instead of writing it")
     args = parser.parse_args()
+    if args.child:
+        side, arch, batch, threads, reps = args.child
+        print(json.dumps(child_times(side, arch, int(batch), int(threads), int(reps))))
+        return
     threads = args.threads
     reps = 3 if args.quick else args.reps
     load_before = os.getloadavg()[0]
     archs = ["dinov2_vits14"] if args.quick else ["dinov2_vits14", "dinov2_vitb14"]
     batches = [1] if args.quick else [1, 8]
+    kernels = kernel_rows(3 if args.quick else 5)
     rows, peak = speed_rows(threads, reps, batches, archs)
     load_after = os.getloadavg()[0]
     workdir = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -214,9 +296,11 @@ def main() -> None:
     body = "\n\n".join([
         f"Input 224x224, float32, random weights (the same for both), {threads} threads for "
         "both (`torch.set_num_threads`; the engine's `threads`); transformers `Dinov2Model` "
-        f"under `torch.inference_mode`. {reps} rounds after a warm-up, each round running "
-        "ours then torch, so load from other processes hits both; times are medians, "
-        "`min ratio` is the ratio of the best runs. GFLOP/s counts matrix products and "
+        f"under `torch.inference_mode`. {reps} rounds, each running ours then torch, each "
+        "side in a fresh process (5 timed calls at batch 1, 3 at batch 8, after a warm-up), "
+        "so load from other processes hits both and neither side's idle threads share a "
+        "process with the other; times are medians, `min ratio` is the ratio of the best "
+        "runs. GFLOP/s counts matrix products and "
         f"attention, as a fraction of the 2048^3 float32 matmul peak measured in the same run "
         f"({peak:.0f} GFLOP/s, NumPy's OpenBLAS, {threads} threads). Load average (1 min) "
         f"{load_before:.1f} before, {load_after:.1f} after. Targets: ratio <= 1.0 at "
@@ -230,6 +314,15 @@ def main() -> None:
         + ", ".join(f"{n} {mb:.0f} MB" for n, mb in sizes)
         + f" (total {sum(mb for _, mb in sizes):.0f} MB; no torch).",
     ])
+    if kernels is not None:
+        body += "\n\n" + "\n\n".join([
+            "OpenBLAS kernels (`services/common/cpu.py`, applied by `imgsearch` and this "
+            f"script before NumPy loads; the table above ran with them): {kernels[1]}. One "
+            "thread, GFLOP/s of the engine's ViT-B/14 products, medians of 5 child processes "
+            "per side, alternating:",
+            markdown_table(["product (rows x in @ in x out)", "detected GFLOP/s",
+                            "chosen GFLOP/s", "chosen/detected"], kernels[0]),
+        ])
     if args.print_only:
         print(body)
     else:

@@ -8,6 +8,11 @@ from typing import Any
 
 import click
 
+from services.common.cpu import choose_openblas_kernels
+
+# Before any command imports NumPy (OpenBLAS reads the choice when it loads).
+choose_openblas_kernels()
+
 # command name -> ("module:attribute" of a click command, one-line help). Imported on use.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("imgsearch.commands.serve:serve", "Run one service (embedding, index, ...)."),
