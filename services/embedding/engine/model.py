@@ -405,6 +405,8 @@ class Dinov2Model:
         qkv[:images * t, c0:c1] += bias[c0:c1]
         group = max(1, min(h1 - h0, self.attention_bytes // (4 * t * t)))
         scores = s.get("scores", group * t, t).reshape(group, t, t)
+        ones = s.get("ones", t, 1)
+        ones.fill(1.0)
         for img in range(images):
             rows = slice(img * t, (img + 1) * t)
             # views of the contiguous row blocks: (T, heads, [q|k|v], hd) and (T, heads, hd)
@@ -414,7 +416,7 @@ class Dinov2Model:
                 e = min(h1, a + group)
                 g = grouped[:, a:e].transpose(1, 2, 0, 3)  # (n, 3, T, hd)
                 attend_heads(g[:, 0], g[:, 1], g[:, 2], out[:, a:e].transpose(1, 0, 2),
-                             scores[:e - a])
+                             scores[:e - a], ones)
 
     def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights, k0: int, k1: int) -> None:
         """out = act(ln W_in[k0:k1]^T + b_in) W_out[:, k0:k1]^T for hidden units [k0, k1),
