@@ -25,10 +25,11 @@ _AS_C = tuple(np.float32(c / _AS_P ** k) for k, c in enumerate(
 # 1e-39 there), and an overflowing exp costs no more than any other (measured), so no clamp
 # pass; the overflow warning is silenced instead.
 _ONE = np.float32(1.0)
-# Elements per pass: 3 scratch rows of 256K floats (3 MB) in L2/L3 (measured on a 2-core Zen 4
-# with 1 MB L2: 256K 10% faster than 64K and 16K, 1M slower; fewer, larger calls also
-# wait less for the interpreter lock when two threads run kernels at once).
-GELU_BLOCK = 262144
+# Elements per pass: 3 scratch rows of 128K floats (1.5 MB per thread). Measured on a 2-core
+# Zen 4 (1 MB L2 per core), two threads each running the GELU of 1028x1536: 64K 4.8 ms,
+# 128K 4.2 ms, 256K 3.9 ms (fewer, larger calls wait less for the interpreter lock), 1M
+# slower; 256K would put the ViT-B process over its memory budget (1.5x the weights).
+GELU_BLOCK = 131072
 
 
 def normalize_rows(x: F32, out: F32, eps: float, stat: F32) -> F32:
