@@ -42,10 +42,12 @@ def _attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndar
     return np.einsum("nts,nsd->ntd", p, v.astype(np.float64))
 
 
-@pytest.mark.parametrize("scale", [0.3, 40.0], ids=["bounded", "large-scores"])
+@pytest.mark.parametrize("scale", [0.3, 10.0], ids=["bounded", "large-scores"])
 def test_attend_heads_both_softmax_paths(scale: float) -> None:
     """Small scores skip the max subtraction, large ones (which would overflow exp) take it;
-    both give softmax(q k^T) v. Inputs are strided views, as the model passes them."""
+    both give softmax(q k^T) v. Inputs are strided views, as the model passes them. The
+    tolerance grows with the largest score: float32 products round each score by about
+    1e-7 of its size, whichever BLAS kernel computes them."""
     rng = np.random.default_rng(1)
     n, t, hd = 3, 50, 16
     qkv = rng.standard_normal((t, n, 3, hd)).astype(np.float32)
@@ -53,8 +55,11 @@ def test_attend_heads_both_softmax_paths(scale: float) -> None:
     q, k, v = (qkv[:, :, i].transpose(1, 0, 2) for i in range(3))
     bound = np.sqrt((q * q).sum(-1).max() * (k * k).sum(-1).max())
     assert (bound < SOFTMAX_SAFE) == (scale < 1)
+    largest = float(np.abs(np.einsum("ntd,nsd->nts", q, k)).max())
+    assert (largest > 88.8) == (scale > 1)  # exp would overflow without the subtraction
     out_rows = np.zeros((t, n, hd), np.float32)
     out = out_rows.transpose(1, 0, 2)
     attend_heads(q, k, v, out, np.empty((n, t, t), np.float32))
     assert np.isfinite(out_rows).all()
-    np.testing.assert_allclose(out, _attention_reference(q, k, v), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out, _attention_reference(q, k, v), rtol=1e-4,
+                               atol=max(1e-5, 1e-6 * largest))

@@ -74,6 +74,22 @@ def _l2(x: F32) -> F32:
     return out
 
 
+# Every activation buffer starts on a 64-byte boundary (and, all widths being multiples of 16
+# floats, so does every row). Some OpenBLAS kernels (the Zen/Haswell ones) round differently
+# with the alignment of their operands: with buffers wherever malloc puts them, the same image
+# twice in one batch, one per thread, came out different in the last bit.
+_ALIGN = 64
+
+
+def _aligned_empty(*shape: int) -> F32:
+    """An uninitialised float32 array of `shape` whose data starts on a 64-byte boundary."""
+    count = int(np.prod(shape))
+    raw = np.empty(count + _ALIGN // 4, dtype=np.float32)
+    skip = (-raw.ctypes.data % _ALIGN) // 4
+    out: F32 = raw[skip:skip + count].reshape(shape)
+    return out
+
+
 def _chunks(n: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, n))
     bounds = [n * i // parts for i in range(parts + 1)]
@@ -89,7 +105,7 @@ class _Scratch:
     def get(self, name: str, rows: int, cols: int) -> F32:
         buf = self._bufs.get(name)
         if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
-            buf = np.empty((rows, cols), dtype=np.float32)
+            buf = _aligned_empty(rows, cols)
             self._bufs[name] = buf
         return buf[:rows]
 
@@ -272,7 +288,7 @@ class Dinov2Model:
         patches = np.ascontiguousarray(
             np.asarray(pixels, dtype=np.float32).reshape(b, 3, gh, p, gw, p)
             .transpose(0, 2, 4, 1, 3, 5)).reshape(b * n, 3 * p * p)
-        x = np.empty((b, t, d), dtype=np.float32)
+        x = _aligned_empty(b, t, d)
         with self._lock, blas_threads(1):
             emb = x[:, 1 + r:]
             np.matmul(patches.reshape(b, n, 3 * p * p), self._embed["patch_matrix"], out=emb)
@@ -335,12 +351,14 @@ class Dinov2Model:
         heads = _chunks(cfg.heads, n)
         hidden = _chunks(cfg.mlp_hidden, n)
         eps = cfg.layer_norm_eps
-        qkv = np.empty((m, 3 * d), dtype=np.float32)
-        attn = np.empty((m, d), dtype=np.float32)
-        parts_a = np.empty((len(heads), m, d), dtype=np.float32)
-        parts_b = np.empty((len(hidden), m, d), dtype=np.float32)
-        copies = [x if w == 0 else x.copy() for w in range(n)]
-        lns = [np.empty((m, d), dtype=np.float32) for _ in range(n)]
+        qkv = _aligned_empty(m, 3 * d)
+        attn = _aligned_empty(m, d)
+        parts_a = _aligned_empty(len(heads), m, d)
+        parts_b = _aligned_empty(len(hidden), m, d)
+        copies = [x] + [_aligned_empty(m, d) for _ in range(1, n)]
+        for copy in copies[1:]:
+            copy[:] = x
+        lns = [_aligned_empty(m, d) for _ in range(n)]
         blocks = self._blocks
 
         def gather(xw: F32, parts: F32, bias: F32) -> None:
