@@ -60,18 +60,17 @@ def gelu_scaled(u: F32, bias: F32, scratch: F32) -> F32:
     np.minimum costs 3x an add and np.reciprocal 1.7x a division of 1 by the array, so
     neither is used.)
     """
-    c1, c2, c3, c4, c5 = _AS_C
     m, h = u.shape
     step = max(1, scratch.shape[1] // h)
     with np.errstate(over="ignore"):
         for lo in range(0, m, step):
-            _gelu_block(u[lo:lo + step], bias, scratch, c1, c2, c3, c4, c5)
+            _gelu_block(u[lo:lo + step], bias, scratch)
     return u
 
 
-def _gelu_block(x: F32, bias: F32, scratch: F32, c1: np.float32, c2: np.float32,
-                c3: np.float32, c4: np.float32, c5: np.float32) -> None:
+def _gelu_block(x: F32, bias: F32, scratch: F32) -> None:
     """One block of `gelu_scaled`: 19 passes over x and three scratch views of its shape."""
+    c1, c2, c3, c4, c5 = _AS_C
     x += bias
     shape = x.shape
     n = x.size

@@ -109,6 +109,15 @@ class _Scratch:
             self._bufs[name] = buf
         return buf[:rows]
 
+    def ones(self, rows: int) -> F32:
+        """(rows, 1) of ones, filled once per size."""
+        buf = self._bufs.get("ones")
+        if buf is None or buf.shape[0] != rows:
+            buf = _aligned_empty(rows, 1)
+            buf.fill(1.0)
+            self._bufs["ones"] = buf
+        return buf
+
 
 class Dinov2Model:
     """A DINOv2 ViT/14 with folded float32 weights. Build it with `from_file` or `random`."""
@@ -389,28 +398,19 @@ class Dinov2Model:
             if w < len(hidden):
                 self._mlp(s, ln, parts_b[w], blk, *hidden[w])
 
-        def finish(w: int) -> None:
+        def finish(w: int, lo: int, hi: int) -> None:
             # the last block's MLP sums on thread 0's copy (which is x), by rows
-            lo, hi = _chunks(m, n)[w] if w < min(n, m) else (0, 0)
-            if hi > lo:
-                gather(x[lo:hi], parts_b[:, lo:hi], blocks[-1].b_out)
-                self._final_norm(self._scratch[w], x[lo:hi])
+            gather(x[lo:hi], parts_b[:, lo:hi], blocks[-1].b_out)
+            self._final_norm(self._scratch[w], x[lo:hi])
 
         for i in range(len(blocks)):
             self._each(partial(phase_a, i))
             self._each(partial(phase_b, i))
-        self._each(finish)
+        self._parallel(finish, m)
 
     def _each(self, fn: Callable[[int], None]) -> None:
         """fn(worker) on every thread (worker 0 on this one), returning when all are done."""
-        if self._pool is None:
-            for w in range(self.threads):
-                fn(w)
-            return
-        futures = [self._pool.submit(fn, w) for w in range(1, self.threads)]
-        fn(0)
-        for future in futures:
-            future.result()
+        self._parallel(lambda w, _lo, _hi: fn(w), self.threads)
 
     # -- kernels shared by both ways ------------------------------------------------------
 
@@ -425,8 +425,7 @@ class Dinov2Model:
         qkv[:images * t, c0:c1] += bias[c0:c1]
         group = max(1, min(h1 - h0, self.attention_bytes // (4 * t * t)))
         scores = s.get("scores", group * t, t).reshape(group, t, t)
-        ones = s.get("ones", t, 1)
-        ones.fill(1.0)
+        ones = s.ones(t)
         for img in range(images):
             rows = slice(img * t, (img + 1) * t)
             # views of the contiguous row blocks: (T, heads, [q|k|v], hd) and (T, heads, hd)
