@@ -3,7 +3,6 @@ as docs/api.md promises; FastAPI documents the form, this reads whichever came."
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Request
@@ -14,9 +13,6 @@ from services.common.errors import DomainError
 class InvalidRequest(DomainError):
     code = "invalid_request"
     status = 422
-
-
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 async def json_fields(request: Request) -> dict[str, Any]:
@@ -84,11 +80,3 @@ def as_tags(value: Any) -> list[str]:
             tags.append(tag)
     return tags
 
-
-def as_sha256(name: str, value: str) -> str:
-    """64 hex digits (either case) -> the lower-case digest; else 422 invalid_image_sha256."""
-    if not _SHA256.fullmatch(value):
-        raise InvalidRequest(f"{name} must be 64 hexadecimal digits (the image_sha256 of an "
-                             "earlier answer)", code="invalid_image_sha256",
-                             detail={"field": name})
-    return value.lower()

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import GatewayState, SearchLimited, SearchUser, StateDep
 from gateway.objects import mask_from_png_b64, masked_crop, pool_patch_tokens
-from gateway.routes._forms import InvalidRequest, as_sha256, as_tags
+from gateway.routes._forms import InvalidRequest, as_tags
 from gateway.searching import (
     QueryVector,
     SearchParams,
@@ -31,7 +31,7 @@ from gateway.searching import (
 from gateway.uploads import read_limited
 from services.common.errors import DomainError, NotFound
 from services.common.images import decode_image
-from services.common.storage import InvalidStorageKey, resolve
+from services.common.storage import InvalidStorageKey, parse_sha256, resolve
 from services.common.vectors import decode_b64
 
 router = APIRouter(tags=["object search"], dependencies=[SearchLimited])
@@ -153,7 +153,7 @@ async def segment(
         if file is not None or image_id is not None:
             raise InvalidRequest("give image_sha256 alone, without file or image_id")
         answer = await call_segmentation(state, parsed, outputs=outputs,
-                                         sha256=as_sha256("image_sha256", image_sha256))
+                                         sha256=parse_sha256(image_sha256))
     elif file is None and image_id is not None:
         image = await visible_image(state, image_id,
                                     admin=bool(principal and principal.is_admin))

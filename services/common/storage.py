@@ -14,11 +14,26 @@ from pathlib import Path
 from services.common.errors import DomainError
 
 _KEY = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}\.(jpg|png|webp|gif|bmp|tif)$")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class InvalidStorageKey(DomainError):
     code = "invalid_storage_key"
     status = 400
+
+
+class InvalidImageSha256(DomainError):
+    code = "invalid_image_sha256"
+    status = 422
+
+
+def parse_sha256(value: str, field: str = "image_sha256") -> str:
+    """An image's content hash from a client: 64 hex digits (either case) -> the lower-case
+    digest the keys and the caches use; anything else is 422 invalid_image_sha256."""
+    if not _SHA256.fullmatch(value):
+        raise InvalidImageSha256(f"{field} must be 64 hexadecimal digits (the image_sha256 "
+                                 "of an earlier answer)", detail={"field": field})
+    return value.lower()
 
 
 def image_key(sha256: str, ext: str) -> str:

@@ -1,9 +1,7 @@
-"""Form fields of `POST /v1/segment` beside the prompts: the image by content hash, and which
-parts of the answer to build."""
+"""Form fields of `POST /v1/segment` beside the prompts: which parts of the answer to build.
+(The image's content hash is checked by `services.common.storage.parse_sha256`.)"""
 
 from __future__ import annotations
-
-import re
 
 from services.common.errors import DomainError
 
@@ -12,25 +10,10 @@ from services.common.errors import DomainError
 OUTPUTS = ("png", "rle", "candidates", "low_res")
 ALL_OUTPUTS = frozenset(OUTPUTS)
 
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-class InvalidImageSha256(DomainError):
-    code = "invalid_image_sha256"
-    status = 422
-
 
 class InvalidOutputs(DomainError):
     code = "invalid_outputs"
     status = 422
-
-
-def parse_sha256(text: str) -> str:
-    """64 hex digits (either case) -> the lower-case digest; anything else is 422."""
-    if not _SHA256.fullmatch(text):
-        raise InvalidImageSha256("image_sha256 must be 64 hexadecimal digits (the "
-                                 "image_sha256 of an earlier answer)")
-    return text.lower()
 
 
 def parse_outputs(text: str | None) -> frozenset[str]:

@@ -17,9 +17,9 @@ from services.common.errors import DomainError, NotFound
 from services.common.http import ServiceClient
 from services.common.images import decode_image
 from services.common.settings import CommonSettings
-from services.common.storage import resolve
+from services.common.storage import parse_sha256, resolve
 from services.segmentation.config import SegmentationSettings
-from services.segmentation.forms import parse_outputs, parse_sha256
+from services.segmentation.forms import parse_outputs
 from services.segmentation.predictor.errors import ImageFileMissing, ImageNotCached
 from services.segmentation.predictor.loader import ModelHolder
 from services.segmentation.predictor.masks import encode_logits, encode_png, encode_rle

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.segmentation.forms import (
-    ALL_OUTPUTS,
-    InvalidImageSha256,
-    InvalidOutputs,
-    parse_outputs,
-    parse_sha256,
-)
+from services.common.storage import InvalidImageSha256, parse_sha256
+from services.segmentation.forms import ALL_OUTPUTS, InvalidOutputs, parse_outputs
 from services.segmentation.predictor.cache import ByteLRU
 from services.segmentation.predictor.errors import InvalidPrompts
 from services.segmentation.predictor.masks import (
