@@ -144,10 +144,12 @@ def selfcheck(weights: Path | None, model: str | None, reference: Path | None,
     source = loaded.path or "random weights (IMGSEARCH_RANDOM_WEIGHTS=1)"
     click.echo(f"model {engine.model_id} from {source}; {len(paths)} images, "
                f"{settings.resize_mode} {settings.image_size}")
-    ours_cls, ours_patch = [], []
+    ours_cls, ours_patch, served_cls = [], [], []
     for array in pixels:
         result = engine.embed(array[None], patch_tokens=True)
         ours_cls.append(result.cls[0])
+        # what the service computes for CLS features alone: the CLS-only last block
+        served_cls.append(engine.embed(array[None]).cls[0])
         ours_patch.append(result.patch[0].reshape(-1, engine.config.dim)
                           if result.patch is not None else None)
     if save_reference is not None:
@@ -158,6 +160,8 @@ def selfcheck(weights: Path | None, model: str | None, reference: Path | None,
     if use_transformers and importlib.util.find_spec("transformers") is not None:
         hf_cls, hf_patch = _transformers_features(engine, pixels)
         comparisons.append(compare("transformers (CLS)", ours_cls, hf_cls))
+        comparisons.append(compare("transformers (CLS, CLS-only last block)", served_cls,
+                                   hf_cls))
         comparisons.append(compare("transformers (patch tokens)",
                                    [p for p in ours_patch if p is not None], hf_patch))
     elif use_transformers:
@@ -169,6 +173,8 @@ def selfcheck(weights: Path | None, model: str | None, reference: Path | None,
                        f"({len(paths)}, {engine.config.dim}) for these images")
             raise SystemExit(1)
         comparisons.append(compare(f"reference {reference.name}", ours_cls, list(stored)))
+        comparisons.append(compare(f"reference {reference.name} (CLS-only last block)",
+                                   served_cls, list(stored)))
     if not comparisons:
         click.echo("FAIL: nothing to compare with: install transformers or give --reference")
         raise SystemExit(1)

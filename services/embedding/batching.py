@@ -31,31 +31,32 @@ logger = logging.getLogger(__name__)
 class EmbedOutput:
     """One model call's output, rows in input order (all L2-normalised float32).
 
-    cls (B, D); mean_pooled (B, D); patch (B, gh, gw, D) or None.
+    cls (B, D); mean_pooled (B, D) or None; patch (B, gh, gw, D) or None.
     """
 
     cls: NDArray[np.float32]
-    mean_pooled: NDArray[np.float32]
+    mean_pooled: NDArray[np.float32] | None
     patch: NDArray[np.float32] | None
 
 
 @dataclass(frozen=True)
 class ItemResult:
-    """One image's features: cls (D,), mean_pooled (D,), patch (gh, gw, D) or None."""
+    """One image's features: cls (D,), mean_pooled (D,) or None, patch (gh, gw, D) or None."""
 
     cls: NDArray[np.float32]
-    mean_pooled: NDArray[np.float32]
+    mean_pooled: NDArray[np.float32] | None
     patch: NDArray[np.float32] | None
 
 
-# (B, 3, H, W) float32 pixels, patch tokens wanted -> features
-EmbedFn = Callable[[NDArray[np.float32], bool], EmbedOutput]
+# (B, 3, H, W) float32 pixels, patch tokens wanted, mean-pooled patches wanted -> features
+EmbedFn = Callable[[NDArray[np.float32], bool, bool], EmbedOutput]
 
 
 @dataclass
 class _Job:
     pixels: list[NDArray[np.float32]]  # each (3, H, W)
     patch_tokens: bool
+    mean_pooled: bool
     future: asyncio.Future[list[ItemResult]]
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -125,14 +126,17 @@ class MicroBatcher:
         calls = self._queue.qsize() / self.max_batch + 1
         return max(1, math.ceil(calls * self._call_seconds))
 
-    async def submit(self, pixels: list[NDArray[np.float32]],
-                     patch_tokens: bool = False) -> list[ItemResult]:
-        """Features of `pixels` (each (3, H, W) float32), in order; `Overloaded` when full."""
+    async def submit(self, pixels: list[NDArray[np.float32]], patch_tokens: bool = False,
+                     mean_pooled: bool = False) -> list[ItemResult]:
+        """Features of `pixels` (each (3, H, W) float32), in order; `Overloaded` when full.
+        The CLS features always; patch tokens and mean-pooled patches when asked for (a
+        batch shared with a request that asks computes them for all, and hands each request
+        only what it asked for)."""
         if not self.running:
             raise Overloaded("the embedding model is not running")
         future: asyncio.Future[list[ItemResult]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Job(pixels, patch_tokens, future))
+            self._queue.put_nowait(_Job(pixels, patch_tokens, mean_pooled, future))
         except asyncio.QueueFull:
             if self._metrics is not None:
                 self._metrics.rejected.inc()
@@ -205,9 +209,10 @@ class MicroBatcher:
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start:start + self.max_batch]
                 want_patch = any(jobs[j].patch_tokens for j, _ in chunk)
+                want_mean = any(jobs[j].mean_pooled for j, _ in chunk)
                 batch = np.stack([jobs[j].pixels[i] for j, i in chunk])  # (B, 3, H, W)
                 began = time.perf_counter()
-                result = self._embed(batch, want_patch)
+                result = self._embed(batch, want_patch, want_mean)
                 spent = time.perf_counter() - began
                 self._call_seconds = spent if not self._call_seconds else (
                     0.8 * self._call_seconds + 0.2 * spent)
@@ -216,8 +221,10 @@ class MicroBatcher:
                     self._metrics.inference_seconds.observe(spent)
                     self._metrics.images.inc(len(chunk))
                 for row, (j, i) in enumerate(chunk):
-                    patch = None
+                    patch = mean = None
                     if jobs[j].patch_tokens and result.patch is not None:
                         patch = result.patch[row]
-                    out[j][i] = ItemResult(result.cls[row], result.mean_pooled[row], patch)
+                    if jobs[j].mean_pooled and result.mean_pooled is not None:
+                        mean = result.mean_pooled[row]
+                    out[j][i] = ItemResult(result.cls[row], mean, patch)
         return [[item for item in items if item is not None] for items in out]

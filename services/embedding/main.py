@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 def _embed_fn(model: Dinov2Model) -> Any:
-    def embed(pixels: NDArray[np.float32], patch_tokens: bool) -> EmbedOutput:
-        result = model.embed(pixels, patch_tokens=patch_tokens)
+    def embed(pixels: NDArray[np.float32], patch_tokens: bool, mean_pooled: bool) -> EmbedOutput:
+        result = model.embed(pixels, patch_tokens=patch_tokens, mean_pooled=mean_pooled)
         return EmbedOutput(result.cls, result.mean_pooled, result.patch)
 
     return embed

@@ -131,14 +131,18 @@ def _stack(rows: list[NDArray[np.float32]]) -> NDArray[np.float32]:
 
 
 def build_response(results: list[ItemResult], info: InfoResponse, fmt: VectorFormat,
-                   patch: bool) -> dict[str, Any]:
+                   patch: bool, mean: bool) -> dict[str, Any]:
     cls = _stack([r.cls for r in results])  # (n, D)
     body: dict[str, Any] = {"model": info.model, "dim": info.dim, "count": len(results)}
     if fmt is VectorFormat.b64:
         body["vectors_b64"] = encode_b64(cls)
     else:
         body["vectors"] = as_json_lists(cls)
-    body["mean_pooled"] = as_json_lists(_stack([r.mean_pooled for r in results]))
+    if mean:
+        pooled = [r.mean_pooled for r in results]
+        if any(m is None for m in pooled):
+            raise RuntimeError("the model returned no mean-pooled features")
+        body["mean_pooled"] = as_json_lists(_stack([m for m in pooled if m is not None]))
     if patch:
         tokens = []
         for r in results:
@@ -157,7 +161,9 @@ def create_router(auth: Callable[[Request], Awaitable[None]]) -> APIRouter:
                  openapi_extra=_IMAGE_BODY)
     async def embed(
         request: Request,
-        tokens: Tokens | None = Query(None, description="`patch` adds patch tokens"),
+        tokens: Tokens | None = Query(
+            None, description="`mean` adds the mean-pooled patch tokens, `patch` those and "
+                              "the patch tokens"),
         format: VectorFormat = Query(VectorFormat.json, description="`vectors` as JSON or b64"),
     ) -> dict[str, Any]:
         """L2-normalised DINOv2 features of one or more images, in order."""
@@ -165,8 +171,10 @@ def create_router(auth: Callable[[Request], Awaitable[None]]) -> APIRouter:
         blobs = await read_images(request, state.settings)
         pixels = await run_in_threadpool(decode_all, blobs, state.settings)
         want_patch = tokens is Tokens.patch
-        results = await state.batcher.submit(pixels, want_patch)
-        return await run_in_threadpool(build_response, results, state.info, format, want_patch)
+        want_mean = tokens is not None
+        results = await state.batcher.submit(pixels, want_patch, want_mean)
+        return await run_in_threadpool(build_response, results, state.info, format, want_patch,
+                                       want_mean)
 
     @router.get("/info", response_model=InfoResponse)
     async def info(request: Request) -> InfoResponse:

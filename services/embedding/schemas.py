@@ -8,8 +8,11 @@ from pydantic import BaseModel, Field
 
 
 class Tokens(StrEnum):
-    """Extra outputs: `patch` adds every image's L2-normalised patch tokens."""
+    """Extra outputs: `mean` adds the mean-pooled patch tokens, `patch` those and every
+    image's L2-normalised patch tokens. Without either, only the CLS token goes through the
+    last block (the fastest request)."""
 
+    mean = "mean"
     patch = "patch"
 
 
@@ -31,8 +34,9 @@ class EmbedResponse(BaseModel):
         default=None, description="(count, dim) L2-normalised CLS features (format=json)")
     vectors_b64: str | None = Field(
         default=None, description="the same as base64 little-endian float32 (format=b64)")
-    mean_pooled: list[list[float]] = Field(
-        description="(count, dim) L2-normalised mean of the patch tokens")
+    mean_pooled: list[list[float]] | None = Field(
+        default=None,
+        description="(count, dim) L2-normalised mean of the patch tokens (tokens=mean|patch)")
     patch_tokens: list[PatchTokens] | None = None
 
 

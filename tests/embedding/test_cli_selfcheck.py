@@ -41,6 +41,7 @@ def test_selfcheck_passes_against_transformers(tmp_path: Path, arch: str) -> Non
     result = CliRunner().invoke(cli, ["selfcheck", "--weights", str(weights)])
     assert result.exit_code == 0, result.output
     assert "transformers (CLS)" in result.stdout and "transformers (patch tokens)" in result.stdout
+    assert "ok   transformers (CLS, CLS-only last block)" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("PASS")
 
 

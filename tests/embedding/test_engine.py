@@ -42,9 +42,9 @@ SMALL_SWIGLU = Dinov2Config("small_sw", 128, 2, 2, "swiglu", 96, pos_grid=8)
 
 @pytest.mark.parametrize("config", [SMALL, SMALL_SWIGLU], ids=["gelu", "swiglu"])
 def test_thread_splits_agree(config: Dinov2Config) -> None:
-    """Whole images per thread (batch a multiple of threads), weights split over threads
-    (batch 1 or odd, including a head count and hidden width that do not divide evenly over
-    3 threads) and one thread give the same hidden states."""
+    """Whole images per thread (batch a multiple of threads), rows split over threads (batch
+    1 or odd, including ranges that cross from one image to the next and row counts that do
+    not divide evenly over 3 threads) and one thread give the same hidden states."""
     models = {n: Dinov2Model.random(config, seed=5, threads=n) for n in (1, 2, 3)}
     try:
         for batch in (1, 2, 3, 4):
@@ -57,6 +57,54 @@ def test_thread_splits_agree(config: Dinov2Config) -> None:
             model.close()
 
 
+@pytest.mark.parametrize("config", [SMALL, SMALL_SWIGLU], ids=["gelu", "swiglu"])
+def test_cls_only_last_block_matches_the_full_forward(config: Dinov2Config) -> None:
+    """forward_cls (the last block for the CLS token alone) gives forward's CLS row, on every
+    thread split, for square and non-square grids."""
+    models = {n: Dinov2Model.random(config, seed=6, threads=n) for n in (1, 2)}
+    try:
+        for batch, h, w in ((1, 56, 56), (2, 42, 70), (3, 70, 42)):
+            pixels = _pixels(batch, h, w)
+            full = models[1].forward(pixels)[:, 0]
+            assert float(np.abs(full).max()) > 1.0
+            for model in models.values():
+                cls = model.forward_cls(pixels)
+                assert cls.shape == (batch, config.dim) and cls.dtype == np.float32
+                np.testing.assert_allclose(cls, full, atol=1e-5)
+    finally:
+        for model in models.values():
+            model.close()
+
+
+def test_a_failing_thread_stops_the_forward_without_hanging(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error on one thread of the row split (here: the second thread's MLP) reaches the
+    caller, the other thread is released from its wait, and the model keeps working."""
+    model = Dinov2Model.random(SMALL, seed=3, threads=2)
+    calls: list[str] = []
+    original = Dinov2Model._mlp
+
+    def failing(self: Dinov2Model, *args: object, **kwargs: object) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            calls.append("failed")
+            raise MemoryError("no memory for the MLP")
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        monkeypatch.setattr(Dinov2Model, "_mlp", failing)
+        with pytest.raises(MemoryError, match="no memory"):
+            model.forward(_pixels(1, 56, 56))
+        assert calls == ["failed"]
+        monkeypatch.setattr(Dinov2Model, "_mlp", original)
+        np.testing.assert_allclose(model.forward(_pixels(1, 56, 56)),
+                                   Dinov2Model.random(SMALL, seed=3, threads=1).forward(
+                                       _pixels(1, 56, 56)), atol=1e-5)
+    finally:
+        model.close()
+
+
 def test_batch_rows_are_independent(small: Dinov2Model) -> None:
     pixels = _pixels(3, 56, 56)
     batch = small.forward(pixels)
@@ -66,12 +114,26 @@ def test_batch_rows_are_independent(small: Dinov2Model) -> None:
 
 def test_embed_outputs_are_normalised(small: Dinov2Model) -> None:
     result = small.embed(_pixels(2, 56, 84), patch_tokens=True)
+    assert result.mean_pooled is not None and result.patch is not None
     assert result.cls.shape == (2, 128) and result.mean_pooled.shape == (2, 128)
-    assert result.patch is not None and result.patch.shape == (2, 4, 6, 128)
+    assert result.patch.shape == (2, 4, 6, 128)
     for arr in (result.cls, result.mean_pooled, result.patch):
         assert arr.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(arr, axis=-1), 1.0, rtol=1e-5)
-    assert small.embed(_pixels(1, 56, 56)).patch is None
+
+
+def test_embed_computes_only_what_is_asked(small: Dinov2Model) -> None:
+    """CLS alone by default (the CLS-only last block), the mean-pooled patches on request
+    (without patch tokens), and the same CLS features every way."""
+    pixels = _pixels(2, 56, 84)
+    cls_only = small.embed(pixels)
+    assert cls_only.mean_pooled is None and cls_only.patch is None
+    pooled = small.embed(pixels, mean_pooled=True)
+    assert pooled.mean_pooled is not None and pooled.patch is None
+    full = small.embed(pixels, patch_tokens=True)
+    np.testing.assert_allclose(cls_only.cls, full.cls, atol=1e-5)
+    np.testing.assert_allclose(pooled.cls, full.cls, atol=1e-6)
+    np.testing.assert_allclose(pooled.mean_pooled, full.mean_pooled, atol=1e-6)
 
 
 def test_random_is_deterministic_and_seeded() -> None:

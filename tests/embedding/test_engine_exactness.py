@@ -94,7 +94,10 @@ def test_safetensors_matches_transformers(arch: str, inputs: list[str],
     try:
         for name in inputs:
             pixels = INPUTS[name]()
-            _compare(model.forward(pixels), _hf_forward(ref, pixels))
+            expected = _hf_forward(ref, pixels)
+            _compare(model.forward(pixels), expected)
+            # the CLS-only last block (the service's default path) against the same reference
+            _compare(model.forward_cls(pixels)[:, None], expected[:, :1])
     finally:
         model.close()
 
@@ -183,14 +186,16 @@ def test_embed_features_match_transformers(hf_checkpoint: Callable[[str], Path])
     pixels = np.concatenate([_pixels(224, 224, 8), _pixels(224, 224, 9)])
     hidden = _hf_forward(ref, pixels)
     result = model.embed(pixels, patch_tokens=True)
+    cls_only = model.embed(pixels)  # no patch tokens or pooling asked for: CLS-only last block
     model.close()
     cls = hidden[:, 0] / np.linalg.norm(hidden[:, 0], axis=-1, keepdims=True)
     patches = hidden[:, 1 + 4:]
     mean = patches.mean(1)
     mean /= np.linalg.norm(mean, axis=-1, keepdims=True)
     assert np.abs(result.cls - cls).max() < 1e-5
-    assert np.abs(result.mean_pooled - mean).max() < 1e-5
+    assert result.mean_pooled is not None and np.abs(result.mean_pooled - mean).max() < 1e-5
     assert result.patch is not None and result.patch.shape == (2, 16, 16, 384)
     tok = patches.reshape(2, 16, 16, 384)
     tok = tok / np.linalg.norm(tok, axis=-1, keepdims=True)
     assert np.abs(result.patch - tok).max() < 1e-5
+    assert cls_only.mean_pooled is None and np.abs(cls_only.cls - cls).max() < 1e-5

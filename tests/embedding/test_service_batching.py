@@ -19,21 +19,23 @@ class Recorder:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[tuple[tuple[int, ...], bool]] = []
+        self.means: list[bool] = []
         self.threads: set[str] = set()
         self.release = threading.Event()
         self.release.set()
         self.delay = delay
 
-    def __call__(self, pixels: NDArray[np.float32], patch: bool) -> EmbedOutput:
+    def __call__(self, pixels: NDArray[np.float32], patch: bool, mean: bool) -> EmbedOutput:
         self.release.wait(10)
         self.calls.append((pixels.shape, patch))
+        self.means.append(mean)
         self.threads.add(threading.current_thread().name)
         value = pixels.reshape(len(pixels), -1).mean(axis=1, keepdims=True).astype(np.float32)
         feats = np.repeat(value, 4, axis=1)  # (B, 4)
         gh, gw = pixels.shape[2] // 14, pixels.shape[3] // 14
         tokens = np.repeat(feats[:, None, None, :], gh, axis=1).repeat(gw, axis=2) if patch \
             else None
-        return EmbedOutput(feats, feats, tokens)
+        return EmbedOutput(feats, feats if mean or patch else None, tokens)
 
 
 def _img(value: float, h: int = 28, w: int = 28) -> NDArray[np.float32]:
@@ -52,11 +54,13 @@ def test_groups_by_shape_keeps_order_and_runs_off_the_loop() -> None:
         await batcher.stop()
         assert [float(r.cls[0]) for r in a] == [1, 2, 3]
         assert [float(r.cls[0]) for r in b] == [4, 5]
-        assert all(r.patch is None for r in a)
+        assert all(r.patch is None and r.mean_pooled is None for r in a)
         assert b[0].patch is not None and b[0].patch.shape == (2, 3, 4)
+        assert b[0].mean_pooled is None  # not asked for, though computed for the batch
         # one call per shape, both requests in it
         assert sorted(shape for shape, _ in model.calls) == [(2, 3, 28, 42), (3, 3, 28, 28)]
         assert model.threads == {"embed_0"}
+        assert model.means == [False, False]
 
     asyncio.run(scenario())
 
@@ -96,16 +100,32 @@ def test_full_queue_is_refused_with_retry_after() -> None:
     asyncio.run(scenario())
 
 
+def test_mean_pooled_only_for_the_requests_that_ask() -> None:
+    async def scenario() -> None:
+        model = Recorder()
+        batcher = MicroBatcher(model, max_batch=8, max_wait_s=0.05, queue_size=8)
+        batcher.start()
+        plain, pooled = await asyncio.gather(batcher.submit([_img(1)]),
+                                             batcher.submit([_img(2)], mean_pooled=True))
+        await batcher.stop()
+        assert model.calls == [((2, 3, 28, 28), False)] and model.means == [True]
+        assert plain[0].mean_pooled is None and plain[0].patch is None
+        assert pooled[0].mean_pooled is not None and float(pooled[0].mean_pooled[0]) == 2
+        assert pooled[0].patch is None
+
+    asyncio.run(scenario())
+
+
 def test_model_failure_fails_the_batch_and_the_batcher_goes_on() -> None:
     async def scenario() -> None:
         calls = 0
 
-        def flaky(pixels: NDArray[np.float32], patch: bool) -> EmbedOutput:
+        def flaky(pixels: NDArray[np.float32], patch: bool, mean: bool) -> EmbedOutput:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("boom")
-            return Recorder()(pixels, patch)
+            return Recorder()(pixels, patch, mean)
 
         batcher = MicroBatcher(flaky, max_batch=4, max_wait_s=0.0, queue_size=4)
         batcher.start()

@@ -92,8 +92,20 @@ def test_embed_one_raw_body(service: ServiceProcess) -> None:
     vec = vectors(body)
     assert vec.shape == (1, 384)
     assert np.linalg.norm(vec, axis=1) == pytest.approx(1.0, abs=1e-5)
-    assert np.linalg.norm(np.asarray(body["mean_pooled"]), axis=1) == pytest.approx(1, abs=1e-5)
     assert "patch_tokens" not in body and "vectors_b64" not in body
+    # CLS alone unless more is asked for: the other tokens skip the last block
+    assert "mean_pooled" not in body
+
+
+def test_mean_pooled_on_request(service: ServiceProcess) -> None:
+    data = png(seed=1)
+    body = _post(service, raw=data, params={"tokens": "mean"}).json()
+    assert "patch_tokens" not in body
+    assert np.linalg.norm(np.asarray(body["mean_pooled"]), axis=1) == pytest.approx(1, abs=1e-5)
+    # the same CLS features both ways (the CLS-only last block and the full one)
+    np.testing.assert_allclose(vectors(body), vectors(_post(service, raw=data).json()),
+                               atol=1e-5)
+    assert _post(service, raw=data, params={"tokens": "all"}).status_code == 422
 
 
 def test_embed_many_keeps_order_and_is_deterministic(service: ServiceProcess) -> None:
@@ -133,6 +145,8 @@ def test_patch_tokens(service: ServiceProcess) -> None:
     assert [t["grid"] for t in tokens] == [[8, 11], [8, 8]]
     first = patch_tokens(tokens[0], 384)
     assert np.linalg.norm(first, axis=-1) == pytest.approx(1.0, abs=1e-5)
+    # the mean-pooled patches come along (the mean of the tokens before their normalisation)
+    assert np.linalg.norm(np.asarray(body["mean_pooled"]), axis=1) == pytest.approx(1, abs=1e-5)
 
 
 def test_concurrent_requests_are_batched_and_match_single_calls(

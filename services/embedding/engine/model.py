@@ -8,8 +8,8 @@
 Work is split over `threads` Python threads (NumPy and BLAS release the GIL), each calling a
 single-threaded BLAS, so the elementwise passes, which NumPy runs on one core, are parallel
 as well as the products. A batch that is a multiple of `threads` goes whole images per
-thread; otherwise (batch 1) the threads split each block's weights, heads for attention and
-hidden units for the MLP. See docs/embedding-engine.md for measurements.
+thread; otherwise (batch 1) the threads split the rows (tokens), each attending to the keys
+and values of all. See docs/embedding-engine.md for measurements.
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ class EmbedResult:
     """Features of a batch, float32, each vector L2-normalised.
 
     cls: (B, D) class token; mean_pooled: (B, D) mean of the patch tokens (normalised after
-    pooling); patch: (B, gh, gw, D) patch tokens, or None unless asked for.
+    pooling); patch: (B, gh, gw, D) patch tokens; both None unless asked for.
     """
 
     cls: F32
-    mean_pooled: F32
+    mean_pooled: F32 | None
     patch: F32 | None
 
 
@@ -282,6 +282,23 @@ class Dinov2Model:
     def forward(self, pixels: NDArray[np.floating[Any]]) -> F32:
         """(B, 3, H, W) normalised pixels, H and W multiples of 14 -> (B, 1+R+N, D) last
         hidden state after the final layer norm (N = H/14 * W/14 patch tokens)."""
+        with self._lock, blas_threads(1):
+            x = self._tokens(pixels)
+            self._blocks_on(x, len(self._blocks))
+        return x
+
+    def forward_cls(self, pixels: NDArray[np.floating[Any]]) -> F32:
+        """(B, 3, H, W) -> (B, D): the CLS row of `forward`'s last hidden state, with the last
+        block computed for the CLS token alone (`_cls_block`): one block fewer of work, for
+        callers that want the CLS features and nothing else."""
+        with self._lock, blas_threads(1):
+            x = self._tokens(pixels)
+            self._blocks_on(x, len(self._blocks) - 1)
+            return self._cls_block(x)
+
+    def _tokens(self, pixels: NDArray[np.floating[Any]]) -> F32:
+        """(B, 3, H, W) -> (B, T, D) input of the first block: patch embedding plus positions,
+        after the CLS token and the registers."""
         cfg = self.config
         p, d = cfg.patch_size, cfg.dim
         if pixels.ndim != 4 or pixels.shape[1] != 3:
@@ -296,27 +313,34 @@ class Dinov2Model:
         # (B,3,gh,p,gw,p) -> (B,gh,gw,3,p,p): one row of 3*p*p values per patch
         patches = np.ascontiguousarray(
             np.asarray(pixels, dtype=np.float32).reshape(b, 3, gh, p, gw, p)
-            .transpose(0, 2, 4, 1, 3, 5)).reshape(b * n, 3 * p * p)
+            .transpose(0, 2, 4, 1, 3, 5)).reshape(b, n, 3 * p * p)
         x = _aligned_empty(b, t, d)
-        with self._lock, blas_threads(1):
-            emb = x[:, 1 + r:]
-            np.matmul(patches.reshape(b, n, 3 * p * p), self._embed["patch_matrix"], out=emb)
-            del patches  # 4.8 MB at batch 8, not needed past the patch embedding
-            emb += patch_pos
-            x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
-            if r:
-                x[:, 1:1 + r] = self._embed["register_tokens"][0]
-            if self._pool is None or b % self.threads == 0:
-                # Whole images per thread: no synchronisation at all until the end.
-                self._parallel(partial(self._images, x=x), b)
-            else:
-                self._sharded(x.reshape(b * t, d), b, t)
+        emb = x[:, 1 + r:]
+        np.matmul(patches, self._embed["patch_matrix"], out=emb)
+        del patches  # 4.8 MB at batch 8, not needed past the patch embedding
+        emb += patch_pos
+        x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
+        if r:
+            x[:, 1:1 + r] = self._embed["register_tokens"][0]
         return x
+
+    def _blocks_on(self, x: F32, depth: int) -> None:
+        """The first `depth` blocks on x (B, T, D) in place, followed by the final layer norm
+        when `depth` is all of them."""
+        b, t, d = x.shape
+        if depth == 0:
+            return
+        if self._pool is None or b % self.threads == 0:
+            # Whole images per thread: no synchronisation at all until the end.
+            self._parallel(partial(self._images, x=x, depth=depth), b)
+        else:
+            self._rows(x.reshape(b * t, d), b, t, depth)
 
     # -- whole images on one thread -------------------------------------------------------
 
-    def _images(self, worker: int, lo: int, hi: int, x: F32) -> None:
-        """The full forward of images [lo, hi) of x (B, T, D), in place, on this thread."""
+    def _images(self, worker: int, lo: int, hi: int, x: F32, depth: int) -> None:
+        """The first `depth` blocks (and the final norm after the last) of images [lo, hi) of
+        x (B, T, D), in place, on this thread."""
         s = self._scratch[worker]
         cfg = self.config
         d, t = cfg.dim, x.shape[1]
@@ -324,7 +348,7 @@ class Dinov2Model:
         xs = x[lo:hi].reshape(rows, d)
         ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
         qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
-        for blk in self._blocks:
+        for blk in self._blocks[:depth]:
             normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
             np.matmul(ln, blk.w_qkv.T, out=qkv)
             self._attention(s, qkv, blk.b_qkv, attn, hi - lo, t, 0, cfg.heads)
@@ -336,83 +360,70 @@ class Dinov2Model:
             self._mlp(s, ln, attn, blk, 0, cfg.mlp_hidden)
             attn += blk.b_out
             xs += attn
-        self._final_norm(s, xs)
+        if depth == len(self._blocks):
+            self._final_norm(s, xs)
 
     # -- one image (or an odd batch) split over the threads -----------------------------
 
-    def _sharded(self, x: F32, b: int, t: int) -> None:
-        """Forward of x (B*T, D) in place with the threads splitting each block's weights:
-        heads for QKV + attention + projection, hidden units for the MLP, every product over
-        all B*T rows (measured: halving N or K of a 257-row product keeps its speed, halving
-        M to 128 rows costs 10-15%).
+    def _rows(self, x: F32, b: int, t: int, depth: int) -> None:
+        """The first `depth` blocks (and the final norm after the last) on x (B*T, D) in
+        place, with the threads splitting the rows (tokens): each thread owns a contiguous
+        range of rows and runs every step of every block on them, except that its queries
+        attend to the keys and values of all rows of their image.
 
-        Two phases per block, each ending when every thread is done: (A) attention of the
-        thread's heads, (B) the MLP of its hidden units; each leaves per-thread partial sums
-        of its output. Every thread keeps its own copy of the residual stream and adds all
-        partial sums to it at the start of the next phase (the same additions in the same
-        order, so the copies stay identical), then its own layer norm: no phase of its own
-        for the reduction, and two waits per block instead of four. Partial sums of A and B
-        go to separate buffers, so a phase never writes what the other threads still read.
+        So there is one wait per block: after each thread has written its rows' QKV and
+        before any reads the others'. The QKV of consecutive blocks alternate between two
+        buffers, so a thread may write the next block's while another still reads this
+        block's (it cannot get two blocks ahead: that needs the others at the next wait).
+        Every product has the full weights and half the rows (measured on ViT-S/14 at batch
+        1, 2 threads: 5% faster than splitting heads and hidden units, which waits twice per
+        block and normalises every row on every thread; the same on ViT-B/14).
         """
         cfg = self.config
         m, d = x.shape
         n = self.threads
-        heads = _chunks(cfg.heads, n)
-        hidden = _chunks(cfg.mlp_hidden, n)
+        ranges = _chunks(m, n)
         eps = cfg.layer_norm_eps
-        qkv = _aligned_empty(m, 3 * d)
-        attn = _aligned_empty(m, d)
-        parts_a = _aligned_empty(len(heads), m, d)
-        parts_b = _aligned_empty(len(hidden), m, d)
-        copies = [x] + [_aligned_empty(m, d) for _ in range(1, n)]
-        for copy in copies[1:]:
-            copy[:] = x
-        lns = [_aligned_empty(m, d) for _ in range(n)]
-        blocks = self._blocks
+        buffers = [_aligned_empty(m, 3 * d) for _ in range(2)]
+        barrier = threading.Barrier(len(ranges))
+        blocks = self._blocks[:depth]
+        final = depth == len(self._blocks)
 
-        def gather(xw: F32, parts: F32, bias: F32) -> None:
-            for part in parts:
-                xw += part
-            xw += bias
+        def steps(w: int) -> None:
+            lo, hi = ranges[w]
+            s = self._scratch[w]
+            rows = hi - lo
+            xs = x[lo:hi]
+            ln, stat, attn = s.get("ln", rows, d), s.get("stat", rows, 1), s.get("attn", rows, d)
+            for i, blk in enumerate(blocks):
+                qkv = buffers[i % 2]
+                normalize_rows(xs, ln, eps, stat)
+                np.matmul(ln, blk.w_qkv.T, out=qkv[lo:hi])
+                qkv[lo:hi] += blk.b_qkv
+                barrier.wait()
+                self._attend_rows(s, qkv, attn, lo, hi, t)
+                np.matmul(attn, blk.w_proj.T, out=ln)
+                ln += blk.b_proj
+                xs += ln
+                normalize_rows(xs, ln, eps, stat)
+                self._mlp(s, ln, attn, blk, 0, cfg.mlp_hidden)
+                attn += blk.b_out
+                xs += attn
+            if final:
+                self._final_norm(s, xs)
 
-        def phase_a(i: int, w: int) -> None:
-            s, xw, ln = self._scratch[w], copies[w], lns[w]
-            if i > 0:
-                gather(xw, parts_b, blocks[i - 1].b_out)
-            normalize_rows(xw, ln, eps, s.get("stat", m, 1))
-            if w >= len(heads):
+        def run(w: int, _lo: int, _hi: int) -> None:
+            # A thread that fails breaks the barrier, so the others stop instead of waiting
+            # for it forever; its own exception is the one that reaches the caller.
+            try:
+                steps(w)
+            except threading.BrokenBarrierError:
                 return
-            blk = blocks[i]
-            h0, h1 = heads[w]
-            cols = slice(3 * h0 * cfg.head_dim, 3 * h1 * cfg.head_dim)
-            np.matmul(ln, blk.w_qkv[cols].T, out=qkv[:, cols])
-            self._attention(s, qkv, blk.b_qkv, attn, b, t, h0, h1)
-            own = slice(h0 * cfg.head_dim, h1 * cfg.head_dim)
-            np.matmul(attn[:, own], blk.w_proj[:, own].T, out=parts_a[w])
+            except BaseException:
+                barrier.abort()
+                raise
 
-        def phase_b(i: int, w: int) -> None:
-            s, xw, ln = self._scratch[w], copies[w], lns[w]
-            blk = blocks[i]
-            gather(xw, parts_a, blk.b_proj)
-            normalize_rows(xw, ln, eps, s.get("stat", m, 1))
-            if w < len(hidden):
-                self._mlp(s, ln, parts_b[w], blk, *hidden[w])
-
-        def finish(w: int, lo: int, hi: int) -> None:
-            # the last block's MLP sums on thread 0's copy (which is x), by rows
-            gather(x[lo:hi], parts_b[:, lo:hi], blocks[-1].b_out)
-            self._final_norm(self._scratch[w], x[lo:hi])
-
-        for i in range(len(blocks)):
-            self._each(partial(phase_a, i))
-            self._each(partial(phase_b, i))
-        self._parallel(finish, m)
-
-    def _each(self, fn: Callable[[int], None]) -> None:
-        """fn(worker) on every thread (worker 0 on this one), returning when all are done."""
-        self._parallel(lambda w, _lo, _hi: fn(w), self.threads)
-
-    # -- kernels shared by both ways ------------------------------------------------------
+        self._parallel(run, len(ranges))
 
     def _attention(self, s: _Scratch, qkv: F32, bias: F32, attn: F32, images: int, t: int,
                    h0: int, h1: int) -> None:
@@ -436,6 +447,26 @@ class Dinov2Model:
                 g = grouped[:, a:e].transpose(1, 2, 0, 3)  # (n, 3, T, hd)
                 attend_heads(g[:, 0], g[:, 1], g[:, 2], out[:, a:e].transpose(1, 0, 2),
                              scores[:e - a], ones)
+
+    def _attend_rows(self, s: _Scratch, qkv: F32, attn: F32, lo: int, hi: int, t: int) -> None:
+        """All heads for the queries of rows [lo, hi) of qkv ((B*T, 3D) head-major, bias
+        added), against the keys and values of their images -> attn (hi - lo, D). Heads go
+        through `attend_heads` in groups whose scores stay within `attention_bytes`."""
+        hd, heads = self.config.head_dim, self.config.heads
+        ones = s.ones(t)
+        for img in range(lo // t, (hi - 1) // t + 1):
+            q0, q1 = max(lo, img * t), min(hi, (img + 1) * t)
+            rows = q1 - q0
+            group = max(1, min(heads, self.attention_bytes // (4 * rows * t)))
+            scores = s.get("scores", group * rows, t)[:group * rows].reshape(group, rows, t)
+            keys = qkv[img * t:(img + 1) * t].reshape(t, heads, 3, hd)
+            queries = qkv[q0:q1].reshape(rows, heads, 3, hd)
+            out = attn[q0 - lo:q1 - lo].reshape(rows, heads, hd)
+            for a in range(0, heads, group):
+                e = min(heads, a + group)
+                attend_heads(queries[:, a:e, 0].transpose(1, 0, 2),
+                             keys[:, a:e, 1].transpose(1, 0, 2), keys[:, a:e, 2].transpose(1, 0, 2),
+                             out[:, a:e].transpose(1, 0, 2), scores[:e - a], ones)
 
     def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights, k0: int, k1: int) -> None:
         """out = act(ln W_in[k0:k1]^T + b_in) W_out[:, k0:k1]^T for hidden units [k0, k1),
@@ -470,11 +501,58 @@ class Dinov2Model:
         out += self._embed["norm.bias"]
         x[:] = out
 
+    def _cls_block(self, x: F32) -> F32:
+        """The last block and the final norm for the CLS token alone: x (B, T, D), the input
+        of the last block -> (B, D), the CLS row of the last hidden state.
+
+        Only the CLS row of the output is wanted, so no other token's query, key, value,
+        projection or MLP is formed. With l_j the normalised rows, q a head's CLS query and
+        Wk, bk, Wv, bv its key and value weights: q.k_j = (Wk^T q).l_j + q.bk, where q.bk is
+        the same for every j and drops out of the softmax, and sum_j p_j v_j =
+        Wv (sum_j p_j l_j) + bv since the p_j sum to 1. So each head costs two products of
+        the (T, D) normalised rows with a vector, and the block 2 T D heads + 12 D^2
+        multiply-adds per image instead of 12 T D^2 + 2 T^2 D (ViT-B at 224: 13 M instead of
+        1.9 G, a twelfth of the forward). Same arithmetic otherwise, in another order: the
+        CLS features agree with `forward`'s to float32 rounding (tests)."""
+        cfg = self.config
+        blk = self._blocks[-1]
+        b, t, d = x.shape
+        heads, hd, eps = cfg.heads, cfg.head_dim, cfg.layer_norm_eps
+        ln = normalize_rows(x.reshape(b * t, d), _aligned_empty(b * t, d), eps,
+                            _aligned_empty(b * t, 1)).reshape(b, t, d)
+        w = blk.w_qkv.reshape(heads, 3, hd, d)
+        bias = blk.b_qkv.reshape(heads, 3, hd)
+        q = np.matmul(w[:, 0], ln[:, 0].T).transpose(2, 0, 1) + bias[:, 0]  # (B, heads, hd)
+        g = np.matmul(q[:, :, None, :], w[:, 1])[:, :, 0]  # (B, heads, D): Wk^T q per head
+        scores = np.matmul(g, ln.transpose(0, 2, 1))  # (B, heads, T)
+        scores -= scores.max(axis=2, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=2, keepdims=True)
+        pooled = np.matmul(scores, ln)  # (B, heads, D): sum_j p_j l_j per head
+        heads_out = np.matmul(w[:, 2], pooled[..., None])[..., 0] + bias[:, 2]  # (B, heads, hd)
+        xc = np.array(x[:, 0])  # (B, D)
+        xc += np.matmul(heads_out.reshape(b, d), blk.w_proj.T)
+        xc += blk.b_proj
+        s = self._scratch[0]
+        ln0 = normalize_rows(xc, np.empty_like(xc), eps, np.empty((b, 1), np.float32))
+        out = np.empty_like(xc)
+        self._mlp(s, ln0, out, blk, 0, cfg.mlp_hidden)
+        out += blk.b_out
+        xc += out
+        out = normalize_rows(xc, out, eps, np.empty((b, 1), np.float32))
+        out *= self._embed["norm.weight"]
+        out += self._embed["norm.bias"]
+        return out
+
     # -- features -------------------------------------------------------------------------
 
-    def embed(self, pixels: NDArray[np.floating[Any]], patch_tokens: bool = False) -> EmbedResult:
-        """(B, 3, H, W) -> CLS, mean-pooled patches and (optionally) patch tokens, each
-        L2-normalised float32."""
+    def embed(self, pixels: NDArray[np.floating[Any]], patch_tokens: bool = False,
+              mean_pooled: bool = False) -> EmbedResult:
+        """(B, 3, H, W) -> CLS features, and on request the mean-pooled patches and the patch
+        tokens, each L2-normalised float32. Either request runs the last block over every
+        token (`forward`) and returns both; CLS alone takes `forward_cls`."""
+        if not (patch_tokens or mean_pooled):
+            return EmbedResult(cls=_l2(self.forward_cls(pixels)), mean_pooled=None, patch=None)
         hidden = self.forward(pixels)
         b, _, h, w = pixels.shape
         p, r = self.config.patch_size, self.config.num_registers
