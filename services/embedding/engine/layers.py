@@ -32,9 +32,15 @@ _ONE = np.float32(1.0)
 GELU_BLOCK = 131072
 
 
-def normalize_rows(x: F32, out: F32, eps: float, stat: F32) -> F32:
-    """(M, D) -> (x - mean) / sqrt(var + eps) per row, into `out`; `stat` is (M, 1) scratch."""
-    np.mean(x, axis=1, keepdims=True, out=stat)
+def normalize_rows(x: F32, out: F32, eps: float, stat: F32, mean_col: F32 | None = None) -> F32:
+    """(M, D) -> (x - mean) / sqrt(var + eps) per row, into `out`; `stat` is (M, 1) scratch.
+    With `mean_col`, a (D, 1) column of 1/D, the means are a matrix-vector product (measured
+    with one BLAS thread, 128-1028 rows of 384: 25-40% less time for the whole norm than
+    `np.mean`, whose reduction has more call overhead)."""
+    if mean_col is not None:
+        np.matmul(x, mean_col, out=stat)
+    else:
+        np.mean(x, axis=1, keepdims=True, out=stat)
     np.subtract(x, stat, out=out)
     # var as the mean of squares of the centred rows (the reference's two-pass formula)
     np.einsum("ij,ij->i", out, out, out=stat[:, 0])

@@ -146,6 +146,8 @@ class Dinov2Model:
         self._blocks = blocks
         self._source = source
         self._pos_cache: dict[tuple[int, int], tuple[F32, F32]] = {}
+        # (D, 1) of 1/D: layer-norm means as products (`normalize_rows`); read-only, shared
+        self._mean_col = np.full((config.dim, 1), 1.0 / config.dim, dtype=np.float32)
         self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="dinov2") if (
             self.threads > 1) else None
         self._scratch = [_Scratch() for _ in range(self.threads)]
@@ -316,7 +318,13 @@ class Dinov2Model:
             .transpose(0, 2, 4, 1, 3, 5)).reshape(b, n, 3 * p * p)
         x = _aligned_empty(b, t, d)
         emb = x[:, 1 + r:]
-        np.matmul(patches, self._embed["patch_matrix"], out=emb)
+        matrix = self._embed["patch_matrix"]
+        if b >= self.threads:  # images over the threads
+            self._parallel(lambda _w, lo, hi: np.matmul(patches[lo:hi], matrix, out=emb[lo:hi]),
+                           b)
+        else:  # patches over the threads
+            self._parallel(lambda _w, lo, hi: np.matmul(
+                patches[:, lo:hi], matrix, out=emb[:, lo:hi]), n)
         del patches  # 4.8 MB at batch 8, not needed past the patch embedding
         emb += patch_pos
         x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
@@ -349,14 +357,14 @@ class Dinov2Model:
         ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
         qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
         for blk in self._blocks[:depth]:
-            normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
+            normalize_rows(xs, ln, cfg.layer_norm_eps, stat, self._mean_col)
             np.matmul(ln, blk.w_qkv.T, out=qkv)
             self._attention(s, qkv, blk.b_qkv, attn, hi - lo, t, 0, cfg.heads)
             # ln is free once QKV is computed, attn once the projection is: no third buffer
             np.matmul(attn, blk.w_proj.T, out=ln)
             ln += blk.b_proj
             xs += ln
-            normalize_rows(xs, ln, cfg.layer_norm_eps, stat)
+            normalize_rows(xs, ln, cfg.layer_norm_eps, stat, self._mean_col)
             self._mlp(s, ln, attn, blk, 0, cfg.mlp_hidden)
             attn += blk.b_out
             xs += attn
@@ -397,7 +405,7 @@ class Dinov2Model:
             ln, stat, attn = s.get("ln", rows, d), s.get("stat", rows, 1), s.get("attn", rows, d)
             for i, blk in enumerate(blocks):
                 qkv = buffers[i % 2]
-                normalize_rows(xs, ln, eps, stat)
+                normalize_rows(xs, ln, eps, stat, self._mean_col)
                 np.matmul(ln, blk.w_qkv.T, out=qkv[lo:hi])
                 qkv[lo:hi] += blk.b_qkv
                 barrier.wait()
@@ -405,7 +413,7 @@ class Dinov2Model:
                 np.matmul(attn, blk.w_proj.T, out=ln)
                 ln += blk.b_proj
                 xs += ln
-                normalize_rows(xs, ln, eps, stat)
+                normalize_rows(xs, ln, eps, stat, self._mean_col)
                 self._mlp(s, ln, attn, blk, 0, cfg.mlp_hidden)
                 attn += blk.b_out
                 xs += attn
@@ -496,7 +504,7 @@ class Dinov2Model:
     def _final_norm(self, s: _Scratch, x: F32) -> None:
         rows = x.shape[0]
         out = normalize_rows(x, s.get("ln", rows, x.shape[1]), self.config.layer_norm_eps,
-                             s.get("stat", rows, 1))
+                             s.get("stat", rows, 1), self._mean_col)
         out *= self._embed["norm.weight"]
         out += self._embed["norm.bias"]
         x[:] = out
