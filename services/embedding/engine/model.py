@@ -318,19 +318,28 @@ class Dinov2Model:
             .transpose(0, 2, 4, 1, 3, 5)).reshape(b, n, 3 * p * p)
         x = _aligned_empty(b, t, d)
         emb = x[:, 1 + r:]
-        matrix = self._embed["patch_matrix"]
-        if b >= self.threads:  # images over the threads
-            self._parallel(lambda _w, lo, hi: np.matmul(patches[lo:hi], matrix, out=emb[lo:hi]),
-                           b)
-        else:  # patches over the threads
-            self._parallel(lambda _w, lo, hi: np.matmul(
-                patches[:, lo:hi], matrix, out=emb[:, lo:hi]), n)
+        self._embed_patches(patches, emb)
         del patches  # 4.8 MB at batch 8, not needed past the patch embedding
         emb += patch_pos
         x[:, 0] = self._embed["cls_token"][0, 0] + cls_pos
         if r:
             x[:, 1:1 + r] = self._embed["register_tokens"][0]
         return x
+
+    def _embed_patches(self, patches: F32, emb: F32) -> None:
+        """emb (B, N, D) = patches (B, N, 3*p*p) @ the patch matrix, on every thread: images
+        over the threads, or the patches of one image."""
+        matrix = self._embed["patch_matrix"]
+        b, n = patches.shape[:2]
+        by_image = b >= self.threads
+
+        def part(_w: int, lo: int, hi: int) -> None:
+            if by_image:
+                np.matmul(patches[lo:hi], matrix, out=emb[lo:hi])
+            else:
+                np.matmul(patches[:, lo:hi], matrix, out=emb[:, lo:hi])
+
+        self._parallel(part, b if by_image else n)
 
     def _blocks_on(self, x: F32, depth: int) -> None:
         """The first `depth` blocks on x (B, T, D) in place, followed by the final layer norm
