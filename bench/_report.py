@@ -19,13 +19,21 @@ read the ratios, not the absolute times (machines vary by +-20% from run to run)
 
 
 def machine() -> str:
-    """One line: CPU model, cores, memory, Python and NumPy versions."""
+    """One line: CPU model (with its family, model number and widest vector extension, as
+    virtual machines often report only "AMD EPYC"), cores, memory, Python and NumPy."""
     cpu = platform.processor() or platform.machine()
     try:
+        info: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+            if not line.strip():
                 break
+        if "model name" in info:
+            flags = info.get("flags", "").split()
+            vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+            cpu = (f"{info['model name']} (family {info.get('cpu family', '?')} model "
+                   f"{info.get('model', '?')}, {vector})")
     except OSError:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

@@ -155,7 +155,9 @@ def speed_rows(threads: int, rounds: int, batches: list[int],
             sides = ("ours", "ours_full", "torch")
             times: dict[str, list[float]] = {side: [] for side in sides}
             best: dict[str, list[float]] = {side: [] for side in sides}
+            paired: list[float] = []  # per round: ours / torch of that round's medians
             for _ in range(rounds):
+                round_ms: dict[str, float] = {}
                 for side in sides:
                     done = subprocess.run(
                         [sys.executable, __file__, "--child", side, arch, str(batch),
@@ -164,12 +166,15 @@ def speed_rows(threads: int, rounds: int, batches: list[int],
                     got = json.loads(done.stdout.strip().splitlines()[-1])
                     times[side] += got
                     best[side].append(min(got))
+                    round_ms[side] = float(np.median(got))
+                paired.append(round_ms["ours"] / round_ms["torch"])
             t_ours = float(np.median(times["ours"])) / batch
             t_full = float(np.median(times["ours_full"])) / batch
             t_torch = float(np.median(times["torch"])) / batch
             gflop = flops_per_image(config, 224, 224) / 1e9
             row = [arch, batch, f"{t_ours:.0f}", f"{t_full:.0f}", f"{t_torch:.0f}",
                    f"**{t_ours / t_torch:.2f}**",
+                   f"{float(np.median(paired)):.2f} ({min(paired):.2f}-{max(paired):.2f})",
                    f"{min(best['ours']) / min(best['torch']):.2f}",
                    f"{t_full / t_torch:.2f}",
                    f"{gflop / (t_full / 1000):.0f} ({gflop / (t_full / 1000) / peak:.0%})",
@@ -312,14 +317,17 @@ def main() -> None:
         f"{reps} rounds, each running ours, ours full, then torch, each "
         "side in a fresh process (5 timed calls at batch 1, 3 at batch 8, after a warm-up), "
         "so load from other processes hits every side and no side's idle threads share a "
-        "process with another's; times are medians, `min ratio` is the ratio of the best "
+        "process with another's; times are medians; `paired` is the median over rounds of "
+        "ours/torch within a round (the two sides run back to back, so slow drifts of the "
+        "machine cancel), with its range; `min ratio` is the ratio of the best "
         "runs. GFLOP/s (of the full forward: ours full and torch) counts matrix products and "
         f"attention, as a fraction of the 2048^3 float32 matmul peak measured in the same run "
         f"({peak:.0f} GFLOP/s, NumPy's OpenBLAS, {threads} threads). Load average (1 min) "
         f"{load_before:.1f} before, {load_after:.1f} after. Targets: ratio <= 1.0 at "
         "batch 1, <= 0.9 at batch 8.",
         markdown_table(["model", "batch", "ours ms/image", "ours full ms/image",
-                        "torch ms/image", "ours/torch", "min ratio", "ours full/torch",
+                        "torch ms/image", "ours/torch", "paired (range)", "min ratio",
+                        "ours full/torch",
                         "ours full GFLOP/s (of peak)", "torch GFLOP/s (of peak)"], rows),
         f"Peak RSS of a process loading {rss_arch} from safetensors and embedding a batch of "
         f"{rss_batch}: **{rss:.0f} MB** for {weights:.0f} MB of float32 weights "

@@ -2,7 +2,8 @@
 
 OpenBLAS picks its kernels from the CPU at load time. On AMD Zen 4 and later it sees AVX-512
 and takes the SkylakeX kernels, but its Zen kernels run the engine's float32 products 4-8%
-faster there (bench/embedding.py, table "OpenBLAS kernels"; Zen 4 splits each 512-bit
+faster there (bench/embedding.py measures both as table "OpenBLAS kernels" when it runs on
+such a CPU: 1.02-1.10x on the engine's ViT-B products in December 2026; Zen 4 splits each 512-bit
 operation in two 256-bit halves). Intel CPUs keep what OpenBLAS detects (on Sapphire Rapids
 the SkylakeX kernels are the fast ones). An OPENBLAS_CORETYPE already in the environment is
 always kept, so an operator's choice wins.
