@@ -6,7 +6,7 @@ achieved GFLOP/s as a fraction of a float32 2048^3 matmul peak measured in the s
 then the peak RSS of a process embedding with ViT-B (in a subprocess) and the installed size
 of the embedding dependency group. Writes section "embedding" of docs/benchmarks.md.
 
-    .venv/bin/python bench/embedding.py              # full run (about 15 minutes, idle machine)
+    .venv/bin/python bench/embedding.py              # full run (about 20 minutes, idle machine)
     .venv/bin/python bench/embedding.py --quick      # proves it works; prints, writes nothing
     .venv/bin/python bench/embedding.py --print-only # full run, table printed, not written
 
@@ -279,7 +279,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="ViT-S only, batch 1, 3 rounds; prints, writes no table")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=5,
+    parser.add_argument("--reps", type=int, default=7,
                         help="rounds per row (each: one child process per side)")
     parser.add_argument("--child", nargs=5, metavar=("SIDE", "ARCH", "BATCH", "THREADS", "REPS"),
                         help=argparse.SUPPRESS)
