@@ -368,7 +368,8 @@ class Dinov2Model:
         for blk in self._blocks[:depth]:
             normalize_rows(xs, ln, cfg.layer_norm_eps, stat, self._mean_col)
             np.matmul(ln, blk.w_qkv.T, out=qkv)
-            self._attention(s, qkv, blk.b_qkv, attn, hi - lo, t, 0, cfg.heads)
+            qkv += blk.b_qkv
+            self._attend_rows(s, qkv, attn, 0, rows, t)
             # ln is free once QKV is computed, attn once the projection is: no third buffer
             np.matmul(attn, blk.w_proj.T, out=ln)
             ln += blk.b_proj
@@ -442,33 +443,11 @@ class Dinov2Model:
 
         self._parallel(run, len(ranges))
 
-    def _attention(self, s: _Scratch, qkv: F32, bias: F32, attn: F32, images: int, t: int,
-                   h0: int, h1: int) -> None:
-        """Heads [h0, h1) of `images` images: qkv (images*T, 3D) head-major, C-contiguous,
-        without its bias (3D,) -> attn columns of those heads, (images*T, D). The heads of an
-        image go through `attend_heads` together, in groups whose (n, T, T) scores stay within
-        `attention_bytes`."""
-        hd, heads = self.config.head_dim, self.config.heads
-        c0, c1 = 3 * h0 * hd, 3 * h1 * hd
-        qkv[:images * t, c0:c1] += bias[c0:c1]
-        group = max(1, min(h1 - h0, self.attention_bytes // (4 * t * t)))
-        scores = s.get("scores", group * t, t).reshape(group, t, t)
-        ones = s.ones(t)
-        for img in range(images):
-            rows = slice(img * t, (img + 1) * t)
-            # views of the contiguous row blocks: (T, heads, [q|k|v], hd) and (T, heads, hd)
-            grouped = qkv[rows].reshape(t, heads, 3, hd)
-            out = attn[rows].reshape(t, heads, hd)
-            for a in range(h0, h1, group):
-                e = min(h1, a + group)
-                g = grouped[:, a:e].transpose(1, 2, 0, 3)  # (n, 3, T, hd)
-                attend_heads(g[:, 0], g[:, 1], g[:, 2], out[:, a:e].transpose(1, 0, 2),
-                             scores[:e - a], ones)
-
     def _attend_rows(self, s: _Scratch, qkv: F32, attn: F32, lo: int, hi: int, t: int) -> None:
         """All heads for the queries of rows [lo, hi) of qkv ((B*T, 3D) head-major, bias
-        added), against the keys and values of their images -> attn (hi - lo, D). Heads go
-        through `attend_heads` in groups whose scores stay within `attention_bytes`."""
+        added), against the keys and values of their images -> attn (hi - lo, D). The heads
+        go through `attend_heads` together, strided views of the QKV rows (no copies), in
+        groups whose (n, rows, T) scores stay within `attention_bytes`."""
         hd, heads = self.config.head_dim, self.config.heads
         ones = s.ones(t)
         for img in range(lo // t, (hi - 1) // t + 1):
@@ -536,7 +515,7 @@ class Dinov2Model:
         b, t, d = x.shape
         heads, hd, eps = cfg.heads, cfg.head_dim, cfg.layer_norm_eps
         ln = normalize_rows(x.reshape(b * t, d), _aligned_empty(b * t, d), eps,
-                            _aligned_empty(b * t, 1)).reshape(b, t, d)
+                            _aligned_empty(b * t, 1), self._mean_col).reshape(b, t, d)
         w = blk.w_qkv.reshape(heads, 3, hd, d)
         bias = blk.b_qkv.reshape(heads, 3, hd)
         q = np.matmul(w[:, 0], ln[:, 0].T).transpose(2, 0, 1) + bias[:, 0]  # (B, heads, hd)
@@ -551,15 +530,13 @@ class Dinov2Model:
         xc += np.matmul(heads_out.reshape(b, d), blk.w_proj.T)
         xc += blk.b_proj
         s = self._scratch[0]
-        ln0 = normalize_rows(xc, np.empty_like(xc), eps, np.empty((b, 1), np.float32))
+        ln0 = normalize_rows(xc, s.get("ln", b, d), eps, s.get("stat", b, 1), self._mean_col)
         out = np.empty_like(xc)
         self._mlp(s, ln0, out, blk, 0, cfg.mlp_hidden)
         out += blk.b_out
         xc += out
-        out = normalize_rows(xc, out, eps, np.empty((b, 1), np.float32))
-        out *= self._embed["norm.weight"]
-        out += self._embed["norm.bias"]
-        return out
+        self._final_norm(s, xc)
+        return xc
 
     # -- features -------------------------------------------------------------------------
 
