@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.common import queue
 from tests.workers.images import make_png
 from tests.workers.stack import Stack
 
@@ -32,6 +33,37 @@ def wait_job(stack: Stack, job_id: int, timeout: float) -> dict[str, Any]:
             return job
         time.sleep(0.5)
     raise TimeoutError(f"job {job_id} not finished: {job}")
+
+
+def reconcile(stack: Stack, producer: Any = None, timeout: float = 120) -> dict[str, Any]:
+    """What `imgsearch reconcile` does through the gateway: a reconcile job, then its task."""
+    job_id = stack.new_job("reconcile")
+    stack.enqueue(queue.RECONCILE, {"job_id": job_id}, producer=producer)
+    return wait_job(stack, job_id, timeout)
+
+
+def wait_job_reconciling(stack: Stack, job_id: int, timeout: float, stall_s: float,
+                         ) -> tuple[dict[str, Any], int]:
+    """Wait for the job to finish; whenever it has settled no item for `stall_s`, run a
+    reconcile, as celery beat would in a deployment. Returns the job and how many reconciles
+    it took (the worker's `pending_timeout_s` must be below `stall_s` for them to act)."""
+    deadline = time.monotonic() + timeout
+    reconciles = 0
+    job = stack.job(job_id)
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        job = stack.job(job_id)
+        if job["status"] in TERMINAL:
+            return job, reconciles
+        settled = job["done"] + job["failed"] + job["skipped"]
+        if settled != seen:
+            seen, since = settled, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            assert reconcile(stack)["status"] == "succeeded"
+            reconciles += 1
+            since = time.monotonic()
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} not finished after {reconciles} reconciles: {job}")
 
 
 def wait_progress(stack: Stack, job_id: int, settled: int, timeout: float) -> dict[str, Any]:

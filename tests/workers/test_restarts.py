@@ -13,7 +13,6 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,6 +23,7 @@ from tests.workers.checks import (
     assert_consistent,
     assert_gallery_indexed,
     gallery,
+    reconcile,
     wait_job,
     wait_progress,
 )
@@ -92,13 +92,6 @@ def reconnected(worker: WorkerProcess, connected: int, timeout: float) -> bool:
             return False
         time.sleep(0.2)
     raise TimeoutError(f"the worker neither reconnected nor exited:\n{worker.tail()}")
-
-
-def reconcile(stack: Stack, producer: Any, timeout: float) -> dict[str, Any]:
-    """What `imgsearch reconcile` does through the gateway: a reconcile job, then its task."""
-    job_id = stack.new_job("reconcile")
-    stack.enqueue(queue.RECONCILE, {"job_id": job_id}, producer=producer)
-    return wait_job(stack, job_id, timeout)
 
 
 def test_redis_restarted_empty_during_bulk_ingest(shared_stack: Stack, tmp_path: Path) -> None:
