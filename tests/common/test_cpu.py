@@ -15,10 +15,11 @@ ZEN4 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t:
         "flags\t\t: fpu sse2 avx2 fma avx512f avx512dq avx512bw avx512vl\n")
 ZEN3 = ZEN4.replace(" avx512f avx512dq avx512bw avx512vl", "")
 XEON = ZEN4.replace("AuthenticAMD", "GenuineIntel")
+ZEN5 = ZEN4.replace("cpu family\t: 25\nmodel\t\t: 17", "cpu family\t: 26\nmodel\t\t: 2")
 
 
 @pytest.mark.parametrize(("text", "expected"), [(ZEN4, "Zen"), (ZEN3, None), (XEON, None),
-                                                 ("", None)])
+                                                 (ZEN5, None), ("", None)])
 def test_preferred_coretype(text: str, expected: str | None) -> None:
     assert preferred_coretype(text) == expected
 
