@@ -10,8 +10,11 @@ of the embedding dependency group. Writes section "embedding" of docs/benchmarks
     .venv/bin/python bench/embedding.py --quick      # proves it works; prints, writes nothing
     .venv/bin/python bench/embedding.py --print-only # full run, table printed, not written
 
-On AMD CPUs with AVX-512 the script (like `imgsearch`) asks OpenBLAS for its Zen kernels and
-also measures them against the ones OpenBLAS detects (table "OpenBLAS kernels").
+On AMD Zen 4 the script (like `imgsearch`) asks OpenBLAS for its Zen kernels; an
+OPENBLAS_CORETYPE set in the environment is kept, as `imgsearch` keeps it. Whenever kernels
+other than OpenBLAS' own choice are in effect, the script also measures the detected ones: the
+engine's products (table "OpenBLAS kernels") and the engine itself (column "ours, detected
+kernels").
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from services.common.cpu import ENV as CORETYPE_ENV
 from services.common.cpu import choose_openblas_kernels
 
 # as `imgsearch` does: before NumPy loads OpenBLAS
+FROM_ENVIRONMENT = CORETYPE_ENV in os.environ
 CHOSEN_CORETYPE = choose_openblas_kernels()
 
 import numpy as np  # noqa: E402
@@ -113,7 +117,7 @@ def child_times(side: str, arch: str, batch: int, threads: int, reps: int) -> li
     """In this (child) process: ms per forward of one side after a warm-up call."""
     ours = Dinov2Model.random(arch, seed=0, threads=threads)
     x = np.random.default_rng(1).standard_normal((batch, 3, 224, 224)).astype(np.float32)
-    if side == "ours":
+    if side in ("ours", "ours_detected"):  # the latter runs with other OpenBLAS kernels
         def run() -> None:
             ours.embed(x)  # CLS features, as the service computes them by default
     elif side == "ours_full":
@@ -139,12 +143,12 @@ def child_times(side: str, arch: str, batch: int, threads: int, reps: int) -> li
     return times
 
 
-def speed_rows(threads: int, rounds: int, batches: list[int],
-               archs: list[str]) -> tuple[list[list[object]], float]:
+def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
+               detected: str | None) -> tuple[list[list[object]], float]:
     """One row per (arch, batch): each round runs ours (CLS features), ours (the whole last
     hidden state), then torch, each in a fresh child process (so neither side's threads,
-    spinning or sleeping, share a process with another's); medians over all timed calls;
-    and the matmul peak."""
+    spinning or sleeping, share a process with another's), and ours again with OpenBLAS'
+    `detected` kernels when given; medians over all timed calls; and the matmul peak."""
     peak = matmul_peak(threads, 2048)
     print(f"matmul peak 2048^3, {threads} threads: {peak:.0f} GFLOP/s", flush=True)
     rows: list[list[object]] = []
@@ -152,17 +156,19 @@ def speed_rows(threads: int, rounds: int, batches: list[int],
         config = _config(arch)
         for batch in batches:
             reps = 5 if batch == 1 else 3
-            sides = ("ours", "ours_full", "torch")
+            sides = ("ours", "ours_full", "torch", *(("ours_detected",) if detected else ()))
             times: dict[str, list[float]] = {side: [] for side in sides}
             best: dict[str, list[float]] = {side: [] for side in sides}
             paired: list[float] = []  # per round: ours / torch of that round's medians
             for _ in range(rounds):
                 round_ms: dict[str, float] = {}
                 for side in sides:
+                    env = os.environ | ({CORETYPE_ENV: detected}
+                                        if side == "ours_detected" and detected else {})
                     done = subprocess.run(
                         [sys.executable, __file__, "--child", side, arch, str(batch),
                          str(threads), str(reps)],
-                        capture_output=True, text=True, check=True)
+                        capture_output=True, text=True, check=True, env=env)
                     got = json.loads(done.stdout.strip().splitlines()[-1])
                     times[side] += got
                     best[side].append(min(got))
@@ -179,6 +185,9 @@ def speed_rows(threads: int, rounds: int, batches: list[int],
                    f"{t_full / t_torch:.2f}",
                    f"{gflop / (t_full / 1000):.0f} ({gflop / (t_full / 1000) / peak:.0%})",
                    f"{gflop / (t_torch / 1000):.0f} ({gflop / (t_torch / 1000) / peak:.0%})"]
+            if detected:
+                t_det = float(np.median(times["ours_detected"])) / batch
+                row += [f"{t_det:.0f}", f"{t_det / t_torch:.2f}"]
             print(row, f"load {os.getloadavg()[0]:.1f}", flush=True)
             rows.append(row)
     return rows, peak
@@ -248,10 +257,10 @@ def embedding_group() -> list[str]:
     return ["numpy", "pillow", *[n for n in names if n not in ("numpy", "pillow")]]
 
 
-def kernel_rows(rounds: int) -> tuple[list[list[object]], str] | None:
+def kernel_rows(rounds: int) -> tuple[list[list[object]], str, str] | None:
     """One-thread GFLOP/s of the engine's products with the kernels OpenBLAS detects and with
-    the ones `services.common.cpu` chose (None when it chose nothing), alternating child
-    processes (the choice is read when OpenBLAS loads)."""
+    the ones in effect (None when that is OpenBLAS' own choice), alternating child processes
+    (the choice is read when OpenBLAS loads); also the name of the detected kernels."""
     if not CHOSEN_CORETYPE:
         return None
     env_detect = {k: v for k, v in os.environ.items() if k != CORETYPE_ENV}
@@ -270,8 +279,10 @@ def kernel_rows(rounds: int) -> tuple[list[list[object]], str] | None:
         cho = sorted(r[key] for r in runs["chosen"])[rounds // 2]
         rows.append([f"{m} x {k} @ {k} x {n}", f"{det:.0f}", f"{cho:.0f}", f"{cho / det:.2f}"])
         print(rows[-1], flush=True)
-    return rows, f"detected: {names['detected']}; chosen ({CORETYPE_ENV}={CHOSEN_CORETYPE}): " \
-                 f"{names['chosen']}"
+    origin = ("set in the environment, kept by `imgsearch` and this script" if FROM_ENVIRONMENT
+              else "set by `services/common/cpu.py` in `imgsearch` and this script")
+    return rows, (f"detected: {names['detected']}; in effect ({CORETYPE_ENV}={CHOSEN_CORETYPE}, "
+                  f"{origin}): {names['chosen']}"), names["detected"]
 
 
 def main() -> None:
@@ -296,7 +307,8 @@ def main() -> None:
     archs = ["dinov2_vits14"] if args.quick else ["dinov2_vits14", "dinov2_vitb14"]
     batches = [1] if args.quick else [1, 8]
     kernels = kernel_rows(3 if args.quick else 5)
-    rows, peak = speed_rows(threads, reps, batches, archs)
+    detected = kernels[2] if kernels is not None and kernels[2] != CHOSEN_CORETYPE else None
+    rows, peak = speed_rows(threads, reps, batches, archs, detected)
     load_after = os.getloadavg()[0]
     workdir = Path(os.environ.get("TMPDIR", "/tmp"))
     rss_arch = "dinov2_vits14" if args.quick else "dinov2_vitb14"
@@ -322,13 +334,19 @@ def main() -> None:
         "machine cancel), with its range; `min ratio` is the ratio of the best "
         "runs. GFLOP/s (of the full forward: ours full and torch) counts matrix products and "
         f"attention, as a fraction of the 2048^3 float32 matmul peak measured in the same run "
-        f"({peak:.0f} GFLOP/s, NumPy's OpenBLAS, {threads} threads). Load average (1 min) "
+        f"({peak:.0f} GFLOP/s, NumPy's OpenBLAS, {threads} threads). "
+        + (f"`ours, detected kernels` is `ours` with the OpenBLAS kernels it detects "
+           f"({detected}) instead of those in effect ({CORETYPE_ENV}={CHOSEN_CORETYPE}, table "
+           "below), as a fourth process of each round. " if detected else "")
+        + f"Load average (1 min) "
         f"{load_before:.1f} before, {load_after:.1f} after. Targets: ratio <= 1.0 at "
         "batch 1, <= 0.9 at batch 8.",
         markdown_table(["model", "batch", "ours ms/image", "ours full ms/image",
                         "torch ms/image", "ours/torch", "paired (range)", "min ratio",
                         "ours full/torch",
-                        "ours full GFLOP/s (of peak)", "torch GFLOP/s (of peak)"], rows),
+                        "ours full GFLOP/s (of peak)", "torch GFLOP/s (of peak)",
+                        *(["ours, detected kernels ms/image", "ours, detected kernels/torch"]
+                          if detected else [])], rows),
         f"Peak RSS of a process loading {rss_arch} from safetensors and embedding a batch of "
         f"{rss_batch}: **{rss:.0f} MB** for {weights:.0f} MB of float32 weights "
         f"({rss / weights:.2f}x; target <= 1.5x).",
@@ -338,12 +356,11 @@ def main() -> None:
     ])
     if kernels is not None:
         body += "\n\n" + "\n\n".join([
-            "OpenBLAS kernels (`services/common/cpu.py`, applied by `imgsearch` and this "
-            f"script before NumPy loads; the table above ran with them): {kernels[1]}. One "
+            f"OpenBLAS kernels (the table above ran with those in effect): {kernels[1]}. One "
             "thread, GFLOP/s of the engine's ViT-B/14 products, medians of 5 child processes "
             "per side, alternating:",
             markdown_table(["product (rows x in @ in x out)", "detected GFLOP/s",
-                            "chosen GFLOP/s", "chosen/detected"], kernels[0]),
+                            "in effect GFLOP/s", "in effect/detected"], kernels[0]),
         ])
     if args.print_only:
         print(body)
