@@ -1,0 +1,164 @@
+"""Where the NumPy engine's time goes: one thread, the steps of every block timed apart.
+
+The loop below is `Dinov2Model._images` (whole images on one thread) with a clock read
+between steps; its output is checked against `Dinov2Model.forward` before anything is
+reported, so the profile cannot drift from the engine. Four images is one thread's share of
+a batch of 8 on two threads. When an OPENBLAS_CORETYPE is in effect, the profile also runs in
+a child process with the kernels OpenBLAS detects. Writes section "engine-profile" of
+docs/benchmarks.md.
+
+    .venv/bin/python bench/engine_profile.py              # ViT-S and ViT-B (about 2 minutes)
+    .venv/bin/python bench/engine_profile.py --print-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.cpu import ENV as CORETYPE_ENV
+from services.common.cpu import choose_openblas_kernels
+
+CORETYPE = choose_openblas_kernels()  # as `imgsearch` does: before NumPy loads OpenBLAS
+
+import numpy as np  # noqa: E402
+
+from bench._report import markdown_table, write_section  # noqa: E402
+from services.embedding.engine import Dinov2Model  # noqa: E402
+from services.embedding.engine.blas import blas_threads  # noqa: E402
+from services.embedding.engine.layers import GELU_BLOCK, gelu_scaled, normalize_rows  # noqa: E402
+
+STEPS = ("QKV product", "fc1 product", "fc2 product", "projection product", "attention",
+         "GELU", "layer norms", "bias and residual adds")
+
+
+def profile(arch: str, images: int, rounds: int) -> tuple[dict[str, float], float]:
+    """ms per image of each step (median over rounds) and of the whole blocks."""
+    model = Dinov2Model.random(arch, seed=0, threads=1)
+    cfg = model.config
+    if cfg.mlp != "gelu":
+        raise SystemExit(f"{arch}: only the GELU MLP is profiled")
+    pixels = np.random.default_rng(1).standard_normal((images, 3, 224, 224)).astype(np.float32)
+    samples: dict[str, list[float]] = defaultdict(list)
+    spent: dict[str, float] = defaultdict(float)
+    clock = 0.0
+
+    def tick(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        spent[step] += now - clock
+        clock = now
+
+    with blas_threads(1):
+        for round_ in range(rounds + 1):
+            x = model._tokens(pixels)
+            b, t, d = x.shape
+            s = model._scratch[0]
+            rows = b * t
+            xs = x.reshape(rows, d)
+            ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
+            qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
+            u, scratch = s.get("u", rows, cfg.mlp_hidden), s.get("gelu", 3, GELU_BLOCK)
+            spent.clear()
+            clock = time.perf_counter()
+            for blk in model._blocks:
+                normalize_rows(xs, ln, cfg.layer_norm_eps, stat, model._mean_col)
+                tick("layer norms")
+                np.matmul(ln, blk.w_qkv.T, out=qkv)
+                tick("QKV product")
+                qkv += blk.b_qkv
+                tick("bias and residual adds")
+                model._attend_rows(s, qkv, attn, 0, rows, t)
+                tick("attention")
+                np.matmul(attn, blk.w_proj.T, out=ln)
+                tick("projection product")
+                ln += blk.b_proj
+                xs += ln
+                tick("bias and residual adds")
+                normalize_rows(xs, ln, cfg.layer_norm_eps, stat, model._mean_col)
+                tick("layer norms")
+                np.matmul(ln, blk.w_in.T, out=u)
+                tick("fc1 product")
+                gelu_scaled(u, blk.b_in, scratch)
+                tick("GELU")
+                np.matmul(u, blk.w_out.T, out=attn)
+                tick("fc2 product")
+                attn += blk.b_out
+                xs += attn
+                tick("bias and residual adds")
+            model._final_norm(s, xs)
+            if round_ == 0:  # warm-up, and the check that this loop is the engine's
+                expected = model.forward(pixels)
+                if not np.allclose(x, expected, atol=1e-5, rtol=0):
+                    raise SystemExit("the profiled loop no longer matches Dinov2Model.forward")
+                continue
+            for step, seconds in spent.items():
+                samples[step].append(seconds * 1000 / images)
+    model.close()
+    medians = {step: float(np.median(samples[step])) for step in STEPS}
+    return medians, sum(medians.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--print-only", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(profile(args.child, args.images, args.rounds)))
+        return
+    archs = ("dinov2_vits14", "dinov2_vitb14")
+    # (label, environment): the kernels in effect, then those OpenBLAS detects when an
+    # OPENBLAS_CORETYPE chose others
+    runs: list[tuple[str, dict[str, str]]] = [(CORETYPE or "detected", dict(os.environ))]
+    if CORETYPE:
+        runs.append(("detected", {k: v for k, v in os.environ.items() if k != CORETYPE_ENV}))
+    results: dict[tuple[str, str], tuple[dict[str, float], float]] = {}
+    for arch in archs:
+        for label, env in runs:
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", arch, "--images", str(args.images),
+                 "--rounds", str(args.rounds)],
+                capture_output=True, text=True, check=True, env=env)
+            steps, total = json.loads(done.stdout.strip().splitlines()[-1])
+            results[(arch, label)] = (steps, total)
+            print(arch, label, {k: round(v, 1) for k, v in steps.items()}, flush=True)
+    columns = [(arch, label) for arch in archs for label, _ in runs]
+    rows: list[list[object]] = []
+    for step in STEPS:
+        row: list[object] = [step]
+        for key in columns:
+            ms, total = results[key][0][step], results[key][1]
+            row.append(f"{ms:.1f} ({ms / total:.0%})")
+        rows.append(row)
+    rows.append(["all blocks", *(f"**{results[key][1]:.1f}**" for key in columns)])
+    names = {"dinov2_vits14": "ViT-S/14", "dinov2_vitb14": "ViT-B/14"}
+    kernels = (f"{CORETYPE_ENV}={CORETYPE} in effect, and those OpenBLAS detects when it is "
+               "unset (`detected`)" if CORETYPE else "as OpenBLAS detects")
+    body = "\n\n".join([
+        f"One thread, {args.images} images of 224x224 (one thread's share of a batch of 8 on "
+        "two), random weights, every block of the whole forward; ms per image of each step, "
+        f"median of {args.rounds} rounds after a warm-up, and its share. OpenBLAS kernels: "
+        f"{kernels}. `attention` is QK^T, softmax and PV of every head; the products are "
+        "OpenBLAS sgemm calls. The timed loop is checked against `Dinov2Model.forward`.",
+        markdown_table(["step", *(f"{names[a]} {label} ms/image" for a, label in columns)],
+                       rows),
+    ])
+    if args.print_only:
+        print(body)
+    else:
+        write_section("engine-profile", "Embedding engine: where the time goes", body)
+
+
+if __name__ == "__main__":
+    main()
