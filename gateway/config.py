@@ -1,7 +1,7 @@
 """Gateway settings: the `gateway:` section of config.yaml, env prefix IMGSEARCH_GATEWAY_.
 
-The internal services' URLs default to the host/port of their own sections, read here through
-small settings classes of the gateway (never by importing another service's modules).
+The internal services' URLs default to the host/port of their own sections
+(`services.common.peers`).
 """
 
 from __future__ import annotations
@@ -10,25 +10,11 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import REPO_ROOT, SectionSettings, service_url
+from services.common.peers import peer_url, port_field
+from services.common.settings import REPO_ROOT, SectionSettings
 
 MIN_JWT_SECRET = 32
 
-
-class _EmbeddingPeer(SectionSettings, section="embedding"):
-    port: int = 8101
-
-
-class _SegmentationPeer(SectionSettings, section="segmentation"):
-    port: int = 8102
-
-
-class _IndexPeer(SectionSettings, section="index"):
-    port: int = 8103
-
-
-class _CatalogPeer(SectionSettings, section="catalog"):
-    port: int = 8104
 
 
 class SakuraSettings(SectionSettings, section="sakura"):
@@ -40,7 +26,7 @@ class SakuraSettings(SectionSettings, section="sakura"):
 
 
 class GatewaySettings(SectionSettings, section="gateway"):
-    port: int = 8000
+    port: int = port_field("gateway")
     public_search: bool = True
     # Image URLs in JSON answers are signed for <img> tags (which send no token) when search
     # is not public, or for admins' images that are not indexed; they live this long.
@@ -116,10 +102,10 @@ class GatewaySettings(SectionSettings, section="gateway"):
     def urls(self) -> dict[str, str]:
         """Base URL of every internal service the gateway calls."""
         return {
-            "catalog": self.catalog_url or service_url(_CatalogPeer()),
-            "index": self.index_url or service_url(_IndexPeer()),
-            "embedding": self.embedding_url or service_url(_EmbeddingPeer()),
-            "segmentation": self.segmentation_url or service_url(_SegmentationPeer()),
+            "catalog": peer_url("catalog", self.catalog_url),
+            "index": peer_url("index", self.index_url),
+            "embedding": peer_url("embedding", self.embedding_url),
+            "segmentation": peer_url("segmentation", self.segmentation_url),
         }
 
     @property

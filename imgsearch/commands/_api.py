@@ -11,7 +11,6 @@ from typing import Any
 import click
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -111,13 +110,20 @@ class Api:
         self.http.close()
 
 
+def _gateway_url() -> str:
+    from services.common.peers import peer_url
+
+    return peer_url("gateway")
+
+
 def api_options(func: Any) -> Any:
     """--url and --username, shared by every command that talks to the gateway."""
     func = click.option("--username", "-u", envvar="IMGSEARCH_USERNAME", default=None,
                         help="Admin user (env IMGSEARCH_USERNAME); the password comes from "
                              "IMGSEARCH_PASSWORD or a prompt.")(func)
-    func = click.option("--url", envvar="IMGSEARCH_URL", default=DEFAULT_URL,
-                        show_default=True, help="The gateway (env IMGSEARCH_URL).")(func)
+    func = click.option("--url", envvar="IMGSEARCH_URL", default=_gateway_url,
+                        show_default="the gateway section's host and port",
+                        help="The gateway (env IMGSEARCH_URL).")(func)
     return func
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from sqlalchemy.engine import URL, make_url
 
+from services.common.peers import port_field
 from services.common.settings import SectionSettings, common_settings
 
 
 class CatalogSettings(SectionSettings, section="catalog"):
     """The service: where it listens, its limits, whether it migrates the schema at start."""
 
-    port: int = Field(default=8104, ge=0, le=65535)
+    port: int = port_field("catalog")
     # Run `alembic upgrade head` when the service starts. Right for SQLite and a single
     # catalog process; with several replicas on one MySQL, run `imgsearch db upgrade` once
     # from a deploy step instead and set this to false.

@@ -118,9 +118,3 @@ class SectionSettings(_YamlSettings):
 def common_settings() -> CommonSettings:
     """The process-wide common settings (tests call `common_settings.cache_clear()`)."""
     return CommonSettings()
-
-
-def service_url(settings: SectionSettings) -> str:
-    """The base URL other processes use to reach a service."""
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
-    return f"http://{host}:{settings.port}"

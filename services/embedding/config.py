@@ -7,13 +7,14 @@ from typing import Literal
 
 from pydantic import Field
 
+from services.common.peers import port_field
 from services.common.settings import SectionSettings
 
 
 class EmbeddingSettings(SectionSettings, section="embedding"):
     """Model choice, preprocessing, micro-batching and input limits of the embedding service."""
 
-    port: int = Field(default=8101, ge=0, le=65535)
+    port: int = port_field("embedding")
     # dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14, "_reg" for registers.
     model: str = "dinov2_vitb14"
     # An explicit weights file; empty: searched under $data_dir/models (see weights_store).

@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from services.common.peers import port_field
 from services.common.settings import SectionSettings, common_settings
 
 
 class IndexSettings(SectionSettings, section="index"):
-    port: int = Field(default=8103, ge=0, le=65535)
+    port: int = port_field("index")
     backend: Literal["faiss", "milvus"] = "faiss"
     # flat (exact inner product) | hnsw | ivf_sq8 | ivf_pq
     type: Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"] = "flat"

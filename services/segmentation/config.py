@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from services.common.peers import peer_url, port_field
 from services.common.settings import CommonSettings, SectionSettings
 
 # The publisher gives no digest for this file: it is recorded at first download (sidecar
@@ -17,7 +18,7 @@ WEIGHTS_FILENAME = "mobile_sam.pt"
 class SegmentationSettings(SectionSettings, section="segmentation"):
     """Every URL, path, limit and threshold of the segmentation service."""
 
-    port: int = Field(default=8102, ge=0, le=65535)
+    port: int = port_field("segmentation")
     # A mobile_sam.pt file; empty: $data_dir/models/mobile_sam.pt (downloaded on first use).
     weights: str = ""
     weights_url: str = MOBILE_SAM_URL
@@ -39,8 +40,8 @@ class SegmentationSettings(SectionSettings, section="segmentation"):
     max_image_bytes: int = Field(default=20_000_000, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_points: int = Field(default=64, ge=1)
-    # Where images given by catalog id are looked up.
-    catalog_url: str = "http://127.0.0.1:8104"
+    # Where images given by catalog id are looked up; empty: the catalog section's host/port.
+    catalog_url: str = ""
     catalog_timeout_s: float = Field(default=10.0, gt=0)
 
     def weights_path(self, common: CommonSettings) -> Path:
@@ -48,6 +49,9 @@ class SegmentationSettings(SectionSettings, section="segmentation"):
         if self.weights:
             return Path(self.weights).expanduser().resolve()
         return common.models_dir / WEIGHTS_FILENAME
+
+    def resolved_catalog_url(self) -> str:
+        return peer_url("catalog", self.catalog_url)
 
     def is_default_weights_path(self) -> bool:
         return not self.weights

@@ -25,7 +25,7 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        catalog = ServiceClient("catalog", settings.catalog_url, token,
+        catalog = ServiceClient("catalog", settings.resolved_catalog_url(), token,
                                 timeout=settings.catalog_timeout_s)
         app.state.catalog = catalog
         holder.start()

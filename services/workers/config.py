@@ -2,28 +2,15 @@
 
 The queue keys (broker, queue name, Redis prefix) live in `services.common.queue.QueueSettings`,
 shared with the gateway; this class adds what only the workers need. The URLs of the other
-services default to the host and port of their own sections, read here as plain settings (this
-package never imports another service's modules).
+services default to the host and port of their own sections (`services.common.peers`).
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from services.common.peers import peer_url
 from services.common.queue import QueueSettings
-from services.common.settings import SectionSettings, service_url
-
-
-class _CatalogAddress(SectionSettings, section="catalog"):
-    port: int = 8104
-
-
-class _IndexAddress(SectionSettings, section="index"):
-    port: int = 8103
-
-
-class _EmbeddingAddress(SectionSettings, section="embedding"):
-    port: int = 8101
 
 
 class WorkersSettings(QueueSettings, section="workers"):
@@ -50,10 +37,10 @@ class WorkersSettings(QueueSettings, section="workers"):
     page_size: int = Field(default=200, ge=1, le=10_000)
 
     def resolved_catalog_url(self) -> str:
-        return self.catalog_url or service_url(_CatalogAddress())
+        return peer_url("catalog", self.catalog_url)
 
     def resolved_index_url(self) -> str:
-        return self.index_url or service_url(_IndexAddress())
+        return peer_url("index", self.index_url)
 
     def resolved_embedding_url(self) -> str:
-        return self.embedding_url or service_url(_EmbeddingAddress())
+        return peer_url("embedding", self.embedding_url)
