@@ -77,6 +77,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         app.state.gateway = state
         bootstrap = asyncio.create_task(ensure_first_admin(settings, upstreams.catalog))
+        app.state.admin_bootstrap = bootstrap
         logger.info("gateway ready", extra={"services": settings.urls(),
                                             "public_search": settings.public_search})
         try:
@@ -88,7 +89,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             state.producer.close()
 
     async def readiness() -> dict[str, Any]:
-        checks: dict[str, Any] = {}
+        # Not ready while the first admin is being created: a client that logs in as soon as
+        # the gateway is ready (`imgsearch up`, a deployment script) must find it.
+        bootstrap: asyncio.Task[bool] | None = getattr(app.state, "admin_bootstrap", None)
+        checks: dict[str, Any] = {"first_admin": bootstrap is not None and bootstrap.done()}
         optional: dict[str, str] = {}
         async with httpx.AsyncClient(timeout=3) as client:
             for name, url in settings.urls().items():

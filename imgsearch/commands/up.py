@@ -1,19 +1,25 @@
 """`imgsearch up`: every service as a local process, the demo gallery ingested, one URL.
 
 Embedded defaults (SQLite catalog, the workers' SQLite broker) unless MySQL/Redis are
-configured. Secrets: an internal token and a JWT secret are generated into
-$IMGSEARCH_DATA_DIR/secrets.env (0600) on first start when none is configured. The first
-admin comes from IMGSEARCH_GATEWAY_ADMIN_USERNAME/_PASSWORD, or is generated and its
-password printed once. Ctrl-C stops everything.
+configured. Order of a start: the ports are checked free (two stacks never share a service);
+the DINOv2 weights are downloaded when none are on disk (progress bar, resumable; offline, one
+screen says the two ways on); secrets (an internal token and a JWT secret) are generated into
+$IMGSEARCH_DATA_DIR/secrets.env (0600) when none is configured; the services start; the first
+admin is created through the catalog before the gateway starts (from
+IMGSEARCH_GATEWAY_ADMIN_USERNAME/_PASSWORD, or generated and its password printed once); the
+worker runs with beat (the periodic reconcile); the demo gallery is ingested on a fresh data
+dir. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +31,7 @@ import click
 import httpx
 
 from imgsearch.commands.supervise import GaveUp, Supervisor
+from services.common.peers import Peer, address, peer_url
 from services.common.settings import REPO_ROOT
 
 SECRETS_FILE = "secrets.env"
@@ -149,23 +156,116 @@ def wait_ready(child: Child, timeout: float) -> None:
             raise click.ClickException(f"{child.name} stopped while starting:\n{child.failure()}"
                                        f"\n(full log: {child.log_path})")
         try:
-            if httpx.get(f"{child.url}/readyz", timeout=2).status_code == 200:
-                return
+            ready = httpx.get(f"{child.url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
+            ready = False
+        # Ready and still alive: a child that failed to bind may exit just after another
+        # process answered on its port.
+        if ready and child.alive():
+            return
         time.sleep(0.3)
     raise click.ClickException(f"{child.name} not ready after {timeout:.0f} s:\n{child.tail()}")
 
 
-def service(name: str, port: int, log_dir: Path) -> Child:
-    return Child(name, [sys.executable, "-m", "imgsearch.cli", "serve", name, "--port",
-                        str(port)], log_dir / f"{name}.log", url=f"http://127.0.0.1:{port}")
+def port_taken(host: str, port: int) -> bool:
+    """Whether (host, port) cannot be bound now, as uvicorn binds it (SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def check_ports(wanted: dict[str, tuple[str, int]]) -> None:
+    """Refuse to start when a port is taken: a child would fail to bind while the process
+    already there answers its readiness check (two stacks silently sharing services)."""
+    taken = {name: hp for name, hp in wanted.items() if port_taken(*hp)}
+    if not taken:
+        return
+    lines = [f"  {name}: {host}:{port}  (move it: IMGSEARCH_{name.upper()}_PORT=...)"
+             for name, (host, port) in taken.items()]
+    raise click.ClickException(
+        "these ports are already in use, by another imgsearch or another program:\n"
+        + "\n".join(lines) + "\nStop what listens there, or move the ports (config/config.yaml "
+        "or the variables above); `imgsearch up --port N` moves the gateway.")
+
+
+def ensure_embedding_weights(random_weights: bool) -> None:
+    """Download the DINOv2 weights on a fresh machine; offline, one screen and exit 1."""
+    from services.common.settings import common_settings
+    from services.embedding.config import EmbeddingSettings
+    from services.embedding.weights_store import ChecksumMismatch, DownloadError, WeightsNotFound
+    from services.embedding.weights_store.ensure import download_target, ensure_weights
+
+    if random_weights:
+        return
+    settings = EmbeddingSettings()
+    models_dir = common_settings().models_dir
+
+    def announce(url: str, dest: Path) -> None:
+        click.echo(f"First start: downloading the {settings.model} weights (once; an "
+                   f"interrupted download resumes)\n  {url}\n  -> {dest}", err=True)
+
+    try:
+        ensure_weights(settings, models_dir, progress=True, on_download=announce,
+                       cwd=REPO_ROOT)
+    except (DownloadError, WeightsNotFound, ChecksumMismatch) as exc:
+        url, dest = download_target(settings, models_dir)
+        banner(
+            f"No DINOv2 weights for {settings.model}, and none could be had:\n"
+            f"  {exc.message}\n\n"
+            "Two ways on:\n"
+            "  1. Real search: fetch the file on a machine with network access\n"
+            f"       {url}\n"
+            f"     and copy it to {dest}\n"
+            "     (or set IMGSEARCH_EMBEDDING_WEIGHTS=/path/to/file: .pth, .safetensors or\n"
+            "     .npz), then start again. A partial download is kept and resumes.\n"
+            "  2. A demo with random weights (the search results mean nothing):\n"
+            "       IMGSEARCH_RANDOM_WEIGHTS=1 make run", "red")
+        raise SystemExit(1) from None
+
+
+def first_admin(catalog_url: str, token: str, username: str,
+                password: str) -> tuple[str, str, bool, bool]:
+    """Create the first admin through the catalog when there is none, before the gateway
+    starts: a login right after the gateway is ready always finds it.
+
+    Returns (username, password, created, generated); the credentials are empty when an admin
+    exists and none are configured here.
+    """
+    users = catalog_call(catalog_url, token, "GET", "/v1/users")["users"]
+    if any(u.get("role") == "admin" for u in users):
+        return username, password, False, False
+    generated = not (username and password)
+    if generated:
+        username, password = "admin", secrets.token_urlsafe(12)
+    catalog_call(catalog_url, token, "POST", "/v1/users",
+                 json={"username": username, "password": password, "role": "admin"})
+    return username, password, True, generated
+
+
+def service(name: Peer, log_dir: Path) -> Child:
+    """A service child on its own settings' host and port (where its peers look for it)."""
+    return Child(name, [sys.executable, "-m", "imgsearch.cli", "serve", name],
+                 log_dir / f"{name}.log", url=peer_url(name))
 
 
 def catalog_call(url: str, token: str, method: str, path: str, **kwargs: Any) -> Any:
     response = httpx.request(method, url + path, headers={"X-Internal-Token": token},
                              timeout=30, **kwargs)
-    response.raise_for_status()
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            text = f"{error['code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            text = response.text[:300]
+        raise click.ClickException(f"catalog {method} {path} answered "
+                                   f"{response.status_code}: {text}")
     return response.json()
 
 
@@ -205,11 +305,14 @@ def up(port: int | None, host: str | None, gallery: Path, no_gallery: bool,
     log_dir = data_dir / "logs"
     random_weights = common.random_weights
 
-    emb = EmbeddingSettings()
     stack = Stack()
-    names = ["catalog", "index", "embedding"] + (["segmentation"] if segmentation else [])
-    ports = {"catalog": gw.urls()["catalog"], "index": gw.urls()["index"],
-             "embedding": gw.urls()["embedding"], "segmentation": gw.urls()["segmentation"]}
+    names: list[Peer] = ["catalog", "index", "embedding"]
+    if segmentation:
+        names.append("segmentation")
+    binds: dict[str, tuple[str, int]] = {name: address(name) for name in names}
+    binds["gateway"] = (host or gw.host, gw_port)
+    check_ports(binds)
+    ensure_embedding_weights(random_weights)
 
     stopping = False
 
@@ -223,7 +326,7 @@ def up(port: int | None, host: str | None, gallery: Path, no_gallery: bool,
     signal.signal(signal.SIGTERM, on_signal)
     try:
         for name in names:
-            child = service(name, int(ports[name].rsplit(":", 1)[1]), log_dir)
+            child = service(name, log_dir)
             stack.children.append(child)
             child.start(env)
         for child in list(stack.children):
@@ -237,23 +340,17 @@ def up(port: int | None, host: str | None, gallery: Path, no_gallery: bool,
                 child.stop()
                 stack.children.remove(child)
         if random_weights:
-            banner(f"RANDOM WEIGHTS ({emb.model}): IMGSEARCH_RANDOM_WEIGHTS=1 is set and no "
-                   "weights were found.\nSearch results are MEANINGLESS. Get real weights: "
-                   "imgsearch weights download", "red")
+            banner(f"RANDOM WEIGHTS ({EmbeddingSettings().model}): IMGSEARCH_RANDOM_WEIGHTS=1 "
+                   "is set and no weights were found.\nSearch results are MEANINGLESS. Get real "
+                   "weights: imgsearch weights download", "red")
 
         catalog_url = stack.children[0].url or ""
-        admin_env: dict[str, str] = {}
-        username, password = gw.admin_username, gw.admin_password.get_secret_value()
-        users = catalog_call(catalog_url, token, "GET", "/v1/users")["users"]
-        has_admin = any(u.get("role") == "admin" for u in users)
-        generated = False
-        if not has_admin and not (username and password):
-            username, password = "admin", secrets.token_urlsafe(12)
-            admin_env = {"IMGSEARCH_GATEWAY_ADMIN_USERNAME": username,
-                         "IMGSEARCH_GATEWAY_ADMIN_PASSWORD": password}
-            generated = True
+        username, password, created, generated = first_admin(
+            catalog_url, token, gw.admin_username.strip(), gw.admin_password.get_secret_value())
 
-        worker = Child("worker", [sys.executable, "-m", "imgsearch.cli", "worker"],
+        # The worker runs beat too: the periodic reconcile that repairs what a killed worker
+        # left behind (one beat per install).
+        worker = Child("worker", [sys.executable, "-m", "imgsearch.cli", "worker", "--beat"],
                        log_dir / "worker.log")
         stack.children.append(worker)
         worker.start(env)
@@ -262,13 +359,13 @@ def up(port: int | None, host: str | None, gallery: Path, no_gallery: bool,
         gateway = Child("gateway", gateway_cmd, log_dir / "gateway.log",
                         url=f"http://127.0.0.1:{gw_port}")
         stack.children.append(gateway)
-        gateway.start({**env, **admin_env})
+        gateway.start(env)
         wait_ready(gateway, 120)
         if generated:
             banner(f"First admin created: username {username}  password {password}\n"
                    "Shown once: write it down (or create another: imgsearch users create "
                    "--admin NAME).", "green")
-        elif not has_admin:
+        elif created:
             click.echo(f"First admin: {username} (from IMGSEARCH_GATEWAY_ADMIN_USERNAME)")
 
         if not no_gallery:
@@ -305,14 +402,17 @@ def ingest_gallery(gateway_url: str, catalog_url: str, token: str, folder: Path,
     if total or not files:
         return
     if not (username and password):
-        click.echo("gallery not ingested: no admin credentials here; run "
-                   f"`imgsearch ingest {folder} --username ADMIN`")
+        click.secho("The gallery is empty and was not ingested: an admin exists, and its "
+                    "password is not known here. Run "
+                    f"`imgsearch ingest {folder} --username ADMIN`", fg="yellow", err=True)
         return
     api = Api(gateway_url, username)
     try:
         login = api.http.post("/auth/login", json={"username": username, "password": password})
         if login.status_code != 200:
-            click.echo(f"gallery not ingested: login failed ({login.status_code})")
+            click.secho(f"The gallery is empty and was not ingested: logging in as {username} "
+                        f"failed ({login.status_code}: {login.text[:200]}). Run "
+                        f"`imgsearch ingest {folder} --username ADMIN`", fg="yellow", err=True)
             return
         api.http.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
         click.echo(f"ingesting {len(files)} images from {folder} ...")
@@ -320,5 +420,9 @@ def ingest_gallery(gateway_url: str, catalog_url: str, token: str, folder: Path,
         jobs = follow_all(api, job_ids, label="indexing the demo gallery")
         done = sum(j["done"] for j in jobs)
         click.echo(f"demo gallery: {done} of {new} indexed, {len(rejected)} rejected")
+        if done < new:
+            click.secho(f"{new - done} images of the demo gallery were not indexed: see "
+                        "Admin > Jobs in the web app, or the worker's log", fg="yellow",
+                        err=True)
     finally:
         api.close()

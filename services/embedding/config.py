@@ -31,8 +31,11 @@ class EmbeddingSettings(SectionSettings, section="embedding"):
     max_image_bytes: int = Field(default=20_000_000, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_files_per_request: int = Field(default=64, ge=1)
-    # Where `imgsearch weights download` fetches the official DINOv2 checkpoints from.
+    # Where the official DINOv2 checkpoints come from (first start, `imgsearch weights download`).
     weights_base_url: str = "https://dl.fbaipublicfiles.com/dinov2"
+    # No weights file found (and no explicit one configured): download the official one on
+    # start, into $data_dir/models/<model>.pth. Off: a missing file stops the service at once.
+    download: bool = True
     download_attempts: int = Field(default=5, ge=1)
     download_timeout_s: float = Field(default=60.0, gt=0)
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,10 @@ from services.embedding.config import EmbeddingSettings
 from services.embedding.engine import IMAGENET_MEAN, IMAGENET_STD, Dinov2Model
 from services.embedding.routes import ServiceState, create_router
 from services.embedding.schemas import InfoResponse, Preprocessing
+from services.embedding.weights_store import DownloadError
+from services.embedding.weights_store.ensure import ensure_weights
 from services.embedding.weights_store.load import LoadedModel, load_model
+from services.embedding.weights_store.locate import how_to_get
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,10 @@ def build_info(settings: EmbeddingSettings, loaded: LoadedModel) -> InfoResponse
     )
 
 
+def _log_download(url: str, dest: Path) -> None:
+    logger.info("no weights on disk: downloading %s to %s (once; resumed if cut)", url, dest)
+
+
 def create_app(settings: EmbeddingSettings | None = None) -> FastAPI:
     """The embedding service (internal token required on /v1 routes)."""
     settings = settings or EmbeddingSettings()
@@ -57,10 +65,17 @@ def create_app(settings: EmbeddingSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
+            if not common.random_weights:
+                await asyncio.to_thread(ensure_weights, settings, common.models_dir,
+                                        progress=False, on_download=_log_download)
             loaded = await asyncio.to_thread(
                 load_model, settings.model, weights=settings.weights_path(),
                 models_dir=common.models_dir, random_allowed=common.random_weights,
                 threads=settings.threads)
+        except DownloadError as exc:
+            logger.error("cannot start the embedding service: no weights on disk and the "
+                         "download failed: %s. Or: %s", exc.message, how_to_get(settings.model))
+            raise
         except Exception as exc:
             # Said plainly before the traceback: this is what the operator must act on.
             logger.error("cannot start the embedding service: %s", exc)

@@ -269,7 +269,8 @@ def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
 def test_no_weights_refuses_to_start_with_instructions(tmp_path: Path) -> None:
     env = _env(tmp_path / "data")
     env.pop("IMGSEARCH_RANDOM_WEIGHTS")
-    proc = ServiceProcess("embedding", {**env, "IMGSEARCH_RANDOM_WEIGHTS": "0"}, tmp_path)
+    proc = ServiceProcess("embedding", {**env, "IMGSEARCH_RANDOM_WEIGHTS": "0",
+                                        "IMGSEARCH_EMBEDDING_DOWNLOAD": "0"}, tmp_path)
     with pytest.raises(RuntimeError) as info:
         proc.start(timeout=60)
     assert proc.proc is not None and proc.proc.returncode != 0
@@ -277,6 +278,50 @@ def test_no_weights_refuses_to_start_with_instructions(tmp_path: Path) -> None:
     assert "imgsearch weights download dinov2_vits14" in log
     assert "IMGSEARCH_EMBEDDING_WEIGHTS" in log
     assert "exited with" in str(info.value)
+
+
+def test_first_start_downloads_the_weights(tmp_path: Path) -> None:
+    """The deployment's first start: no weights on disk, the service fetches them itself."""
+    import hashlib
+
+    from services.embedding.engine import Dinov2Model
+    from tests.embedding.test_weights import _torch_zip
+    from tests.segmentation.fileserver import Script, serve_file
+
+    model = Dinov2Model.random("dinov2_vits14", seed=3, threads=1)
+    source = tmp_path / "official.pth"  # as Meta publishes it: a torch zip, official names
+    _torch_zip(source, model.state_dict())
+    model.close()
+    payload = source.read_bytes()
+    env = _env(tmp_path / "data")
+    env.pop("IMGSEARCH_RANDOM_WEIGHTS")
+    with serve_file(Script(payload=payload)) as url:
+        proc = ServiceProcess("embedding", {
+            **env, "IMGSEARCH_RANDOM_WEIGHTS": "0",
+            "IMGSEARCH_EMBEDDING_WEIGHTS_BASE_URL": url + "?path="}, tmp_path)
+        try:
+            proc.start(timeout=120)
+            info = httpx.get(proc.url + "/v1/info", headers={"X-Internal-Token": TOKEN}).json()
+            assert info["random_weights"] is False
+        finally:
+            proc.stop()
+    dest = tmp_path / "data" / "models" / "dinov2_vits14.pth"
+    digest = hashlib.sha256(payload).hexdigest()
+    assert dest.read_bytes() == payload
+    assert (dest.parent / "dinov2_vits14.pth.sha256").read_text().split()[0] == digest
+
+
+def test_offline_first_start_says_what_to_do(tmp_path: Path) -> None:
+    env = _env(tmp_path / "data")
+    env.pop("IMGSEARCH_RANDOM_WEIGHTS")
+    proc = ServiceProcess("embedding", {
+        **env, "IMGSEARCH_RANDOM_WEIGHTS": "0", "IMGSEARCH_EMBEDDING_DOWNLOAD_ATTEMPTS": "1",
+        "IMGSEARCH_EMBEDDING_WEIGHTS_BASE_URL": "http://127.0.0.1:9/dinov2"}, tmp_path)
+    with pytest.raises(RuntimeError):
+        proc.start(timeout=60)
+    log = proc.log_path.read_text()
+    assert "the download failed: cannot reach http://127.0.0.1:9/dinov2/" in log
+    assert "IMGSEARCH_RANDOM_WEIGHTS=1" in log and "IMGSEARCH_EMBEDDING_WEIGHTS" in log
 
 
 def test_invalid_weights_file_refuses_to_start(tmp_path: Path) -> None:

@@ -67,3 +67,23 @@ def test_search_reads_json_form_and_query(client: TestClient) -> None:
         not_json = client.post("/api/v1/search", content=b"{",
                                headers={"content-type": "application/json"})
         assert not_json.status_code == 422
+
+
+def test_not_ready_while_the_first_admin_is_being_created(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    # The catalog is unreachable: the bootstrap keeps retrying, and a client that logs in as
+    # soon as the gateway is ready would not find the admin yet, so the gateway is not ready.
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("IMGSEARCH_INTERNAL_TOKEN", "t" * 24)
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_JWT_SECRET", "s" * 40)
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_CATALOG_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_ADMIN_USERNAME", "root")
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_ADMIN_PASSWORD", "a long first password")
+    with TestClient(create_app()) as client:
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["error"]["detail"]["first_admin"] is False

@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,8 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers.procs import REPO, free_port
-from tests.helpers.stack import clean_environ
+from tests.helpers.procs import REPO
+from tests.helpers.up import start_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,26 +42,12 @@ def children_of(pid: int, marker: str) -> list[int]:
 
 
 def test_up_ingests_searches_and_stops(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("catalog", "index", "embedding", "segmentation")}
-    gateway_port = free_port()
-    data_dir = tmp_path / "data"
-    env = {**clean_environ(), "IMGSEARCH_DATA_DIR": str(data_dir),
-           "IMGSEARCH_RANDOM_WEIGHTS": "1", "IMGSEARCH_EMBEDDING_MODEL": "dinov2_vits14",
-           "IMGSEARCH_LOG_FORMAT": "text",
-           **{f"IMGSEARCH_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
-    out_path, err_path = tmp_path / "up.out", tmp_path / "up.err"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "imgsearch.cli", "up", "--port", str(gateway_port),
-             "--no-segmentation"], cwd=REPO, env=env, stdout=out, stderr=err,
-            start_new_session=True)
+    up = start_up(tmp_path, "--no-segmentation", env={
+        "IMGSEARCH_RANDOM_WEIGHTS": "1", "IMGSEARCH_EMBEDDING_MODEL": "dinov2_vits14"})
+    proc, data_dir, gateway_port = up.proc, up.data_dir, up.gateway_port
+    err_path = up.err_path
     try:
-        deadline = time.monotonic() + 600
-        while "imgsearch is running at" not in out_path.read_text(errors="replace"):
-            assert proc.poll() is None, out_path.read_text() + err_path.read_text()
-            assert time.monotonic() < deadline, out_path.read_text() + err_path.read_text()
-            time.sleep(0.5)
-        output = out_path.read_text() + err_path.read_text()
+        output = up.wait_running()
         assert "RANDOM WEIGHTS" in output and "MEANINGLESS" in output
         password = re.search(r"username admin\s+password (\S{12,})", output)
         assert password
@@ -84,11 +68,12 @@ def test_up_ingests_searches_and_stops(tmp_path: Path) -> None:
         assert httpx.get(f"{url}/api/v1/config").json()["model"]["random_weights"] is True
 
         # The worker killed with -9: `up` starts a new one, which takes the next job.
-        [worker] = children_of(proc.pid, "imgsearch.cli worker")
+        # The worker runs beat as well: the periodic reconcile.
+        [worker] = children_of(proc.pid, "imgsearch.cli worker --beat")
         os.killpg(worker, signal.SIGKILL)
         deadline = time.monotonic() + 120
         while "worker restarted (restart 1)" not in err_path.read_text(errors="replace"):
-            assert proc.poll() is None, out_path.read_text() + err_path.read_text()
+            assert proc.poll() is None, up.output()
             assert time.monotonic() < deadline, err_path.read_text()
             time.sleep(0.3)
         assert "worker exited with code -9" in err_path.read_text()
@@ -111,30 +96,8 @@ def test_up_ingests_searches_and_stops(tmp_path: Path) -> None:
                 time.sleep(0.5)
             assert (job["status"], job["done"]) == ("succeeded", 1), job
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-    assert code == 0, out_path.read_text() + err_path.read_text()
-    assert "stopped" in out_path.read_text()
-    for port in [gateway_port, *ports.values()]:
-        assert not port_open(port)
-
-
-def test_up_without_weights_refuses_with_the_embedding_message(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("catalog", "index", "embedding")}
-    gateway_port = free_port()
-    env = {**clean_environ(), "IMGSEARCH_DATA_DIR": str(tmp_path / "data"),
-           **{f"IMGSEARCH_{n.upper()}_PORT": str(p) for n, p in ports.items()}}
-    result = subprocess.run(
-        [sys.executable, "-m", "imgsearch.cli", "up", "--port", str(gateway_port),
-         "--no-segmentation"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert "embedding stopped while starting" in result.stderr
-    assert "imgsearch weights download" in result.stderr
-    assert "IMGSEARCH_RANDOM_WEIGHTS=1" in result.stderr
-    for port in [gateway_port, *ports.values()]:
+        code = up.stop()
+    assert code == 0, up.output()
+    assert "stopped" in up.out_path.read_text()
+    for port in [gateway_port, *up.ports.values()]:
         assert not port_open(port)

@@ -176,24 +176,11 @@ def start_stack(tmp: Path, *, database_url: str | None = None, redis_url: str | 
                                                     port=ports["gateway"]).start(60)
         if worker:
             stack.worker = WorkerProcess(base, log_dir, concurrency=2).start(90)
-        _wait_admin(stack)
     except BaseException:
         logs = stack.logs()
         stack.stop()
         raise RuntimeError(f"the stack did not start:\n{logs}") from None
     return stack
-
-
-def _wait_admin(stack: Stack, timeout: float = 30.0) -> None:
-    """The gateway creates the admin in the background at start: wait for it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            stack.admin_token()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise TimeoutError("the first admin was not created")
 
 
 @contextmanager

@@ -42,7 +42,7 @@ def serve_file(script: Script) -> Iterator[str]:
                 cut = None
                 if not fail:
                     cut, script.cut_after = script.cut_after, None
-            if self.path != "/file":
+            if self.path.split("?", 1)[0] != "/file":
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
