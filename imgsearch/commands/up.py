@@ -218,7 +218,7 @@ def ensure_embedding_weights(random_weights: bool) -> None:
         url, dest = download_target(settings, models_dir)
         banner(
             f"No DINOv2 weights for {settings.model}, and none could be had:\n"
-            f"  {exc.message}\n\n"
+            f"  {exc.message.split('. ', 1)[0]}\n\n"
             "Two ways on:\n"
             "  1. Real search: fetch the file on a machine with network access\n"
             f"       {url}\n"
