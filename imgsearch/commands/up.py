@@ -323,7 +323,9 @@ def up(port: int | None, host: str | None, gallery: Path, no_gallery: bool,
         stopping = True
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell that starts `up` in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         for name in names:
             child = service(name, log_dir)
