@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import markdown_table, write_section
+from services.common.cpu import available_cpus
 from services.index.store.durable import DurableIndex
 from services.index.store.exact import search_numpy
 from services.index.store.faiss_backend import FaissIndex
@@ -173,7 +174,7 @@ def run_size(n: int, d: int, nq: int, types: list[str], snapshot_types: list[str
                              filter_exact_max=0)
         index = FaissIndex(index_type, params)
         # Builds use every core, as the service's do; queries are timed on one thread.
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        faiss.omp_set_num_threads(available_cpus())
         t = time.perf_counter()
         index.upsert(ids, xb, "bench")
         build = time.perf_counter() - t

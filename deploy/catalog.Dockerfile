@@ -6,10 +6,13 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 COPY gateway ./gateway
 COPY imgsearch ./imgsearch
-RUN pip install --no-cache-dir --prefix=/install ".[catalog]"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --prefix=/install ".[catalog]"
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 imgsearch && mkdir -p /data && chown imgsearch /data
+# The service's user owns its data dir (no volume in docker-compose.yml: the database is MySQL).
+RUN useradd --create-home --uid 10001 imgsearch \
+ && mkdir -p /data && chown -R imgsearch:imgsearch /data
 COPY --from=build /install /usr/local
 COPY config /app/config
 WORKDIR /app

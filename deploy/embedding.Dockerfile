@@ -6,10 +6,14 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 COPY gateway ./gateway
 COPY imgsearch ./imgsearch
-RUN pip install --no-cache-dir --prefix=/install ".[embedding]"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --prefix=/install ".[embedding]"
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 imgsearch && mkdir -p /data && chown imgsearch /data
+# The service's user owns each path docker-compose.yml mounts a volume on (/data/models): a
+# fresh named volume takes the owner of the image's directory, and is root's if it is missing.
+RUN useradd --create-home --uid 10001 imgsearch \
+ && mkdir -p /data/models && chown -R imgsearch:imgsearch /data
 COPY --from=build /install /usr/local
 COPY config /app/config
 WORKDIR /app

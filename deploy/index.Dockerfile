@@ -6,15 +6,19 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 COPY gateway ./gateway
 COPY imgsearch ./imgsearch
-RUN pip install --no-cache-dir --prefix=/install ".[index]"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --prefix=/install ".[index]"
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 imgsearch && mkdir -p /data/index && chown -R imgsearch /data
+# The service's user owns each path docker-compose.yml mounts a volume on (/data/index): a
+# fresh named volume takes the owner of the image's directory, and is root's if it is missing.
+RUN useradd --create-home --uid 10001 imgsearch \
+ && mkdir -p /data/index && chown -R imgsearch:imgsearch /data
 COPY --from=build /install /usr/local
 COPY config /app/config
 WORKDIR /app
-ENV IMGSEARCH_DATA_DIR=/data IMGSEARCH_INDEX_HOST=0.0.0.0 IMGSEARCH_INDEX_PORT=8103 \
-    PYTHONUNBUFFERED=1
+ENV IMGSEARCH_DATA_DIR=/data IMGSEARCH_INDEX_DIR=/data/index IMGSEARCH_INDEX_HOST=0.0.0.0 \
+    IMGSEARCH_INDEX_PORT=8103 PYTHONUNBUFFERED=1
 USER imgsearch
 EXPOSE 8103
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \

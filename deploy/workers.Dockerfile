@@ -7,15 +7,22 @@ COPY pyproject.toml README.md ./
 COPY services ./services
 COPY gateway ./gateway
 COPY imgsearch ./imgsearch
-RUN pip install --no-cache-dir --prefix=/install ".[workers]"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --prefix=/install ".[workers]"
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 imgsearch && mkdir -p /data && chown imgsearch /data
+# The service's user owns each path docker-compose.yml mounts a volume on (/data): a fresh
+# named volume takes the owner of the image's directory, and is root's if it is missing.
+RUN useradd --create-home --uid 10001 imgsearch \
+ && mkdir -p /data && chown -R imgsearch:imgsearch /data
 COPY --from=build /install /usr/local
 COPY config /app/config
 WORKDIR /app
 ENV IMGSEARCH_DATA_DIR=/data PYTHONUNBUFFERED=1
 USER imgsearch
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=5 \
-  CMD ["celery", "-A", "services.workers.app:app", "inspect", "ping", "--timeout", "8"]
-CMD ["celery", "-A", "services.workers.app:app", "worker", "--loglevel", "INFO", "--concurrency", "2"]
+# This container's own worker answers (celery@<its hostname>, the worker's default node name),
+# not any worker on the broker.
+HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=5 \
+  CMD celery -A services.workers.app:app inspect ping --timeout 8 -d "celery@$(hostname)"
+# Worker processes: workers.concurrency (IMGSEARCH_WORKERS_CONCURRENCY).
+CMD ["imgsearch", "worker", "--loglevel", "INFO"]

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from services.common.app import create_service_app, internal_auth
+from services.common.cpu import available_cpus
 from services.common.settings import common_settings
 from services.index.config import IndexSettings
 from services.index.routes import build_router
@@ -22,8 +23,7 @@ logger = logging.getLogger(__name__)
 def _configure_faiss(settings: IndexSettings) -> None:
     import faiss
 
-    if settings.threads:
-        faiss.omp_set_num_threads(settings.threads)
+    faiss.omp_set_num_threads(settings.threads or available_cpus())
     faiss.cvar.distance_compute_blas_threshold = settings.faiss_blas_threshold
 
 

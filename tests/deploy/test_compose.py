@@ -1,6 +1,8 @@
-"""What can be checked of the deployment without a Docker engine: the compose file against
-the Compose Specification's JSON schema, commands and modules, environment, copied paths,
-ports, volumes and health checks. With a Docker engine, the stack is built and smoke-tested."""
+"""What can be checked of the deployment by reading it: the compose file against the Compose
+Specification's JSON schema, commands and modules, environment, copied paths, ports, volumes
+(each mount point created and owned by its image), dependencies, limits, log rotation and
+health checks. tests/deploy/test_images.py builds the images and runs them; with a Docker
+engine, the stack is also built and smoke-tested here."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,10 +27,14 @@ from services.common.settings import CommonSettings
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 DOCKERFILES = sorted((REPO / "deploy").glob("*.Dockerfile"))
-SCHEMA_WHEEL = sorted((REPO / ".venv" / "share").glob("docker_compose-*.whl"))
+# `make venv` downloads it into the virtualenv's share/ (the one running the tests).
+SCHEMA_WHEEL = sorted((Path(sys.prefix) / "share").glob("docker_compose-*.whl"))
 # Compose services built from our Dockerfiles, and the settings section of each.
 OURS = {name: svc for name, svc in COMPOSE["services"].items() if "build" in svc}
 PORTS = {"embedding": 8101, "segmentation": 8102, "index": 8103, "catalog": 8104, "gateway": 8000}
+# Dependencies a service starts beside but does not wait to be healthy for: search works
+# without segmentation (`imgsearch up` treats it the same way).
+OPTIONAL_DEPENDENCIES = {("gateway", "segmentation")}
 
 
 def _env(service: dict[str, Any]) -> dict[str, str]:
@@ -47,6 +54,32 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
         if line and not line.startswith("#"):
             word, _, rest = line.partition(" ")
             out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _final_stage(path: Path) -> list[tuple[str, str]]:
+    steps = _instructions(path)
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+def _image_env(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, rest in _final_stage(path):
+        if word == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def _volume_targets(service: dict[str, Any]) -> dict[str, str]:
+    """Named volume -> mount path in the container."""
+    out = {}
+    for vol in service.get("volumes", []):
+        source, target = vol.split(":")[:2]
+        if not source.startswith((".", "/")):
+            out[source] = target
     return out
 
 
@@ -75,7 +108,13 @@ def test_expected_services_exist() -> None:
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_command_and_module_exist(name: str) -> None:
     argv = _command(OURS[name])
-    if argv[:2] == ["imgsearch", "serve"]:
+    if argv[:2] == ["imgsearch", "worker"]:
+        from imgsearch.commands.worker import worker
+
+        assert worker.name == "worker"
+        assert "--concurrency" not in argv and "-c" not in argv, \
+            "the worker's concurrency comes from IMGSEARCH_WORKERS_CONCURRENCY"
+    elif argv[:2] == ["imgsearch", "serve"]:
         factory, settings_cls = SERVICES[argv[2]]
         for target in (factory, settings_cls):
             module, attr = target.split(":")
@@ -177,6 +216,9 @@ def test_only_the_gateway_publishes_a_port_and_dependencies_are_healthy() -> Non
     assert published == ["gateway"]
     for name, svc in services.items():
         for dep, cond in (svc.get("depends_on") or {}).items():
+            if (name, dep) in OPTIONAL_DEPENDENCIES:
+                assert cond == {"condition": "service_started"}, f"{name} must not wait for {dep}"
+                continue
             assert cond == {"condition": "service_healthy"}, f"{name} -> {dep}"
             dep_hc = services[dep].get("healthcheck")
             has_own = dep_hc and not dep_hc.get("disable")
@@ -193,10 +235,91 @@ def test_volumes_are_declared_and_data_is_shared() -> None:
                 used.add(source)
     assert used == declared
     # Every process that reads or writes image files sees the same volume at the data dir.
-    for name in ("gateway", "worker", "segmentation", "embedding"):
-        assert "images:/data" in OURS[name]["volumes"], name
-    assert any(v.endswith(":/index") for v in OURS["index"]["volumes"])
-    assert _env(OURS["index"])["IMGSEARCH_INDEX_DIR"] == "/index"
+    for name in ("gateway", "worker", "segmentation"):
+        assert _volume_targets(OURS[name])["images"] == "/data", name
+    # The weights, where the services look for them (the models dir under the data dir).
+    for name in ("embedding", "segmentation"):
+        assert _volume_targets(OURS[name])["models"] == "/data/models", name
+    assert _volume_targets(OURS["index"])["index"] == "/data/index"
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_each_volume_mount_point_is_created_and_owned_by_the_image_user(name: str) -> None:
+    """A fresh named volume takes the owner of the image's directory at its mount path, and is
+    root's when the image has no such directory: a non-root service then cannot write it."""
+    service = OURS[name]
+    stage = _final_stage(_dockerfile(service))
+    user = [rest for word, rest in stage if word == "USER"][-1]
+    runs = " && ".join(rest for word, rest in stage if word == "RUN")
+    created = set()
+    for cmd in re.split(r"&&|;", runs):
+        argv = shlex.split(cmd)
+        if argv[:2] == ["mkdir", "-p"]:
+            for path in argv[2:]:
+                parts = Path(path).parts
+                created |= {str(Path(*parts[:n])) for n in range(2, len(parts) + 1)}
+    chowned = [argv[-1] for argv in (shlex.split(c) for c in re.split(r"&&|;", runs))
+               if argv[:2] == ["chown", "-R"] and argv[2].split(":")[0] == user]
+    for volume, target in _volume_targets(service).items():
+        assert target in created, f"{name}: the image does not create {target} ({volume})"
+        assert any(target == root or target.startswith(root.rstrip("/") + "/")
+                   for root in chowned), f"{name}: {target} is not chowned to {user}"
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_compose_environment_agrees_with_the_image(name: str) -> None:
+    service = OURS[name]
+    image_env = _image_env(_dockerfile(service))
+    env = {**image_env, **_env(service)}
+    assert env["IMGSEARCH_DATA_DIR"] == "/data"
+    assert image_env["IMGSEARCH_DATA_DIR"] == "/data"
+    if name == "index":
+        assert env["IMGSEARCH_INDEX_DIR"] == _volume_targets(service)["index"]
+    if name == "gateway":
+        copies = [shlex.split(rest)[-1] for word, rest in _final_stage(_dockerfile(service))
+                  if word == "COPY" and "--from=web" in rest]
+        assert copies == [env["IMGSEARCH_GATEWAY_WEB_DIST"]], \
+            "the gateway must serve the web app its image holds"
+
+
+def test_every_service_has_limits_and_rotated_logs() -> None:
+    for name, svc in COMPOSE["services"].items():
+        limits = svc["deploy"]["resources"]["limits"]
+        assert float(limits["cpus"]) > 0 and limits["memory"], name
+        logging = svc["logging"]
+        assert logging["driver"] == "json-file", name
+        assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1, name
+
+
+def test_worker_concurrency_and_healthcheck_are_its_own() -> None:
+    worker = OURS["worker"]
+    assert "IMGSEARCH_WORKERS_CONCURRENCY" in _env(worker)
+    health = [rest for word, rest in _final_stage(_dockerfile(worker)) if word == "HEALTHCHECK"]
+    assert len(health) == 1 and "worker" not in worker.get("healthcheck", {})
+    # The worker's default node name is celery@<hostname>: ping that one node only.
+    assert "inspect ping" in health[0] and '-d "celery@$(hostname)"' in health[0]
+
+
+def test_segmentation_installs_cpu_torch_in_one_resolver_run() -> None:
+    dockerfile = REPO / "deploy" / "segmentation.Dockerfile"
+    runs = [rest for word, rest in _instructions(dockerfile)
+            if word == "RUN" and "pip install" in rest]
+    assert len(runs) == 1 and runs[0].count("pip install") == 1, "one resolver run"
+    run = runs[0]
+    assert '--index-url "$TORCH_INDEX_URL"' in run and "--constraint deploy/torch-cpu.txt" in run
+    assert "deploy/check_cpu_torch.py --import" in run
+    args = dict(rest.split("=", 1) for word, rest in _instructions(dockerfile) if word == "ARG")
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    import tomllib
+
+    group = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["segmentation"]
+    pins = {r.split("==")[0]: r.split("==")[1] for r in group
+            if r.startswith(("torch==", "torchvision=="))}
+    constraints = [line for line in (REPO / "deploy" / "torch-cpu.txt").read_text().splitlines()
+                   if line and not line.startswith("#")]
+    assert sorted(constraints) == sorted(f"{name}=={version}+cpu"
+                                         for name, version in pins.items())
 
 
 def test_database_sql_initialises_mysql() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from services.common.cpu import available_cpus
 from services.embedding.engine.blas import blas_threads
 from services.embedding.engine.config import ARCHITECTURES, Dinov2Config
 from services.embedding.engine.errors import WeightsError
@@ -137,7 +137,7 @@ class Dinov2Model:
         self.config = config
         self.weights_sha256 = weights_sha256
         self.model_id = f"{config.name}:{weights_sha256[:12]}"
-        self.threads = threads if threads > 0 else (os.cpu_count() or 1)
+        self.threads = threads if threads > 0 else available_cpus()
         self.mlp_rows = mlp_rows
         # scores of at most this many bytes per group of heads: 4 heads at 224x224, one at
         # 518x518 (a 4 MB budget ran no faster and cost 5 MB of peak memory at batch 8)

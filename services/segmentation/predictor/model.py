@@ -7,7 +7,6 @@ publisher's own loading path (a `torch.save` of the state dict).
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import torch
 
+from services.common.cpu import available_cpus
 from services.segmentation.predictor.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ def _registry() -> Any:
 
 
 def set_threads(threads: int) -> int:
-    """Set torch's intra-op threads (0: every core); returns the number in force."""
-    count = threads or os.cpu_count() or 1
+    """Set torch's intra-op threads (0: every CPU this process may use); returns the number in
+    force."""
+    count = threads or available_cpus()
     torch.set_num_threads(count)
     return count
 
