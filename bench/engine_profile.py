@@ -1,11 +1,11 @@
 """Where the NumPy engine's time goes: one thread, the steps of every block timed apart.
 
-The loop below is `Dinov2Model._images` (whole images on one thread) with a clock read
-between steps; its output is checked against `Dinov2Model.forward` before anything is
-reported, so the profile cannot drift from the engine. Four images is one thread's share of
-a batch of 8 on two threads. When an OPENBLAS_CORETYPE is in effect, the profile also runs in
-a child process with the kernels OpenBLAS detects. Writes section "engine-profile" of
-docs/benchmarks.md.
+The loop below runs `Dinov2Model.block_step`, the block step of both of the engine's thread
+splits, over whole images on one thread, with a clock read after each step (its `tick`); its
+output is checked against `Dinov2Model.forward` before anything is reported. Four images is
+one thread's share of a batch of 8 on two threads. When an OPENBLAS_CORETYPE is in effect,
+the profile also runs in a child process with the kernels OpenBLAS detects. Writes section
+"engine-profile" of docs/benchmarks.md.
 
     .venv/bin/python bench/engine_profile.py              # ViT-S and ViT-B (about 2 minutes)
     .venv/bin/python bench/engine_profile.py --print-only
@@ -34,7 +34,6 @@ import numpy as np  # noqa: E402
 from bench._report import markdown_table, write_section  # noqa: E402
 from services.embedding.engine import Dinov2Model  # noqa: E402
 from services.embedding.engine.blas import blas_threads  # noqa: E402
-from services.embedding.engine.layers import GELU_BLOCK, gelu_scaled, normalize_rows  # noqa: E402
 
 STEPS = ("QKV product", "fc1 product", "fc2 product", "projection product", "attention",
          "GELU", "layer norms", "bias and residual adds")
@@ -61,40 +60,14 @@ def profile(arch: str, images: int, rounds: int) -> tuple[dict[str, float], floa
         for round_ in range(rounds + 1):
             x = model._tokens(pixels)
             b, t, d = x.shape
-            s = model._scratch[0]
             rows = b * t
             xs = x.reshape(rows, d)
-            ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
-            qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
-            u, scratch = s.get("u", rows, cfg.mlp_hidden), s.get("gelu", 3, GELU_BLOCK)
+            qkv = model._scratch[0].get("qkv", rows, 3 * d)
             spent.clear()
             clock = time.perf_counter()
             for blk in model._blocks:
-                normalize_rows(xs, ln, cfg.layer_norm_eps, stat, model._mean_col)
-                tick("layer norms")
-                np.matmul(ln, blk.w_qkv.T, out=qkv)
-                tick("QKV product")
-                qkv += blk.b_qkv
-                tick("bias and residual adds")
-                model._attend_rows(s, qkv, attn, 0, rows, t)
-                tick("attention")
-                np.matmul(attn, blk.w_proj.T, out=ln)
-                tick("projection product")
-                ln += blk.b_proj
-                xs += ln
-                tick("bias and residual adds")
-                normalize_rows(xs, ln, cfg.layer_norm_eps, stat, model._mean_col)
-                tick("layer norms")
-                np.matmul(ln, blk.w_in.T, out=u)
-                tick("fc1 product")
-                gelu_scaled(u, blk.b_in, scratch)
-                tick("GELU")
-                np.matmul(u, blk.w_out.T, out=attn)
-                tick("fc2 product")
-                attn += blk.b_out
-                xs += attn
-                tick("bias and residual adds")
-            model._final_norm(s, xs)
+                model.block_step(0, blk, xs, qkv, 0, rows, t, tick=tick)
+            model._final_norm(model._scratch[0], xs)
             if round_ == 0:  # warm-up, and the check that this loop is the engine's
                 expected = model.forward(pixels)
                 if not np.allclose(x, expected, atol=1e-5, rtol=0):

@@ -1,5 +1,5 @@
-"""bench/engine_profile.py times a copy of the engine's per-thread loop step by step; the copy
-must stay the engine's (the script checks it against `forward` before it reports anything)."""
+"""bench/engine_profile.py times the engine's own block step (`Dinov2Model.block_step`) step by
+step; the script checks its loop against `forward` before it reports anything."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Engine behaviour without a reference: shapes, threads, caching, outputs, bad input."""
+"""Engine behaviour: shapes, a failing thread, caching, outputs, bad input (the numbers of every
+fast path are held to the reference forward in test_reference.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from services.embedding.engine import ARCHITECTURES, Dinov2Config, Dinov2Model
 from services.embedding.engine.interpolate import bicubic_aa_matrix, bicubic_matrix
+from tests.embedding.conftest import require
 
 SMALL = Dinov2Config("small", 128, 2, 2, "gelu", 512, num_registers=4, pos_grid=8)
 
@@ -28,52 +30,6 @@ def _pixels(b: int, h: int, w: int) -> np.ndarray:
 def test_forward_shape_and_dtype(small: Dinov2Model) -> None:
     out = small.forward(_pixels(2, 70, 42))
     assert out.shape == (2, 1 + 4 + 5 * 3, 128) and out.dtype == np.float32
-
-
-def test_thread_counts_agree(small: Dinov2Model) -> None:
-    pixels = _pixels(3, 112, 84)
-    one = Dinov2Model.random(SMALL, seed=3, threads=1)
-    np.testing.assert_allclose(one.forward(pixels), small.forward(pixels), atol=1e-5)
-    one.close()
-
-
-SMALL_SWIGLU = Dinov2Config("small_sw", 128, 2, 2, "swiglu", 96, pos_grid=8)
-
-
-@pytest.mark.parametrize("config", [SMALL, SMALL_SWIGLU], ids=["gelu", "swiglu"])
-def test_thread_splits_agree(config: Dinov2Config) -> None:
-    """Whole images per thread (batch a multiple of threads), rows split over threads (batch
-    1 or odd, including ranges that cross from one image to the next and row counts that do
-    not divide evenly over 3 threads) and one thread give the same hidden states."""
-    models = {n: Dinov2Model.random(config, seed=5, threads=n) for n in (1, 2, 3)}
-    try:
-        for batch in (1, 2, 3, 4):
-            pixels = _pixels(batch, 42, 56)
-            one = models[1].forward(pixels)
-            for n in (2, 3):
-                np.testing.assert_allclose(models[n].forward(pixels), one, atol=1e-5)
-    finally:
-        for model in models.values():
-            model.close()
-
-
-@pytest.mark.parametrize("config", [SMALL, SMALL_SWIGLU], ids=["gelu", "swiglu"])
-def test_cls_only_last_block_matches_the_full_forward(config: Dinov2Config) -> None:
-    """forward_cls (the last block for the CLS token alone) gives forward's CLS row, on every
-    thread split, for square and non-square grids."""
-    models = {n: Dinov2Model.random(config, seed=6, threads=n) for n in (1, 2)}
-    try:
-        for batch, h, w in ((1, 56, 56), (2, 42, 70), (3, 70, 42)):
-            pixels = _pixels(batch, h, w)
-            full = models[1].forward(pixels)[:, 0]
-            assert float(np.abs(full).max()) > 1.0
-            for model in models.values():
-                cls = model.forward_cls(pixels)
-                assert cls.shape == (batch, config.dim) and cls.dtype == np.float32
-                np.testing.assert_allclose(cls, full, atol=1e-5)
-    finally:
-        for model in models.values():
-            model.close()
 
 
 def test_a_failing_thread_stops_the_forward_without_hanging(
@@ -181,7 +137,7 @@ def test_engine_imports_no_torch() -> None:
 
 @pytest.mark.torch
 def test_interpolation_matches_torch() -> None:
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from services.embedding.engine.interpolate import resize_grid
 
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """The engine against Hugging Face transformers on the same random weights.
 
-transformers (torch) is only the reference here. Both load the same file: HF through
+transformers (torch) is only the reference here; it also anchors the plain NumPy forward
+(reference.py) that test_reference.py holds every fast path to. Both load the same file: HF through
 `from_pretrained` (its own key renaming), the engine through its key map. Inputs: square,
 non-square and 518x518 pixels, plus an odd-sized image through `preprocess`.
 Bounds: max abs difference of the last hidden state <= 1e-4, CLS cosine >= 0.99999.
@@ -15,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.embedding.engine import Dinov2Model, preprocess, save_npz, to_canonical
-from tests.embedding.conftest import odd_image
+from services.embedding.engine import Dinov2Model, preprocess, reference, save_npz, to_canonical
+from tests.embedding.conftest import odd_image, require
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -100,6 +101,22 @@ def test_safetensors_matches_transformers(arch: str, inputs: list[str],
             _compare(model.forward_cls(pixels)[:, None], expected[:, :1])
     finally:
         model.close()
+
+
+@pytest.mark.parametrize(("arch", "inputs"), [("dinov2_vits14_reg", ["224x308", "image333x517"]),
+                                              ("small_swiglu", ["224x224", "518x518"])])
+def test_reference_forward_matches_transformers(arch: str, inputs: list[str],
+                                                hf_checkpoint: Callable[[str], Path]) -> None:
+    """The oracle of the fast paths, on the checkpoint's own tensors, against transformers."""
+    folder = hf_checkpoint(arch)
+    ref = _reference(folder)
+    model = Dinov2Model.from_file(folder / "model.safetensors", threads=1)
+    state, config = model.state_dict(), model.config
+    model.close()
+    for name in inputs:
+        pixels = INPUTS[name]()
+        _compare(reference.forward(state, config, pixels).astype(np.float32),
+                 _hf_forward(ref, pixels))
 
 
 def _official_names(hf_state: dict[str, Any], registers: bool) -> dict[str, Any]:

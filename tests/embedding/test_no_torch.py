@@ -1,10 +1,13 @@
-"""The embedding service's import graph holds no torch (and no transformers)."""
+"""The embedding service holds no torch, transformers or ONNX Runtime: not in its import graph,
+not in its dependency group (ONNX Runtime is only the benchmark's peer, in the dev group)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 from tests.helpers.procs import REPO
 
@@ -25,7 +28,8 @@ SCRIPT = textwrap.dedent("""
                                         "Content-Type": "image/png"})
         assert response.status_code == 200, response.text
         assert len(response.json()["vectors"][0]) == 384
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+    heavy = sorted(m for m in sys.modules
+                   if m.split(".")[0] in ("torch", "transformers", "onnxruntime", "onnx"))
     print("HEAVY:" + ",".join(heavy))
 """)
 
@@ -44,3 +48,19 @@ def test_service_never_imports_torch(tmp_path: object) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("HEAVY:"))
     assert line == "HEAVY:", f"imported: {line[6:]}"
+
+
+HEAVY = ("torch", "torchvision", "transformers", "onnx", "onnxruntime")
+
+
+def _names(specs: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in specs}
+
+
+def test_embedding_group_has_no_torch_and_no_onnxruntime() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    groups = project["optional-dependencies"]
+    embedding = _names(groups["embedding"]) | _names(project["dependencies"])
+    assert embedding and not embedding & set(HEAVY), sorted(embedding & set(HEAVY))
+    # the benchmark's peer is declared where the benchmark runs: the dev group
+    assert {"onnxruntime", "onnx"} <= _names(groups["dev"])

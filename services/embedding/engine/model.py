@@ -96,6 +96,14 @@ def _chunks(n: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts)]
 
 
+def _no_wait() -> None:
+    return None
+
+
+def _no_tick(_step: str) -> None:
+    return None
+
+
 class _Scratch:
     """Per-thread buffers, grown on demand and reused across calls."""
 
@@ -353,33 +361,60 @@ class Dinov2Model:
         else:
             self._rows(x.reshape(b * t, d), b, t, depth)
 
+    # -- one block: the step both thread splits (and bench/engine_profile.py) run ----------
+
+    def block_step(self, worker: int, blk: BlockWeights, xs: F32, qkv: F32, lo: int, hi: int,
+                   t: int, wait: Callable[[], object] = _no_wait,
+                   tick: Callable[[str], None] = _no_tick) -> None:
+        """One pre-norm block, x += LS1 attn(LN1 x); x += LS2 mlp(LN2 x), on rows [lo, hi) of
+        the (B*T, D) residual stream, in place, on this thread (`worker`'s scratch buffers).
+
+        `xs` is those rows; `qkv` a (>= hi, 3D) buffer: this call writes rows [lo, hi), then,
+        after `wait()`, its queries attend to the keys and values of every row of their images
+        (written by the other threads when the rows are split; `wait` is their barrier).
+        `tick(step)` follows each step (the profiler's clock). The layer-norm affine, the
+        LayerScales and the attention and GELU scales are in the weights (`fold_block`);
+        reference.py's `block` is the same function written plainly."""
+        s = self._scratch[worker]
+        rows, d = xs.shape
+        eps = self.config.layer_norm_eps
+        ln, stat, attn = s.get("ln", rows, d), s.get("stat", rows, 1), s.get("attn", rows, d)
+        own = qkv[lo:hi]
+        normalize_rows(xs, ln, eps, stat, self._mean_col)
+        tick("layer norms")
+        np.matmul(ln, blk.w_qkv.T, out=own)
+        tick("QKV product")
+        own += blk.b_qkv
+        tick("bias and residual adds")
+        wait()
+        self._attend_rows(s, qkv, attn, lo, hi, t)
+        tick("attention")
+        # ln is free once QKV is computed, attn once the projection is: no third buffer
+        np.matmul(attn, blk.w_proj.T, out=ln)
+        tick("projection product")
+        ln += blk.b_proj
+        xs += ln
+        tick("bias and residual adds")
+        normalize_rows(xs, ln, eps, stat, self._mean_col)
+        tick("layer norms")
+        self._mlp(s, ln, attn, blk, tick)
+        attn += blk.b_out
+        xs += attn
+        tick("bias and residual adds")
+
     # -- whole images on one thread -------------------------------------------------------
 
     def _images(self, worker: int, lo: int, hi: int, x: F32, depth: int) -> None:
         """The first `depth` blocks (and the final norm after the last) of images [lo, hi) of
         x (B, T, D), in place, on this thread."""
-        s = self._scratch[worker]
-        cfg = self.config
-        d, t = cfg.dim, x.shape[1]
+        d, t = self.config.dim, x.shape[1]
         rows = (hi - lo) * t
         xs = x[lo:hi].reshape(rows, d)
-        ln, stat = s.get("ln", rows, d), s.get("stat", rows, 1)
-        qkv, attn = s.get("qkv", rows, 3 * d), s.get("attn", rows, d)
+        qkv = self._scratch[worker].get("qkv", rows, 3 * d)
         for blk in self._blocks[:depth]:
-            normalize_rows(xs, ln, cfg.layer_norm_eps, stat, self._mean_col)
-            np.matmul(ln, blk.w_qkv.T, out=qkv)
-            qkv += blk.b_qkv
-            self._attend_rows(s, qkv, attn, 0, rows, t)
-            # ln is free once QKV is computed, attn once the projection is: no third buffer
-            np.matmul(attn, blk.w_proj.T, out=ln)
-            ln += blk.b_proj
-            xs += ln
-            normalize_rows(xs, ln, cfg.layer_norm_eps, stat, self._mean_col)
-            self._mlp(s, ln, attn, blk)
-            attn += blk.b_out
-            xs += attn
+            self.block_step(worker, blk, xs, qkv, 0, rows, t)
         if depth == len(self._blocks):
-            self._final_norm(s, xs)
+            self._final_norm(self._scratch[worker], xs)
 
     # -- one image (or an odd batch) split over the threads -----------------------------
 
@@ -397,38 +432,19 @@ class Dinov2Model:
         1, 2 threads: 5% faster than splitting heads and hidden units, which waits twice per
         block and normalises every row on every thread; the same on ViT-B/14).
         """
-        cfg = self.config
         m, d = x.shape
-        n = self.threads
-        ranges = _chunks(m, n)
-        eps = cfg.layer_norm_eps
+        ranges = _chunks(m, self.threads)
         buffers = [_aligned_empty(m, 3 * d) for _ in range(2)]
         barrier = threading.Barrier(len(ranges))
         blocks = self._blocks[:depth]
-        final = depth == len(self._blocks)
 
         def steps(w: int) -> None:
             lo, hi = ranges[w]
-            s = self._scratch[w]
-            rows = hi - lo
             xs = x[lo:hi]
-            ln, stat, attn = s.get("ln", rows, d), s.get("stat", rows, 1), s.get("attn", rows, d)
             for i, blk in enumerate(blocks):
-                qkv = buffers[i % 2]
-                normalize_rows(xs, ln, eps, stat, self._mean_col)
-                np.matmul(ln, blk.w_qkv.T, out=qkv[lo:hi])
-                qkv[lo:hi] += blk.b_qkv
-                barrier.wait()
-                self._attend_rows(s, qkv, attn, lo, hi, t)
-                np.matmul(attn, blk.w_proj.T, out=ln)
-                ln += blk.b_proj
-                xs += ln
-                normalize_rows(xs, ln, eps, stat, self._mean_col)
-                self._mlp(s, ln, attn, blk)
-                attn += blk.b_out
-                xs += attn
-            if final:
-                self._final_norm(s, xs)
+                self.block_step(w, blk, xs, buffers[i % 2], lo, hi, t, barrier.wait)
+            if depth == len(self._blocks):
+                self._final_norm(self._scratch[w], xs)
 
         def run(w: int, _lo: int, _hi: int) -> None:
             # A thread that fails breaks the barrier, so the others stop instead of waiting
@@ -464,7 +480,8 @@ class Dinov2Model:
                              keys[:, a:e, 1].transpose(1, 0, 2), keys[:, a:e, 2].transpose(1, 0, 2),
                              out[:, a:e].transpose(1, 0, 2), scores[:e - a], ones)
 
-    def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights) -> None:
+    def _mlp(self, s: _Scratch, ln: F32, out: F32, blk: BlockWeights,
+             tick: Callable[[str], None] = _no_tick) -> None:
         """out = act(ln W_in^T + b_in) W_out^T, without the output bias; rows in equal chunks
         of at most mlp_rows (a memory bound for large batches; measured: larger chunks run the
         products faster, e.g. one thread's 4 images as one 1028-row chunk rather than two of
@@ -477,12 +494,15 @@ class Dinov2Model:
             # SwiGLU's W_in holds the gate rows, then the up rows: u is [gate | up]
             u = s.get("u", rows, 2 * hidden if swiglu_mlp else hidden)
             np.matmul(ln[a:e], blk.w_in.T, out=u)
+            tick("fc1 product")
             if swiglu_mlp:
                 u += blk.b_in
                 act = swiglu(u, hidden, s.get("act", rows, hidden))
             else:
                 act = gelu_scaled(u, blk.b_in, s.get("gelu", 3, GELU_BLOCK))
+            tick("GELU" if not swiglu_mlp else "SwiGLU")
             np.matmul(act, blk.w_out.T, out=out[a:e])
+            tick("fc2 product")
 
     def _final_norm(self, s: _Scratch, x: F32) -> None:
         rows = x.shape[0]
