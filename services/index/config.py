@@ -17,6 +17,11 @@ class IndexSettings(SectionSettings, section="index"):
     # flat (exact inner product) | hnsw | ivf_sq8 | ivf_pq
     type: Literal["flat", "hnsw", "ivf_sq8", "ivf_pq"] = "flat"
     dir: str = ""  # empty: $data_dir/index
+    # Where the vectors live (exact re-ranking, get, rebuilds read them): memory (float32),
+    # disk (a working file of `vector_dtype` rows beside the index, only the codes in RAM),
+    # auto (disk for ivf_sq8 / ivf_pq, memory for flat / hnsw). Chosen when the index opens.
+    vector_store: Literal["auto", "memory", "disk"] = "auto"
+    vector_dtype: Literal["float16", "float32"] = "float16"
     snapshot_every: int = Field(default=10000, ge=1)
     hnsw_m: int = Field(default=32, ge=4)
     hnsw_ef_construction: int = Field(default=200, ge=8)

@@ -24,6 +24,8 @@ from services.index.store.protocol import VectorIndex
 from tests.index.data import gaussian_mixture, queries_near
 
 FAISS_TYPES = ["flat", "hnsw", "ivf_sq8", "ivf_pq"]
+# Types whose vectors live in the disk store by default (`vector_store: auto`), as float16.
+DISK_TYPES = ("ivf_sq8", "ivf_pq")
 BACKENDS = [*FAISS_TYPES, "milvus"]
 
 # Small-gallery settings, the documented ones for this suite: IVF trains at 1248 vectors
@@ -38,6 +40,12 @@ SMALL: dict[str, Any] = {
 N, D, K = 2000, 32, 10
 MODEL = "dinov2_vits14:test"
 GEN = Path("index") / "gen-000001"
+
+
+def stored(kind: str, x: np.ndarray) -> np.ndarray:
+    """`x` as the index keeps it: rounded to float16 for the types kept on disk."""
+    x = np.asarray(x, np.float32)
+    return x.astype(np.float16).astype(np.float32) if kind in DISK_TYPES else x
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,7 @@ import pytest
 
 from services.index.store.errors import DimensionMismatch, ModelMismatch
 from services.index.store.protocol import VectorIndex
-from tests.index.conftest import MODEL, D, Data, K, N, OpenIndex
+from tests.index.conftest import MODEL, D, Data, K, N, OpenIndex, stored
 from tests.index.data import brute_force, recall_at_k
 
 
@@ -51,20 +51,20 @@ def test_deleted_ids_never_return_and_k_results_remain(filled_copy: VectorIndex,
 
 
 def test_upsert_replaces_the_vector_of_an_existing_id(filled_copy: VectorIndex,
-                                                      data: Data) -> None:
+                                                      kind: str, data: Data) -> None:
     index, ids, xq = filled_copy, data.ids, data.xq
     target = ids[7]
     index.upsert(np.array([target]), xq[:1], MODEL)
     assert index.count == N
     _found, vectors = index.get(np.array([target]))
-    np.testing.assert_allclose(vectors[0], xq[0], rtol=1e-6)
+    np.testing.assert_allclose(vectors[0], stored(kind, xq[0]), rtol=1e-6)
     _, I = index.search(xq[:1], K)
     assert I[0, 0] == target
     assert list(I[0]).count(target) == 1
     # A batch naming one id twice keeps the last vector.
     index.upsert(np.array([ids[8], ids[8]]), xq[1:3], MODEL)
     _, vectors = index.get(np.array([ids[8]]))
-    np.testing.assert_allclose(vectors[0], xq[2], rtol=1e-6)
+    np.testing.assert_allclose(vectors[0], stored(kind, xq[2]), rtol=1e-6)
 
 
 def test_filtered_search_small_set_is_exact(filled: VectorIndex, data: Data) -> None:
@@ -134,7 +134,7 @@ def test_reopen_keeps_everything(filled_copy: VectorIndex, open_index: OpenIndex
     _, after = again.search(xq, K)
     assert recall_at_k(after, before) >= 0.99
     _, vectors = again.get(ids[100:101])
-    np.testing.assert_allclose(vectors[0], xq[0], rtol=1e-6)
+    np.testing.assert_allclose(vectors[0], stored(kind, xq[0]), rtol=1e-6)
 
 
 def test_rebuild_to_every_type(kind: str, data: Data, request: pytest.FixtureRequest) -> None:
@@ -150,3 +150,12 @@ def test_rebuild_to_every_type(kind: str, data: Data, request: pytest.FixtureReq
         assert index.stats().type == target and index.count == N - 50
         _, I = index.search(data.xq, K)
         assert recall_at_k(I, truth) >= 0.95, target
+
+
+def test_compressed_types_keep_their_vectors_on_disk(filled: VectorIndex, kind: str) -> None:
+    """IVF types hold only codes in RAM; the float16 rows are in the working file."""
+    stats = filled.stats()
+    if kind in ("ivf_sq8", "ivf_pq"):
+        assert N * D * 2 <= stats.disk_bytes < N * D * 4  # float16 rows
+    elif kind != "milvus":
+        assert stats.disk_bytes == 0

@@ -15,7 +15,7 @@ from services.index.store import snapshot as snap
 from services.index.store.durable import DurableIndex
 from services.index.store.protocol import VectorIndex
 from services.index.store.vectorstore import VectorStore
-from tests.index.conftest import FAISS_TYPES, GEN, MODEL, Data, OpenIndex
+from tests.index.conftest import FAISS_TYPES, GEN, MODEL, Data, OpenIndex, stored
 from tests.index.data import gaussian_mixture
 
 WAIT = 60.0  # seconds before a stuck test fails instead of hanging
@@ -26,11 +26,13 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def test_frozen_rows_stay_as_they_were_while_the_store_changes() -> None:
+@pytest.mark.parametrize("on_disk", [False, True], ids=["memory", "disk"])
+def test_frozen_rows_stay_as_they_were_while_the_store_changes(on_disk: bool,
+                                                                tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
-    store = VectorStore(4, capacity=16)
+    store = VectorStore(4, capacity=16, directory=tmp_path if on_disk else None)
     store.upsert(np.arange(40, dtype=np.int64), rng.standard_normal((40, 4)).astype(np.float32))
-    before_ids, before_vecs = store.ids.copy(), store.vectors.copy()
+    before_ids, before_vecs = store.ids.copy(), store.read(0, 40).astype(store.dtype)
     store.freeze()
     for _ in range(300):  # replaces, removes (rows move), refills, growth past capacity
         ids = rng.integers(0, 120, rng.integers(1, 6)).astype(np.int64)
@@ -51,7 +53,7 @@ def _vectors(n: int, seed: int) -> np.ndarray:
     return gaussian_mixture(n, 32, seed=seed)
 
 
-def test_writes_go_on_while_a_snapshot_is_written(filled_copy: DurableIndex,
+def test_writes_go_on_while_a_snapshot_is_written(filled_copy: DurableIndex, kind: str,
                                                   open_index: OpenIndex, data: Data,
                                                   tmp_path: Path) -> None:
     index = filled_copy
@@ -114,7 +116,7 @@ def test_writes_go_on_while_a_snapshot_is_written(filled_copy: DurableIndex,
     assert sorted(state["ids"].tolist()) == sorted(at_snapshot)
     row = {int(i): r for r, i in enumerate(state["ids"].tolist())}
     np.testing.assert_array_equal(state["vectors"][row[int(replaced[0])]],
-                                  at_snapshot[int(replaced[0])])
+                                  stored(kind, at_snapshot[int(replaced[0])]))
 
     # After the snapshot the approximate structure caught up with the queued writes.
     _, I = index.search(new_vecs[10:20], 1)
@@ -129,16 +131,17 @@ def test_writes_go_on_while_a_snapshot_is_written(filled_copy: DurableIndex,
     expected[int(data.ids[40])] = later[0]
     again = open_index()
     assert isinstance(again, DurableIndex) and again._snapshot_seq == result["seq"]
-    _assert_holds(again, expected)
+    _assert_holds(again, expected, kind)
 
 
-def _assert_holds(index: VectorIndex, expected: dict[int, np.ndarray]) -> None:
+def _assert_holds(index: VectorIndex, expected: dict[int, np.ndarray], kind: str) -> None:
     """Exactly the ids and vectors of `expected`, each found by its own vector."""
     assert index.count == len(expected)
     ids = index.ids(-1, 10 * len(expected))
     assert ids.tolist() == sorted(expected)
     found, vectors = index.get(ids)
-    np.testing.assert_array_equal(vectors, np.stack([expected[i] for i in found.tolist()]))
+    np.testing.assert_array_equal(vectors, stored(kind, np.stack([expected[i]
+                                                                  for i in found.tolist()])))
     # k=5: PQ codes are too coarse to put a random vector among its own first 4 candidates
     # (k * rerank_factor); among 20 it is, and the exact re-ranking then puts it first.
     _, I = index.search(vectors[-20:], 5)
@@ -149,7 +152,7 @@ class _Died(Exception):
     pass
 
 
-def test_a_crash_while_a_snapshot_is_written_loses_nothing(filled_copy: DurableIndex,
+def test_a_crash_while_a_snapshot_is_written_loses_nothing(filled_copy: DurableIndex, kind: str,
                                                            open_index: OpenIndex, data: Data,
                                                            tmp_path: Path) -> None:
     index = filled_copy
@@ -170,11 +173,11 @@ def test_a_crash_while_a_snapshot_is_written_loses_nothing(filled_copy: DurableI
     for i in data.ids[:10].tolist():
         expected.pop(i)
     expected[int(data.ids[20])] = -new_vecs[0]
-    _assert_holds(index, expected)  # the failed snapshot left the live index whole
+    _assert_holds(index, expected, kind)  # the failed snapshot left the live index whole
 
     again = open_index()
     assert not list((tmp_path / GEN).glob(".tmp-snap-*"))
-    _assert_holds(again, expected)
+    _assert_holds(again, expected, kind)
 
 
 def test_writes_during_a_rebuild_reach_the_rebuilt_index(filled_copy: DurableIndex,
@@ -203,6 +206,6 @@ def test_writes_during_a_rebuild_reach_the_rebuilt_index(filled_copy: DurableInd
     for n in written:
         expected[700000 + n] = vecs[n]
         expected.pop(int(data.ids[n]))
-    _assert_holds(index, expected)
+    _assert_holds(index, expected, kind)
     _, I = index.search(vecs[written[-5:]], 5)  # found through the rebuilt structure
     assert I[:, 0].tolist() == [700000 + n for n in written[-5:]]

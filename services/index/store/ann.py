@@ -8,8 +8,11 @@ time through an `IDSelectorBitmap` of live labels and dropped by a rebuild (comp
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -17,6 +20,42 @@ from numpy.typing import NDArray
 
 from services.index.store.params import FaissParams
 from services.index.store.protocol import Ids, Vectors
+
+logger = logging.getLogger(__name__)
+
+ADD_BLOCK_BYTES = 64 << 20  # float32 rows handed to Faiss per add while building
+
+Progress = Callable[[int, int], None]
+
+
+class RowSource(Protocol):
+    """Rows to build from, read in blocks: the store, a frozen view of it, or arrays."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, start: int, stop: int) -> tuple[Ids, Vectors]:
+        """(m,) ids and (m, dim) float32 vectors of rows [start, stop)."""
+        ...
+
+    def take(self, rows: NDArray[np.int64]) -> Vectors:
+        """(m, dim) float32 vectors of `rows` (the training sample)."""
+        ...
+
+
+class ArrayRows:
+    """(n,) ids and (n, dim) vectors already in memory as a `RowSource`."""
+
+    def __init__(self, ids: Ids, vectors: Vectors) -> None:
+        self.ids, self.vectors = ids, vectors
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def read(self, start: int, stop: int) -> tuple[Ids, Vectors]:
+        return self.ids[start:stop], np.asarray(self.vectors[start:stop], np.float32)
+
+    def take(self, rows: NDArray[np.int64]) -> Vectors:
+        return np.asarray(self.vectors[rows], np.float32)
 
 
 def _new_faiss_index(index_type: str, dim: int, params: FaissParams, n_train: int) -> Any:
@@ -65,15 +104,38 @@ class AnnIndex:
     def build(cls, index_type: str, dim: int, params: FaissParams, ids: Ids,
               vectors: Vectors) -> AnnIndex:
         """Train (IVF) on and add all (n, dim) `vectors`; labels 0..n-1."""
-        index = _new_faiss_index(index_type, dim, params, len(ids))
+        return cls.build_from(index_type, dim, params, ArrayRows(ids, vectors))
+
+    @classmethod
+    def build_from(cls, index_type: str, dim: int, params: FaissParams, source: RowSource,
+                   progress: Progress | None = None) -> AnnIndex:
+        """Build over every row of `source` in bounded memory: IVF trains on a seeded sample
+        (`train_sample_size` rows), then rows are added in blocks of about 64 MB.
+        `progress(done, total)` after each block; a log line about every 30 s."""
+        n = len(source)
+        index = _new_faiss_index(index_type, dim, params, n)
         if not index.is_trained:
-            size = params.train_sample_size(len(vectors), index.nlist)
-            rows = np.random.default_rng(0).choice(len(vectors), size, replace=False) \
-                if size < len(vectors) else slice(None)
-            index.train(np.ascontiguousarray(vectors[rows]))
+            size = params.train_sample_size(n, index.nlist)
+            rows = np.sort(np.random.default_rng(0).choice(n, size, replace=False)) \
+                if size < n else np.arange(n, dtype=np.int64)
+            started = time.monotonic()
+            index.train(np.ascontiguousarray(source.take(rows), dtype=np.float32))
+            logger.info("index trained", extra={"type": index_type, "sample": len(rows),
+                                                "nlist": index.nlist,
+                                                "seconds": round(time.monotonic() - started, 1)})
         ann = cls(index_type, dim, params, index)
-        ann.add(ids, vectors)
-        ann.trained_at = len(ids)
+        step = max(1, ADD_BLOCK_BYTES // (4 * dim))
+        logged = time.monotonic()
+        for start in range(0, n, step):
+            ids, x = source.read(start, start + step)
+            ann.add(ids, x)
+            done = min(start + step, n)
+            if progress is not None:
+                progress(done, n)
+            if time.monotonic() - logged > 30:
+                logged = time.monotonic()
+                logger.info("index build", extra={"type": index_type, "done": done, "total": n})
+        ann.trained_at = n
         return ann
 
     @property

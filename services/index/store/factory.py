@@ -55,6 +55,9 @@ def open_generation(settings: IndexSettings, directory: Path, *,
                            index_type=meta.type, pinned_model=meta.model, pinned_dim=meta.dim,
                            filter_exact_max=settings.filter_exact_max)
     params = faiss_params(settings).replace(meta.params)
-    backend = FaissIndex(meta.type, params)
+    on_disk = settings.vector_store == "disk" or (
+        settings.vector_store == "auto" and meta.type in ("ivf_sq8", "ivf_pq"))
+    backend = FaissIndex(meta.type, params, store_dir=directory / "vectors" if on_disk else None,
+                         store_dtype=settings.vector_dtype)
     return DurableIndex(directory, backend, snapshot_every=settings.snapshot_every, meta=meta,
                         maintenance_interval_s=settings.maintenance_interval_s)

@@ -19,20 +19,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from services.index.store.ann import AnnIndex
+from services.index.store.ann import AnnIndex, Progress
 from services.index.store.errors import DimensionMismatch, ModelMismatch
-from services.index.store.exact import search_exact
-from services.index.store.filters import empty_result, fill_short, rerank, search_filtered
+from services.index.store.filters import (
+    empty_result,
+    exact_over_store,
+    fill_short,
+    rerank,
+    search_filtered,
+)
 from services.index.store.frozen import FrozenState, block_rows
 from services.index.store.params import FaissParams, check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 from services.index.store.rwlock import RWLock
-from services.index.store.vectorstore import VectorStore
+from services.index.store.vectorstore import StoreDtype, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +58,54 @@ def dedupe_last(ids: Ids, vectors: Vectors) -> tuple[Ids, Vectors]:
     return ids[keep], vectors[keep]
 
 
+class StoreRows:
+    """The live rows of a store as a `RowSource` (the caller holds the index's lock)."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self.store = store
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def read(self, start: int, stop: int) -> tuple[Ids, Vectors]:
+        return self.store.ids[start:stop].copy(), self.store.read(start, stop)
+
+    def take(self, rows: NDArray[np.int64]) -> Vectors:
+        return self.store.take(rows)
+
+
+class FrozenRows:
+    """The first `n` rows of a frozen store as a `RowSource`, each block read under the
+    index's read lock (writes go on between blocks)."""
+
+    def __init__(self, store: VectorStore, n: int, lock: RWLock) -> None:
+        self.store, self.n, self.lock = store, n, lock
+
+    def __len__(self) -> int:
+        return self.n
+
+    def read(self, start: int, stop: int) -> tuple[Ids, Vectors]:
+        with self.lock.read():
+            ids, vecs = self.store.frozen_rows(start, min(stop, self.n))
+        return ids, np.asarray(vecs, np.float32)
+
+    def take(self, rows: NDArray[np.int64]) -> Vectors:
+        with self.lock.read():
+            return self.store.frozen_take(rows)
+
+
 class FaissIndex:
     """A thread-safe `VectorIndex` over Faiss. See the module docstring."""
 
-    def __init__(self, index_type: str = "flat", params: FaissParams | None = None) -> None:
+    def __init__(self, index_type: str = "flat", params: FaissParams | None = None, *,
+                 store_dir: Path | None = None, store_dtype: StoreDtype = "float16") -> None:
+        """`store_dir`: keep the vectors in a file there (`store_dtype` rows), not in RAM."""
         self._type = check_type(index_type)
         self._params = params or FaissParams()
+        self._store_dir = store_dir
+        self._store_dtype: StoreDtype = store_dtype
+        # Called with (done, total) while a rebuild adds rows (the bench shows a bar).
+        self.build_progress: Progress | None = None
         self._model: str | None = None
         self._store: VectorStore | None = None
         self._ann: AnnIndex | None = None
@@ -96,6 +144,11 @@ class FaissIndex:
         """Held by rebuilds and by a snapshot from freeze to thaw: one at a time."""
         return self._rebuild_mutex
 
+    def _new_store(self, dim: int, capacity: int = 1024) -> VectorStore:
+        # The store replaced (if any) is not closed here: a rebuild may still be reading
+        # it; its file goes when the last reference does.
+        return VectorStore(dim, capacity, directory=self._store_dir, dtype=self._store_dtype)
+
     def stats(self) -> IndexStats:
         with self._lock.read():
             ann = self._ann
@@ -104,6 +157,7 @@ class FaissIndex:
             return IndexStats(
                 count=self.count, dim=self.dim, model=self._model, type=self._type,
                 tombstones=ann.tombstones if ann is not None else 0, bytes=nbytes,
+                disk_bytes=self._store.disk_bytes if self._store is not None else 0,
                 trained=self._type == "flat" or ann is not None,
                 params=self._params.as_dict(),
             )
@@ -131,7 +185,7 @@ class FaissIndex:
             self.check(model, vectors.shape[1])
             if self.count == 0 and (self._store is None or self._store.dim != vectors.shape[1]
                                     or self._model != model):
-                self._store = VectorStore(vectors.shape[1])
+                self._store = self._new_store(vectors.shape[1])
                 self._ann = None
             self._model = model
             assert self._store is not None
@@ -142,8 +196,8 @@ class FaissIndex:
             elif self._ann is not None:
                 self._ann.add(ids, vectors)
             elif self._type != "flat" and self.count >= self._params.train_size(self._type):
-                self._ann = AnnIndex.build(self._type, self._store.dim, self._params,
-                                           self._store.ids.copy(), self._store.vectors)
+                self._ann = AnnIndex.build_from(self._type, self._store.dim, self._params,
+                                                StoreRows(self._store))
                 logger.info("trained %s index", self._type, extra={"count": self.count})
             if self._pending is not None:
                 self._pending.append(("upsert", ids, vectors))
@@ -180,7 +234,7 @@ class FaissIndex:
                                        np.asarray(allowed_ids, np.int64), self._params, delta)
             # Small galleries (or what tombstones left of one) are cheaper to brute-force.
             if self._ann is None or len(store) <= self._params.filter_exact_max:
-                return search_exact(xq, store.vectors, store.ids, k, self._params.exact_engine)
+                return exact_over_store(store, xq, k, self._params.exact_engine)
             candidates = self._ann.search(xq, k * self._params.rerank_factor)
             if delta is not None:
                 candidates = np.hstack([candidates,
@@ -200,7 +254,7 @@ class FaissIndex:
             if self._store is None:
                 return np.empty(0, np.int64), np.empty((0, 0), np.float32)
             found, rows = self._store.rows_of(np.asarray(ids, np.int64))
-            return found, self._store.vectors[rows].copy()
+            return found, self._store.take(rows)
 
     def ids(self, after: int, limit: int) -> Ids:
         with self._lock.read():
@@ -234,20 +288,21 @@ class FaissIndex:
                 model, dim = self._model, store.dim
                 self._pending = []
             try:
-                # Copy the vectors outside the write lock (seconds at 1M x 768), block by
-                # block from the rows frozen above; writes meanwhile land in `_pending`.
-                ids, vectors = self._copy_frozen(store, n)
-                with self._lock.write():
-                    store.thaw()
+                # Build outside the write lock (minutes at 10M) from the rows frozen above,
+                # block by block; writes meanwhile land in `_pending` (and the store keeps
+                # the frozen rows they overwrite).
                 ann = None
-                if new_type != "flat" and len(ids) >= new_params.train_size(new_type):
-                    ann = AnnIndex.build(new_type, dim, new_params, ids, vectors)
+                if new_type != "flat" and n >= new_params.train_size(new_type):
+                    ann = AnnIndex.build_from(new_type, dim, new_params,
+                                              FrozenRows(store, n, self._lock),
+                                              self.build_progress)
             except BaseException:
                 with self._lock.write():
                     store.thaw()
                     self._pending = None
                 raise
             with self._lock.write():
+                store.thaw()
                 pending, self._pending = self._pending or [], None
                 if self._model != model or self._store is not store:
                     logger.info("index reset during rebuild; rebuild dropped")
@@ -259,23 +314,11 @@ class FaissIndex:
                             ann.add(op_ids, op_vecs)
                         else:
                             ann.remove(op_ids)
-                    ann.trained_at = len(ids)
+                    ann.trained_at = n
                 elif new_type != "flat" and self.count >= new_params.train_size(new_type):
-                    ann = AnnIndex.build(new_type, dim, new_params, store.ids.copy(),
-                                         store.vectors)
+                    ann = AnnIndex.build_from(new_type, dim, new_params, StoreRows(store))
                 self._type, self._params, self._ann = new_type, new_params, ann
         logger.info("rebuilt index", extra={"type": new_type, "count": self.count})
-
-    def _copy_frozen(self, store: VectorStore, n: int) -> tuple[Ids, Vectors]:
-        """(n,) ids and (n, dim) vectors of the frozen rows, copied block by block."""
-        ids = np.empty(n, dtype=np.int64)
-        vectors = np.empty((n, store.dim), dtype=np.float32)
-        step = block_rows(store.dim)
-        for start in range(0, n, step):
-            with self._lock.read():
-                ids[start : start + step], vectors[start : start + step] = store.frozen_rows(
-                    start, start + step)
-        return ids, vectors
 
     # -- persistence ---------------------------------------------------------------------
     def freeze(self) -> FrozenState:
@@ -294,7 +337,8 @@ class FaissIndex:
                 return store.frozen_rows(start, stop)
 
         return FrozenState(meta=meta, rows=rows, dim=store.dim if store is not None else None,
-                           read_rows=read_rows, ann=self._frozen_ann, store=store)
+                           read_rows=read_rows, ann=self._frozen_ann, store=store,
+                           dtype=store.dtype.str if store is not None else "<f4")
 
     def thaw(self, view: FrozenState) -> None:
         """End a snapshot: stop preserving rows, apply the queued writes to Faiss."""
@@ -323,26 +367,31 @@ class FaissIndex:
             time.sleep(0)  # let waiting searches and writes in between slices
 
     def import_state(self, state: dict[str, Any]) -> None:
-        """Replace the contents with a snapshot's (start-up, before serving)."""
+        """Replace the contents with a snapshot's (start-up, before serving): the rows are
+        copied in blocks, never the whole matrix in memory at once."""
         meta = state["meta"]
         with self._lock.write():
             self._model = meta.get("model")
-            self._store = None
             self._ann = None
             dim = meta.get("dim")
             if dim is None or "ids" not in state:
+                self._store = None
                 return
-            store = VectorStore(int(dim), capacity=max(1024, len(state["ids"])))
-            store.upsert(np.asarray(state["ids"], np.int64),
-                         np.asarray(state["vectors"], np.float32))
+            ids = np.asarray(state["ids"], np.int64)
+            store = self._new_store(int(dim), capacity=max(1024, len(ids)))
             self._store = store
+            step = block_rows(int(dim))
+            for start, vecs in state["vector_blocks"](step):
+                store.upsert(ids[start : start + len(vecs)], vecs)
             if "ann" in state and meta.get("type") == self._type:
                 self._ann = AnnIndex.restore(self._type, int(dim), self._params, state["ann"])
             elif self._type != "flat" and len(store) >= self._params.train_size(self._type):
-                self._ann = AnnIndex.build(self._type, int(dim), self._params,
-                                           store.ids.copy(), store.vectors)
+                self._ann = AnnIndex.build_from(self._type, int(dim), self._params,
+                                                StoreRows(store), self.build_progress)
 
     def close(self) -> None:
         with self._lock.write():
             self._ann = None
+            if self._store is not None:
+                self._store.close()
             self._store = None

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.index.store.ann import AnnIndex
-from services.index.store.exact import PAD_SCORE, search_exact
+from services.index.store.exact import PAD_SCORE, ExactEngine, search_exact
 from services.index.store.params import FaissParams
 from services.index.store.protocol import Ids, Vectors
 from services.index.store.vectorstore import VectorStore
@@ -20,6 +20,40 @@ from services.index.store.vectorstore import VectorStore
 
 def empty_result(nq: int, k: int) -> tuple[NDArray[np.float32], Ids]:
     return (np.full((nq, k), PAD_SCORE, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64))
+
+
+def merge_topk(D: NDArray[np.float32], I: Ids, d: NDArray[np.float32], i: Ids, k: int
+               ) -> tuple[NDArray[np.float32], Ids]:
+    """Two (nq, k) results -> the k best of both, best first."""
+    DD, II = np.hstack([D, d]), np.hstack([I, i])
+    order = np.argsort(-DD, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(DD, order, axis=1), np.take_along_axis(II, order, axis=1)
+
+
+def exact_over_store(store: VectorStore, xq: Vectors, k: int, engine: ExactEngine,
+                     rows: NDArray[np.int64] | None = None) -> tuple[NDArray[np.float32], Ids]:
+    """Exact search over every row of the store (or over `rows`): D, I (nq, k).
+
+    A memory store is searched in place; a disk store block by block (about 32 MB read at a
+    time), the blocks' results merged."""
+    if not store.on_disk:
+        xb = store.vectors if rows is None else store.vectors[rows]
+        ids = store.ids if rows is None else store.ids[rows]
+        return search_exact(xq, xb, ids, k, engine)
+    from services.index.store.frozen import block_rows
+
+    n = len(store) if rows is None else len(rows)
+    step = block_rows(store.dim)
+    D, I = empty_result(len(xq), k)
+    for start in range(0, n, step):
+        if rows is None:
+            xb, ids = store.read(start, start + step), store.ids[start : start + step]
+        else:
+            part = rows[start : start + step]
+            xb, ids = store.take(part), store.ids[part]
+        d, i = search_exact(xq, xb, ids, k, engine)
+        D, I = merge_topk(D, I, d, i, k)
+    return D, I
 
 
 def rerank(store: VectorStore, xq: Vectors, candidates: Ids, k: int
@@ -31,7 +65,7 @@ def rerank(store: VectorStore, xq: Vectors, candidates: Ids, k: int
         ids, rows = store.rows_of(np.unique(cand[cand >= 0]))
         if not len(rows):
             continue
-        scores = store.vectors[rows] @ xq[qi]  # (c,)
+        scores = store.take(rows) @ xq[qi]  # (c,)
         top = np.argsort(-scores, kind="stable")[:k]
         D[qi, : len(top)] = scores[top]
         I[qi, : len(top)] = ids[top]
@@ -45,9 +79,7 @@ def fill_short(store: VectorStore, xq: Vectors, k: int, D: NDArray[np.float32], 
     short = np.flatnonzero((I >= 0).sum(axis=1) < min(k, available))
     if not len(short):
         return
-    xb = store.vectors if rows is None else store.vectors[rows]
-    ids = store.ids if rows is None else store.ids[rows]
-    d, i = search_exact(xq[short], xb, ids, k, params.exact_engine)
+    d, i = exact_over_store(store, xq[short], k, params.exact_engine, rows)
     D[short], I[short] = d, i
 
 
@@ -61,7 +93,7 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
     if not len(rows):
         return empty_result(len(xq), k)
     if ann is None or len(rows) <= params.filter_exact_max:
-        return search_exact(xq, store.vectors[rows], found, k, params.exact_engine)
+        return exact_over_store(store, xq, k, params.exact_engine, rows)
     labels = ann.labels_of(found)
     candidates = ann.search(xq, k * params.rerank_factor, allowed_labels=labels)
     if extra is not None:

@@ -21,7 +21,7 @@ def block_rows(dim: int) -> int:
 @dataclass
 class FrozenState:
     """`FaissIndex.freeze()`: the meta, the store's first `rows` rows through `read_rows`
-    (start, stop) -> ((m,) ids, (m, dim) vectors), and the approximate structure, which
+    (start, stop) -> ((m,) ids, (m, dim) vectors of `dtype`), and the approximate structure, which
     receives no write until `FaissIndex.thaw()` (writes meanwhile are queued)."""
 
     meta: dict[str, Any]
@@ -30,3 +30,4 @@ class FrozenState:
     read_rows: Callable[[int, int], tuple[Ids, Vectors]]
     ann: AnnIndex | None
     store: VectorStore | None
+    dtype: str = "<f4"  # of the vectors `read_rows` returns (a disk store: "<f2")

@@ -209,5 +209,6 @@ class IndexManager:
 
 def _stats_dict(stats: IndexStats) -> dict[str, Any]:
     return {"count": stats.count, "dim": stats.dim, "model": stats.model, "type": stats.type,
-            "tombstones": stats.tombstones, "bytes": stats.bytes, "trained": stats.trained,
+            "tombstones": stats.tombstones, "bytes": stats.bytes,
+            "disk_bytes": stats.disk_bytes, "trained": stats.trained,
             "params": stats.params}

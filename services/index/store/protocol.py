@@ -17,7 +17,8 @@ Vectors = NDArray[np.float32]
 
 @dataclass
 class IndexStats:
-    """What an index holds. `bytes` is the memory of vectors, ids and the search structure."""
+    """What an index holds. `bytes` is the memory (RAM) of vectors, ids and the search
+    structure; `disk_bytes` the working file of vectors kept on disk (0: all in RAM)."""
 
     count: int
     dim: int | None
@@ -25,6 +26,7 @@ class IndexStats:
     type: str
     tombstones: int = 0
     bytes: int = 0
+    disk_bytes: int = 0
     trained: bool = True
     params: dict[str, Any] = field(default_factory=dict)
 

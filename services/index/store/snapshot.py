@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,15 +48,16 @@ def _npy_writer(path: Path, dtype: str, shape: tuple[int, ...]) -> IO[bytes]:
 
 
 def _write_rows(tmp: Path, view: FrozenState, progress: Progress | None) -> None:
-    """ids.npy (n,) int64 and vectors.npy (n, dim) float32 of the frozen rows, by blocks."""
+    """ids.npy (n,) int64 and vectors.npy (n, dim) of the frozen rows (float32, or float16
+    from a disk store), by blocks."""
     assert view.dim is not None
     block = block_rows(view.dim)
     with _npy_writer(tmp / "ids.npy", "<i8", (view.rows,)) as ids_out, \
-            _npy_writer(tmp / "vectors.npy", "<f4", (view.rows, view.dim)) as vecs_out:
+            _npy_writer(tmp / "vectors.npy", view.dtype, (view.rows, view.dim)) as vecs_out:
         for start in range(0, view.rows, block):
             ids, vecs = view.read_rows(start, start + block)
             ids_out.write(np.ascontiguousarray(ids, "<i8").tobytes())
-            vecs_out.write(np.ascontiguousarray(vecs, "<f4").tobytes())
+            vecs_out.write(np.ascontiguousarray(vecs, view.dtype).tobytes())
             if progress is not None:
                 progress("rows")
         for handle in (ids_out, vecs_out):
@@ -107,8 +108,34 @@ def write_snapshot(directory: Path, seq: int, view: FrozenState,
     return final
 
 
+def _vector_blocks(path: Path) -> Callable[[int], Iterator[tuple[int, np.ndarray]]]:
+    """blocks(rows) -> (first row, (m, dim) float32 rows) of a .npy matrix, read with plain
+    reads (a memory map would leave every page it touched counted in the process)."""
+
+    def blocks(step: int) -> Iterator[tuple[int, np.ndarray]]:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(handle)
+            if fortran or len(shape) != 2:
+                raise ValueError(f"{path}: not a C-order matrix")
+            n, dim = shape
+            for start in range(0, n, step):
+                m = min(step, n - start)
+                block = np.empty((m, dim), dtype=dtype)
+                if handle.readinto(block.data.cast("B")) != block.nbytes:
+                    raise ValueError(f"{path}: truncated")
+                yield start, block.astype(np.float32)
+
+    return blocks
+
+
 def load_latest(directory: Path) -> tuple[int, dict[str, Any]] | None:
-    """(seq, state) of the newest snapshot, or None; half-written ones are removed."""
+    """(seq, state) of the newest snapshot, or None; half-written ones are removed.
+
+    state: "meta"; "ids" (n,); "vectors" (n, dim) memory-mapped (for inspection) and
+    "vector_blocks"(rows) yielding (first row, float32 block) for loading; "ann"."""
     for tmp in directory.glob(".tmp-snap-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     snaps = _snapshots(directory)
@@ -119,7 +146,8 @@ def load_latest(directory: Path) -> tuple[int, dict[str, Any]] | None:
     state: dict[str, Any] = {"meta": meta}
     if (path / "ids.npy").exists():
         state["ids"] = np.load(path / "ids.npy")
-        state["vectors"] = np.load(path / "vectors.npy")
+        state["vectors"] = np.load(path / "vectors.npy", mmap_mode="r")
+        state["vector_blocks"] = _vector_blocks(path / "vectors.npy")
     if (path / "ann.faiss").exists():
         state["ann"] = {"path": path / "ann.faiss"}
     elif (path / "ann.npy").exists():  # snapshots written before ann.faiss

@@ -1,20 +1,36 @@
-"""The vectors themselves, in NumPy: every index type keeps them here, so `get` works for all
-types, exact search and re-ranking read them, and rebuilds start from them.
+"""The vectors themselves: every index type keeps them here, so `get` works for all types,
+exact search and re-ranking read them, and rebuilds start from them.
+
+Two homes for the matrix. `memory`: a growable float32 NumPy matrix. `disk`: a file of
+float16 (or float32) rows beside the index, read and written with `pread`/`pwrite`, so the
+compressed index types keep only their codes in RAM: a re-ranking reads its few hundred
+candidate rows from the file (the operating system's page cache holds the hot ones, and
+gives them back under pressure), and a snapshot or rebuild streams it in blocks. Pages of a
+memory mapping would stay mapped into the process once touched, so that after a snapshot had
+read the file once the process would count all of it as resident; reads through the file
+descriptor do not. The file is unlinked as soon as it is created: it is working storage,
+not the durable copy (that is the snapshot and the log), and a crash leaves nothing behind.
 
 A snapshot reads the rows as they were at one instant while writes go on: `freeze()` is
 O(1); from then on the first write to a row of that instant saves the row's old id and
-vector first (copy-on-write per row), and `frozen_rows` reads the live arrays patched with
-the saved rows. Writes pay one row copy at most; nothing is copied up front.
+vector first (copy-on-write per row), and `frozen_rows` reads the live rows patched with the
+saved ones. Writes pay one row copy at most; nothing is copied up front.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from services.index.store.protocol import Ids, Vectors
+
+StoreDtype = Literal["float16", "float32"]
 
 
 @dataclass
@@ -23,21 +39,85 @@ class Frozen:
     written since."""
 
     n: int
-    saved: dict[int, tuple[int, Vectors]] = field(default_factory=dict)
+    saved: dict[int, tuple[int, NDArray[Any]]] = field(default_factory=dict)
+
+
+class _RowFile:
+    """(capacity, dim) rows of `dtype` in an unlinked file; whole rows read and written
+    through the descriptor."""
+
+    def __init__(self, directory: Path, dim: int, dtype: StoreDtype, capacity: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = dim * self.dtype.itemsize
+        self._file = tempfile.TemporaryFile(dir=directory, prefix="vectors-")  # noqa: SIM115
+        self.fd = self._file.fileno()
+        self.capacity = 0
+        self.reserve(capacity)
+
+    def reserve(self, capacity: int) -> None:
+        """Grow the file (sparse: no copy, O(1))."""
+        if capacity > self.capacity:
+            os.ftruncate(self.fd, capacity * self.row_bytes)
+            self.capacity = capacity
+
+    def write(self, row: int, block: NDArray[Any]) -> None:
+        """Rows [row, row + len(block))."""
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        view = data.data.cast("B")
+        offset = row * self.row_bytes
+        while len(view):
+            done = os.pwrite(self.fd, view, offset)
+            view, offset = view[done:], offset + done
+
+    def read(self, start: int, stop: int) -> NDArray[Any]:
+        """(stop - start, dim) rows in the file's dtype."""
+        out = np.empty((max(stop - start, 0), self.dim), dtype=self.dtype)
+        view = out.data.cast("B")
+        offset = start * self.row_bytes
+        while len(view):
+            done = os.preadv(self.fd, [view], offset)
+            if done <= 0:
+                raise OSError(f"short read from the vector file at byte {offset}")
+            view, offset = view[done:], offset + done
+        return out
+
+    def take(self, rows: NDArray[np.int64]) -> NDArray[Any]:
+        """(m, dim) rows in the order given (adjacent rows read together)."""
+        out = np.empty((len(rows), self.dim), dtype=self.dtype)
+        if not len(rows):
+            return out
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        # Runs of consecutive rows: one read each.
+        breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        stops = np.concatenate([breaks, [len(rows)]])
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            first = int(sorted_rows[a])
+            out[order[a:b]] = self.read(first, first + (b - a))
+        return out
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class VectorStore:
-    """Rows of a growable (capacity, dim) float32 matrix with their int64 ids.
+    """Rows of (id, vector), int64 ids in RAM, the vectors in RAM (float32) or in a file
+    (`directory` given: `dtype` rows, float16 by default).
 
     Removing a row moves the last row into its place, so rows stay dense; `_row` maps an id
     to its row. Not thread-safe: the owning index holds its lock.
     """
 
-    def __init__(self, dim: int, capacity: int = 1024) -> None:
+    def __init__(self, dim: int, capacity: int = 1024, *, directory: Path | None = None,
+                 dtype: StoreDtype = "float16") -> None:
         self.dim = dim
         self._n = 0
         self._ids: Ids = np.empty(capacity, dtype=np.int64)
-        self._vecs: Vectors = np.empty((capacity, dim), dtype=np.float32)
+        self._file = _RowFile(directory, dim, dtype, capacity) if directory else None
+        self._vecs: Vectors = np.empty((0 if self._file else capacity, dim), dtype=np.float32)
         self._row: dict[int, int] = {}
         self._sorted: Ids | None = None
         self._frozen: Frozen | None = None
@@ -46,19 +126,48 @@ class VectorStore:
         return self._n
 
     @property
+    def on_disk(self) -> bool:
+        return self._file is not None
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The dtype rows are kept in (what `frozen_rows` returns and snapshots write)."""
+        return self._file.dtype if self._file is not None else np.dtype(np.float32)
+
+    @property
     def ids(self) -> Ids:
         """(n,) ids of the rows (a view: copy it before releasing the lock)."""
         return self._ids[: self._n]
 
     @property
     def vectors(self) -> Vectors:
-        """(n, dim) vectors of the rows (a view)."""
+        """(n, dim) float32 vectors of the rows: a view of the RAM matrix (memory store)."""
+        if self._file is not None:
+            raise RuntimeError("the vectors are on disk: read them with read() or take()")
         return self._vecs[: self._n]
+
+    def read(self, start: int, stop: int) -> Vectors:
+        """(m, dim) float32 vectors of rows [start, stop) (a copy)."""
+        stop = min(stop, self._n)
+        if self._file is None:
+            return self._vecs[start:stop].copy()
+        return self._file.read(start, stop).astype(np.float32)
+
+    def take(self, rows: NDArray[np.int64]) -> Vectors:
+        """(m, dim) float32 vectors of `rows`, in that order (a copy)."""
+        if self._file is None:
+            return self._vecs[rows]
+        return self._file.take(np.asarray(rows, np.int64)).astype(np.float32)
 
     @property
     def nbytes(self) -> int:
-        # A dict entry costs about 100 bytes with its two int objects (measured in the bench).
+        """Bytes in RAM (a dict entry costs about 100 bytes with its two int objects, as
+        measured in the bench); the file is not counted (see `disk_bytes`)."""
         return int(self._ids.nbytes + self._vecs.nbytes + 100 * len(self._row))
+
+    @property
+    def disk_bytes(self) -> int:
+        return self._file.capacity * self._file.row_bytes if self._file is not None else 0
 
     def _reserve(self, extra: int) -> None:
         need = self._n + extra
@@ -67,9 +176,25 @@ class VectorStore:
         cap = max(need, 2 * len(self._ids))
         ids = np.empty(cap, dtype=np.int64)
         ids[: self._n] = self._ids[: self._n]
+        self._ids = ids
+        if self._file is not None:
+            self._file.reserve(cap)
+            return
         vecs = np.empty((cap, self.dim), dtype=np.float32)
         vecs[: self._n] = self._vecs[: self._n]
-        self._ids, self._vecs = ids, vecs
+        self._vecs = vecs
+
+    def _row_vector(self, row: int) -> NDArray[Any]:
+        if self._file is not None:
+            return self._file.read(row, row + 1)[0]
+        return self._vecs[row].copy()
+
+    def _put(self, row: int, block: NDArray[Any]) -> None:
+        """Write rows [row, row + len(block))."""
+        if self._file is not None:
+            self._file.write(row, block)
+        else:
+            self._vecs[row : row + len(block)] = block
 
     # -- a consistent view for snapshots ---------------------------------------------------
     def freeze(self) -> Frozen:
@@ -86,30 +211,50 @@ class VectorStore:
         """Called before row `row` is overwritten or vacated."""
         frozen = self._frozen
         if frozen is not None and row < frozen.n and row not in frozen.saved:
-            frozen.saved[row] = (int(self._ids[row]), self._vecs[row].copy())
+            frozen.saved[row] = (int(self._ids[row]), self._row_vector(row))
 
-    def frozen_rows(self, start: int, stop: int) -> tuple[Ids, Vectors]:
-        """Copies of the frozen rows [start, stop): (m,) ids and (m, dim) vectors."""
+    def frozen_rows(self, start: int, stop: int) -> tuple[Ids, NDArray[Any]]:
+        """Copies of the frozen rows [start, stop): (m,) ids and (m, dim) vectors in the
+        store's dtype."""
         frozen = self._frozen
         if frozen is None:
             raise RuntimeError("the store is not frozen")
         stop = min(stop, frozen.n)
         ids = self._ids[start:stop].copy()
-        vecs = self._vecs[start:stop].copy()
+        if self._file is not None:
+            vecs = self._file.read(start, stop)
+        else:
+            vecs = self._vecs[start:stop].copy()
         for row, (id_, vec) in frozen.saved.items():
             if start <= row < stop:
                 ids[row - start] = id_
                 vecs[row - start] = vec
         return ids, vecs
 
+    def frozen_take(self, rows: NDArray[np.int64]) -> Vectors:
+        """(m, dim) float32 frozen vectors of `rows` (a training sample for a rebuild)."""
+        frozen = self._frozen
+        if frozen is None:
+            raise RuntimeError("the store is not frozen")
+        vecs = self.take(rows)
+        for i, row in enumerate(rows.tolist()):
+            saved = frozen.saved.get(row)
+            if saved is not None:
+                vecs[i] = saved[1]
+        return vecs
+
     def contains(self, id_: int) -> bool:
         return id_ in self._row
 
     def upsert(self, ids: Ids, vectors: Vectors) -> Ids:
-        """Insert or overwrite; returns the (m,) ids that replaced an existing vector."""
+        """Insert or overwrite (ids unique); returns the (m,) ids that replaced an existing
+        vector."""
         self._reserve(len(ids))
-        replaced = []
-        for id_, vec in zip(ids.tolist(), vectors, strict=True):
+        first_new = self._n
+        replaced: list[int] = []
+        replaced_at: list[int] = []
+        new_at: list[int] = []
+        for i, id_ in enumerate(ids.tolist()):
             row = self._row.get(id_)
             if row is None:
                 row = self._n
@@ -117,10 +262,16 @@ class VectorStore:
                 self._row[id_] = row
                 self._ids[row] = id_
                 self._n += 1
+                new_at.append(i)
             else:
                 self._preserve(row)
                 replaced.append(id_)
-            self._vecs[row] = vec
+                replaced_at.append(i)
+        if new_at:  # the new rows are [first_new, n), in the order of `new_at`
+            block = vectors if len(new_at) == len(ids) else vectors[new_at]
+            self._put(first_new, block)
+        for i, id_ in zip(replaced_at, replaced, strict=True):
+            self._put(self._row[id_], vectors[i : i + 1])
         self._sorted = None
         return np.asarray(replaced, dtype=np.int64)
 
@@ -140,7 +291,7 @@ class VectorStore:
             if row != last:
                 moved = int(self._ids[last])
                 self._ids[row] = moved
-                self._vecs[row] = self._vecs[last]
+                self._put(row, self._row_vector(last)[None, :])
                 self._row[moved] = row
             self._n -= 1
         if removed:
@@ -166,3 +317,8 @@ class VectorStore:
         ordered = self.sorted_ids()
         start = int(np.searchsorted(ordered, after, side="right"))
         return ordered[start : start + limit].copy()
+
+    def close(self) -> None:
+        """Release the file (the memory store has nothing to release)."""
+        if self._file is not None:
+            self._file.close()
