@@ -45,6 +45,10 @@ class CatalogApi:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
 
+    def call(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """A JSON call (`services.common.gallery.CatalogCall`); errors raise DomainError."""
+        return self.client.request(method, path, json=body).json()
+
     def get_image(self, image_id: int) -> Image | None:
         try:
             image: Image = self.client.request("GET", f"/v1/images/{image_id}").json()
