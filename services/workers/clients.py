@@ -246,7 +246,9 @@ def build_clients(settings: WorkersSettings) -> Clients:
     token = common_settings().require_internal_token()
 
     def client(name: str, url: str) -> ServiceClient:
-        return ServiceClient(name, url, token, timeout=settings.http_timeout_s)
+        return ServiceClient(name, url, token, timeout=settings.http_timeout_s,
+                             refresh_s=settings.resolve_every_s,
+                             cooldown_s=settings.address_cooldown_s)
 
     return Clients(
         catalog=CatalogApi(client("catalog", settings.resolved_catalog_url())),
