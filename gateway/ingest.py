@@ -2,7 +2,9 @@
 
 A file that fails its checks is listed as rejected and leaves nothing behind; when every
 file of a request is rejected, the request fails with the first file's error (no row, no
-file, no job). Exact duplicates (same sha256) return the existing image.
+file, no job). Exact duplicates (same sha256) return the existing image; a failed one is
+tried again. Checking, storing and registering a file is `services.common.gallery`, the same
+code as the workers' bulk ingest.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import GatewayState, enqueue
-from gateway.uploads import CheckedImage, check_image, discard, store
+from services.common import gallery
 from services.common.errors import DomainError
-from services.common.queue import INGEST
+from services.common.gallery import CatalogCall, CheckedImage, ImageBeingDeleted, check_image
+from services.common.queue import INGEST, ingest_messages
 
 logger = logging.getLogger(__name__)
 
@@ -45,39 +48,29 @@ async def check(state: GatewayState, data: bytes, filename: str) -> CheckedImage
                                    max_pixels=state.settings.max_image_pixels)
 
 
+def _catalog_call(state: GatewayState) -> CatalogCall:
+    catalog = state.upstreams.catalog
+
+    def call(method: str, path: str, body: dict[str, Any]) -> Any:
+        return catalog.request(method, path, json=body).json()
+
+    return call
+
+
 async def register(state: GatewayState, image: CheckedImage, *, tags: list[str],
                    uploader: str, outcome: UploadOutcome) -> None:
-    """Store one checked image and create (or find) its catalog row."""
-    key, new_file = await run_in_threadpool(store, state.images_dir, image)
-    catalog = state.upstreams.catalog
+    """Store one checked image and create (or find) its catalog row (`services.common.gallery`,
+    the same steps as the workers' bulk ingest)."""
     try:
-        response = await catalog.arequest("POST", "/v1/images", json={
-            "sha256": image.sha256, "original_filename": image.filename, "storage_key": key,
-            "mime": image.info.mime, "width": image.info.width, "height": image.info.height,
-            "bytes": len(image.data), "uploader": uploader, "tags": tags})
-    except BaseException:
-        if new_file:
-            await run_in_threadpool(discard, state.images_dir, key)
-        raise
-    body = response.json()
-    row, created = body["image"], bool(body["created"])
-    status = row.get("status")
-    if not created and status in ("deleting", "removed"):
-        outcome.reject(image.filename, DomainError(
-            f"image {row['id']} is being deleted; upload it again when that has finished",
-            code="image_being_deleted", status=409))
+        added = await run_in_threadpool(gallery.register, _catalog_call(state), state.images_dir,
+                                        image, tags=tags, uploader=uploader)
+    except ImageBeingDeleted as exc:
+        outcome.reject(image.filename, exc)
         return
-    if not created and tags:
-        await catalog.arequest("POST", f"/v1/images/{row['id']}/tags", json={"tags": tags})
-    if not created and status == "failed":
-        # A failed image uploaded again is another try, not a duplicate.
-        row = (await catalog.arequest("POST", f"/v1/images/{row['id']}/transition",
-                                      json={"from": "failed", "to": "pending"})).json()
-        created, status = True, "pending"
-    if created:
-        outcome.to_ingest.append(int(row["id"]))
-    outcome.images.append({"id": row["id"], "original_filename": image.filename,
-                           "status": status, "duplicate": not created})
+    if added.to_ingest:
+        outcome.to_ingest.append(int(added.image["id"]))
+    outcome.images.append({"id": added.image["id"], "original_filename": image.filename,
+                           "status": added.image.get("status"), "duplicate": added.duplicate})
 
 
 async def start_job(state: GatewayState, kind: str, image_ids: list[int], *, creator: str,
@@ -98,6 +91,8 @@ async def start_job(state: GatewayState, kind: str, image_ids: list[int], *, cre
 
 async def enqueue_ingest(state: GatewayState, job_id: int, image_ids: list[int],
                          on_near_duplicate: str) -> None:
-    for image_id in image_ids:
-        await enqueue(state, INGEST, {"image_id": image_id, "job_id": job_id,
-                                      "on_near_duplicate": on_near_duplicate})
+    """One ingest task per `workers.ingest_batch` images: a worker embeds them together."""
+    batch = int(getattr(state.producer.conf, "imgsearch_ingest_batch", 0) or 8)
+    for kwargs in ingest_messages(image_ids, job_id=job_id,
+                                  on_near_duplicate=on_near_duplicate, batch=batch):
+        await enqueue(state, INGEST, kwargs)

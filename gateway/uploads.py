@@ -1,29 +1,23 @@
-"""Upload limits and storage.
+"""Upload limits.
 
 `BodyLimitMiddleware` refuses a request body past its limit while it streams in: at once
 from `Content-Length`, else by counting the bytes received (chunked bodies), so an oversized
-upload never gets buffered. `read_upload` checks one file (bytes, format, pixels, a full
-decode for truncation) and `store` writes it under its content-addressed key; the client's
-filename is metadata only and never part of a path.
+upload never gets buffered. `read_limited` reads one file up to its limit; the client's
+filename is metadata only and never part of a path. Checking and storing a file is
+`services.common.gallery`, shared with the workers' bulk ingest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.errors import error_body
-from services.common.images import ImageInfo, PayloadTooLarge, decode_image
-from services.common.storage import image_key, resolve, write_atomic
+from services.common.images import PayloadTooLarge
 
 # path, method -> the byte limit of that request's body (None: no limit here)
 LimitFor = Callable[[str, str], int | None]
@@ -92,14 +86,6 @@ class BodyLimitMiddleware:
                 raise
 
 
-@dataclass(frozen=True)
-class CheckedImage:
-    data: bytes
-    sha256: str
-    info: ImageInfo
-    filename: str
-
-
 def clean_filename(name: str | None) -> str:
     """The client's filename as display metadata: base name only, no control characters."""
     raw = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
@@ -119,26 +105,3 @@ async def read_limited(upload: UploadFile, max_bytes: int) -> bytes:
             detail={"max_bytes": max_bytes},
         )
     return data
-
-
-def check_image(data: bytes, filename: str, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Bytes -> a checked image (a full decode proves it is not truncated). CPU-bound."""
-    _, info = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return CheckedImage(data=data, sha256=hashlib.sha256(data).hexdigest(), info=info,
-                        filename=filename)
-
-
-def store(images_dir: Path, image: CheckedImage) -> tuple[str, bool]:
-    """Write the file under its content key (once); returns the key and whether it is new."""
-    key = image_key(image.sha256, image.info.ext)
-    path = resolve(images_dir, key)
-    if path.exists():
-        return key, False
-    write_atomic(path, image.data)
-    return key, True
-
-
-def discard(images_dir: Path, key: str) -> None:
-    """Remove a file this request stored when its catalog row could not be made."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(resolve(images_dir, key))

@@ -43,6 +43,9 @@ class QueueSettings(SectionSettings, section="workers"):
     visibility_timeout_s: int = Field(default=3600, ge=1)
     # Publishing retries while the broker is unreachable (the caller sees an error after them).
     publish_retries: int = Field(default=3, ge=0)
+    # Images per ingest task: a worker embeds them in one request, so the embedding service's
+    # micro-batcher runs full batches (keep it at the service's `max_batch`).
+    ingest_batch: int = Field(default=8, ge=1, le=64)
 
 
 class QueueUnavailable(Exception):
@@ -115,7 +118,16 @@ def make_producer(settings: QueueSettings | None = None,
     settings = settings or QueueSettings()
     app = Celery("imgsearch-producer", set_as_current=False)
     app.conf.update(celery_config(settings, common))
+    app.conf.imgsearch_ingest_batch = settings.ingest_batch
     return app
+
+
+def ingest_messages(image_ids: list[int], *, job_id: int | None, on_near_duplicate: str,
+                    batch: int) -> list[dict[str, Any]]:
+    """The kwargs of the ingest tasks for `image_ids`: `batch` images per task, in order."""
+    return [{"image_ids": image_ids[start:start + batch], "job_id": job_id,
+             "on_near_duplicate": on_near_duplicate}
+            for start in range(0, len(image_ids), batch)]
 
 
 _default_producer: Any = None

@@ -45,6 +45,10 @@ class CatalogApi:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
 
+    def call(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """A JSON call (`services.common.gallery.CatalogCall`); errors raise DomainError."""
+        return self.client.request(method, path, json=body).json()
+
     def get_image(self, image_id: int) -> Image | None:
         try:
             image: Image = self.client.request("GET", f"/v1/images/{image_id}").json()
@@ -242,7 +246,9 @@ def build_clients(settings: WorkersSettings) -> Clients:
     token = common_settings().require_internal_token()
 
     def client(name: str, url: str) -> ServiceClient:
-        return ServiceClient(name, url, token, timeout=settings.http_timeout_s)
+        return ServiceClient(name, url, token, timeout=settings.http_timeout_s,
+                             refresh_s=settings.resolve_every_s,
+                             cooldown_s=settings.address_cooldown_s)
 
     return Clients(
         catalog=CatalogApi(client("catalog", settings.resolved_catalog_url())),

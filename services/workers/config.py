@@ -21,6 +21,10 @@ class WorkersSettings(QueueSettings, section="workers"):
     index_url: str = ""
     embedding_url: str = ""
     http_timeout_s: float = Field(default=60.0, gt=0)
+    # Every address of a service's name is used (replicas); names are resolved again this
+    # often, and an address that failed to answer rests this long.
+    resolve_every_s: float = Field(default=10.0, gt=0)
+    address_cooldown_s: float = Field(default=5.0, ge=0)
     near_duplicate_threshold: float = Field(default=0.97, ge=-1.0, le=1.0)
     thumbnail_size: int = Field(default=320, ge=16, le=4096)
     thumbnail_quality: int = Field(default=80, ge=1, le=100)

@@ -27,22 +27,25 @@ class ServiceProcess:
     """`imgsearch serve NAME` in a child process, its output in a log file."""
 
     def __init__(self, name: str, env: Mapping[str, str], log_dir: Path,
-                 port: int | None = None, ready_path: str = "/readyz") -> None:
+                 port: int | None = None, ready_path: str = "/readyz",
+                 host: str = "127.0.0.1") -> None:
         self.name = name
+        self.host = host
         self.port = port or free_port()
         self.env = {**os.environ, **env}
-        self.log_path = log_dir / f"{name}-{self.port}.log"
+        where = self.port if host == "127.0.0.1" else f"{host}-{self.port}"
+        self.log_path = log_dir / f"{name}-{where}.log"
         self.ready_path = ready_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 120.0) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "imgsearch.cli", "serve", self.name, "--host", "127.0.0.1",
+            [sys.executable, "-m", "imgsearch.cli", "serve", self.name, "--host", self.host,
              "--port", str(self.port)],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -39,6 +39,22 @@ class FakeCatalog:
         self.images[image_id] = row
         return row
 
+    def call(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        """The JSON calls of `services.common.gallery.register`."""
+        parts = path.strip("/").split("/")
+        if (method, parts) == ("POST", ["v1", "images"]):
+            row, created = self.create_image(body)
+            return {"image": row, "created": created}
+        if method == "POST" and parts[:2] == ["v1", "images"] and len(parts) == 4:
+            image_id = int(parts[2])
+            if parts[3] == "transition":
+                return self.transition(image_id, body["from"], body["to"])
+            if parts[3] == "tags":
+                row = self.images[image_id]
+                row["tags"] = sorted(set(row.get("tags") or []) | set(body["tags"]))
+                return dict(row)
+        raise AssertionError(f"unexpected catalog call {method} {path}")
+
     def get_image(self, image_id: int) -> dict[str, Any] | None:
         row = self.images.get(image_id)
         return dict(row) if row else None
@@ -158,11 +174,14 @@ class FakeIndex:
                ) -> list[tuple[list[int], list[float]]]:
         self._check()
         if not self.vectors:
-            return [([], [])]
+            return [([], []) for _ in vectors]
         ids = list(self.vectors)
-        scores = np.stack([self.vectors[i] for i in ids]) @ vectors[0]
-        order = np.argsort(-scores)[:k]
-        return [([ids[j] for j in order], [float(scores[j]) for j in order])]
+        out = []
+        for query in vectors:
+            scores = np.stack([self.vectors[i] for i in ids]) @ query
+            order = np.argsort(-scores)[:k]
+            out.append(([ids[j] for j in order], [float(scores[j]) for j in order]))
+        return out
 
     def present(self, ids: list[int]) -> set[int]:
         self._check()
@@ -194,7 +213,9 @@ class FakeEmbedding:
         self.model = model
         self.dim = dim
         self.aliases: dict[bytes, bytes] = {}
+        self.refused: set[bytes] = set()  # valid files the service answers 4xx for
         self.calls = 0
+        self.sizes: list[int] = []  # images per embed request
 
     def vector(self, data: bytes) -> NDArray[np.float32]:
         data = self.aliases.get(data, data)
@@ -204,10 +225,13 @@ class FakeEmbedding:
         return out
 
     def embed(self, images: list[bytes]) -> tuple[str, NDArray[np.float32]]:
+        """Like the service: the first bad image fails the request, naming its index."""
         self.calls += 1
-        for data in images:
-            if not data.startswith((b"\x89PNG", b"\xff\xd8")):
-                raise DomainError("not an image", code="not_an_image", status=415)
+        self.sizes.append(len(images))
+        for index, data in enumerate(images):
+            if not data.startswith((b"\x89PNG", b"\xff\xd8")) or data in self.refused:
+                raise DomainError("not an image", code="not_an_image", status=415,
+                                  detail={"index": index} if len(images) > 1 else None)
         return self.model, np.stack([self.vector(d) for d in images])
 
     def info(self) -> dict[str, Any]:

@@ -201,11 +201,13 @@ def test_bulk_ingest_stores_registers_and_enqueues_skipping_escapes(env: Any,
     assert len(clients.catalog.images) == 5
     assert all(r["sha256"] != hashlib.sha256(make_png(999)).hexdigest()
                for r in clients.catalog.images.values())
-    assert [name for name, _ in enqueued] == [queue.INGEST] * 6
-    assert {kw["job_id"] for _, kw in enqueued} == {job}
+    # One task for the batch (dup.png finds sub/0.png's row: the same id twice).
+    assert [name for name, _ in enqueued] == [queue.INGEST]
+    assert enqueued[0][1]["job_id"] == job and len(enqueued[0][1]["image_ids"]) == 6
     assert clients.catalog.get_job(job)["total"] == 5
     for _, kw in enqueued:
         ingest(ctx, **kw)
+    assert clients.embedding.sizes == [5]  # embedded together, once each
     assert clients.catalog.get_job(job)["status"] == "succeeded"
     assert len(clients.index.vectors) == 5
     # Re-driving the finished job finds everything indexed and enqueues nothing new.
@@ -317,3 +319,100 @@ def test_transient_classification_and_backoff() -> None:
     for retries in range(12):
         wait = backoff_s(retries, 60.0)
         assert min(60.0, 2.0 ** retries) / 2 <= wait <= min(60.0, 2.0 ** retries)
+
+
+def test_bulk_ingest_enqueues_batches_of_ingest_batch(data_dir: Path, tmp_path: Path) -> None:
+    ctx, clients, enqueued = make_context(data_dir, ingest_batch=3)
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"{i}.png").write_bytes(make_png(300 + i))
+    job = clients.catalog.new_job("bulk_ingest")
+    assert bulk_ingest(ctx, job, folder=str(folder)) == 7
+    assert [len(kw["image_ids"]) for _, kw in enqueued] == [3, 3, 1]
+    for _, kw in enqueued:
+        assert ingest(ctx, **kw) in ("indexed=3", "indexed=1")
+    assert clients.embedding.sizes == [3, 3, 1]
+    assert clients.catalog.get_job(job)["status"] == "succeeded"
+
+
+def test_bulk_ingest_checks_the_whole_file_and_retries_a_failed_image(
+        env: Any, tmp_path: Path) -> None:
+    """The same steps as an upload: a truncated file (valid header) is refused; a file whose
+    row failed before is another try, not a duplicate."""
+    ctx, clients, enqueued = env
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    good = make_png(400, 300)
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    again = make_png(401)
+    (folder / "again.png").write_bytes(again)
+    earlier = stored(ctx, clients, again)
+    clients.catalog.transition(earlier, "pending", "failed", error="embedding was down")
+    job = clients.catalog.new_job("bulk_ingest")
+    assert bulk_ingest(ctx, job, folder=str(folder), tags=["t"]) == 1
+    assert len(clients.catalog.images) == 1  # no row for the truncated file
+    assert clients.catalog.images[earlier]["status"] == "pending"
+    assert clients.catalog.images[earlier]["tags"] == ["t"]
+    assert enqueued[0][1]["image_ids"] == [earlier]
+    ingest(ctx, **enqueued[0][1])
+    assert clients.catalog.images[earlier]["status"] == "indexed"
+    assert clients.catalog.get_job(job)["status"] == "succeeded"
+
+
+def test_batch_is_one_embed_request_and_a_refused_image_fails_alone(env: Any) -> None:
+    ctx, clients, _ = env
+    datas = [make_png(500 + i) for i in range(5)]
+    ids = [stored(ctx, clients, d) for d in datas]
+    clients.embedding.refused.add(datas[2])
+    job = clients.catalog.new_job("ingest")
+    clients.catalog.register_items(job, ids)
+    assert ingest(ctx, job_id=job, image_ids=ids) == "failed=1, indexed=4"
+    # The whole batch, then the four the service accepts.
+    assert clients.embedding.sizes == [5, 4]
+    assert clients.catalog.images[ids[2]]["status"] == "failed"
+    assert clients.catalog.images[ids[2]]["error"].startswith("not_an_image")
+    assert set(clients.index.vectors) == {ids[i] for i in (0, 1, 3, 4)}
+    assert clients.index.upserts == 1
+    assert clients.catalog.get_job(job)["status"] == "succeeded"
+    # A re-run (a redelivered message) changes nothing and embeds nothing.
+    calls = clients.embedding.calls
+    assert ingest(ctx, job_id=job, image_ids=ids) == "failed=1, noop=4"
+    assert clients.embedding.calls == calls
+
+
+def test_batch_after_crash_between_upsert_and_transitions_converges(env: Any) -> None:
+    ctx, clients, _ = env
+    ids = [stored(ctx, clients, make_png(600 + i)) for i in range(3)]
+    original = clients.catalog.transition
+    calls = 0
+
+    def crash_on_second(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise TransientUpstream("catalog went away")
+        return original(*args, **kwargs)
+
+    clients.catalog.transition = crash_on_second
+    with pytest.raises(TransientUpstream):
+        ingest(ctx, image_ids=ids)
+    clients.catalog.transition = original
+    # The batch's own vectors (upserted by the first attempt) are no near duplicates.
+    assert ingest(ctx, image_ids=ids) == "indexed=2, noop=1"
+    assert all(clients.catalog.images[i]["status"] == "indexed" for i in ids)
+    assert all(clients.catalog.images[i]["near_duplicate_of"] is None for i in ids)
+    assert set(clients.index.vectors) == set(ids)
+
+
+def test_near_duplicates_within_one_batch_are_found(env: Any) -> None:
+    ctx, clients, _ = env
+    first, second, third = make_png(700), make_png(701), make_png(702)
+    clients.embedding.aliases[second] = first
+    clients.embedding.aliases[third] = first
+    ids = [stored(ctx, clients, d) for d in (first, second, third)]
+    assert ingest(ctx, image_ids=ids, on_near_duplicate="skip") == "indexed=1, skipped=2"
+    assert set(clients.index.vectors) == {ids[0]}
+    assert clients.catalog.images[ids[1]]["near_duplicate_of"] == ids[0]
+    # The third resembles the second, which was skipped: it names the image kept.
+    assert clients.catalog.images[ids[2]]["near_duplicate_of"] == ids[0]

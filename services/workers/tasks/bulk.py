@@ -1,28 +1,28 @@
 """`bulk_ingest(job_id, folder | paths)`: a server-side folder (an admin's) into the gallery.
 
-Every image file is stored content-addressed, gets a catalog row (idempotent by sha256) and a
-job item; only then are the ingests enqueued, so the job's total is complete before any item
-can finish it. Re-running the task for the same job (a retry, or reconcile re-driving a stalled
+Every image file is checked, stored content-addressed and gets a catalog row (idempotent by
+sha256; `services.common.gallery`, the same steps as an upload) and a job item; only then are
+the ingests enqueued, a batch of images per task, so the job's total is complete before any
+item can finish it. Re-running the task for the same job (a retry, or reconcile re-driving a stalled
 job) converges: existing files and rows are found again, indexed rows are counted done.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 from services.common import queue
-from services.common.images import ImageError, probe_image
-from services.common.storage import image_key, resolve, write_atomic
+from services.common.gallery import IMAGE_SUFFIXES, ImageBeingDeleted, check_image, register
+from services.common.images import ImageError
+from services.common.queue import ingest_messages
 from services.workers.tasks.context import TaskContext
 from services.workers.tasks.progress import finish_if_settled, record_item
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 class BulkSourceError(ValueError):
@@ -47,13 +47,10 @@ def image_files(folder: Path | None, paths: list[str] | None) -> Iterator[Path]:
     if root is not None and not root.is_dir():
         raise BulkSourceError(f"not a folder: {folder}")
     if paths:
-        candidates = [Path(p) if root is None or Path(p).is_absolute() else root / p
-                      for p in paths]
+        candidates: Iterator[Path] = (
+            Path(p) if root is None or Path(p).is_absolute() else root / p for p in paths)
     elif root is not None:
-        candidates = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
-            candidates.extend(Path(dirpath) / name for name in sorted(filenames))
+        candidates = _walk(root)
     else:
         raise BulkSourceError("give a folder or a list of paths")
     for candidate in candidates:
@@ -66,62 +63,80 @@ def image_files(folder: Path | None, paths: list[str] | None) -> Iterator[Path]:
         yield real
 
 
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under `root`, sorted, one folder listed at a time."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
 def store_file(ctx: TaskContext, path: Path, *, tags: list[str] | None,
                uploader: str | None) -> tuple[int, str] | None:
-    """Store one file content-addressed and create its row; (image id, status) or None when
-    the file is not a usable image."""
-    data = path.read_bytes()
+    """Check one file (a full decode), store it content-addressed and create or find its row
+    (`services.common.gallery`, as an upload does); (image id, status) with status `pending`
+    when it needs indexing, or None when the file is not a usable image or its image is being
+    deleted."""
+    settings = ctx.settings
     try:
-        _, info = probe_image(data, max_bytes=ctx.settings.max_image_bytes,
-                              max_pixels=ctx.settings.max_image_pixels)
-    except ImageError as exc:
+        data = path.read_bytes()
+        image = check_image(data, path.name, max_bytes=settings.max_image_bytes,
+                            max_pixels=settings.max_image_pixels)
+        added = register(ctx.clients.catalog.call, ctx.images_dir, image, tags=tags or [],
+                         uploader=uploader)
+    except (ImageError, ImageBeingDeleted) as exc:
         logger.warning("skipping %s: %s", path.name, exc.message)
         return None
-    sha256 = hashlib.sha256(data).hexdigest()
-    key = image_key(sha256, info.ext)
-    target = resolve(ctx.images_dir, key)
-    if not target.is_file():
-        write_atomic(target, data)
-    body = {"sha256": sha256, "original_filename": path.name[:255], "storage_key": key,
-            "mime": info.mime, "width": info.width, "height": info.height, "bytes": len(data),
-            "uploader": uploader, "tags": tags or []}
-    row, _ = ctx.clients.catalog.create_image(body)
-    return int(row["id"]), str(row["status"])
+    except OSError as exc:
+        logger.warning("skipping %s: %s", path.name, exc)
+        return None
+    status = "pending" if added.to_ingest else str(added.image["status"])
+    return int(added.image["id"]), status
 
 
 def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
                 paths: list[str] | None = None, tags: list[str] | None = None,
                 uploader: str | None = None, on_near_duplicate: str = "keep") -> int:
-    """Store, register and enqueue every image of the source; returns the number of images."""
+    """Store, register and enqueue every image of the source; returns the number of images.
+
+    Ingests are enqueued `ingest_batch` images per task (embedded in one request). The ids
+    wait in compact arrays (8 bytes an image) until every item is registered.
+    """
     source = Path(folder) if folder else None
-    rows: list[tuple[int, str]] = []
-    batch: list[int] = []
+    pending = array("q")
+    settled: list[tuple[int, str]] = []
+    page = array("q")
+    count = 0
     for path in image_files(source, paths):
         stored = store_file(ctx, path, tags=tags, uploader=uploader)
         if stored is None:
             continue
-        rows.append(stored)
-        batch.append(stored[0])
-        if len(batch) >= ctx.settings.page_size:
-            ctx.clients.catalog.register_items(job_id, batch)
+        count += 1
+        image_id, status = stored
+        page.append(image_id)
+        if status == "pending":
+            pending.append(image_id)
+        else:
+            settled.append((image_id, status))
+        if len(page) >= ctx.settings.page_size:
+            ctx.clients.catalog.register_items(job_id, page.tolist())
             ctx.heartbeat(job_id)
-            batch = []
-    ctx.clients.catalog.register_items(job_id, batch)
+            page = array("q")
+    ctx.clients.catalog.register_items(job_id, page.tolist())
     ctx.heartbeat(job_id)
-    logger.info("bulk job %s: %d images registered", job_id, len(rows))
-    for image_id, status in rows:
+    logger.info("bulk job %s: %d images registered, %d to ingest", job_id, count, len(pending))
+    for image_id, status in settled:
         if status == "indexed":
             record_item(ctx, job_id, image_id, "done")
-        elif status == "pending":
-            ctx.enqueue(queue.INGEST, {"image_id": image_id, "job_id": job_id,
-                                       "on_near_duplicate": on_near_duplicate})
-        else:
-            # failed (a permanent error such as an undecodable file), deleting or removed
-            record_item(ctx, job_id, image_id, "failed" if status == "failed" else "skipped",
-                        f"image is {status}")
-    if not rows:
+        else:  # deleting or removed meanwhile
+            record_item(ctx, job_id, image_id, "skipped", f"image is {status}")
+    for kwargs in ingest_messages(pending.tolist(), job_id=job_id,
+                                  on_near_duplicate=on_near_duplicate,
+                                  batch=ctx.settings.ingest_batch):
+        ctx.enqueue(queue.INGEST, kwargs)
+    if not count:
         ctx.clients.catalog.finish_job(job_id, "succeeded")
         ctx.forget_heartbeat(job_id)
     else:
         finish_if_settled(ctx, job_id)
-    return len(rows)
+    return count

@@ -1,23 +1,33 @@
-"""`ingest(image_id)`: a pending row becomes an indexed, searchable image.
+"""`ingest(image_ids)`: pending rows become indexed, searchable images, embedded together.
 
-Steps, each safe to repeat: read the row, read the file, write the thumbnail (content-addressed,
-atomic), embed, look for a near duplicate, upsert the vector (idempotent by id), move the row
-pending -> indexed (compare-and-set), record the job item. A worker killed between any two steps
-leaves a state the next run finishes: the vector upserted but the row still pending is upserted
-again; a row already indexed with its vector present is a no-op.
+One task carries a batch of images (`workers.ingest_batch`, from the upload or bulk ingest
+that enqueued them; reconcile re-queues single images). Its steps, each safe to repeat: read
+the rows (one lookup), read each file and write its thumbnail (content-addressed, atomic),
+embed every image in one request (so the embedding service runs one full batch), look for
+near duplicates (one index search, plus the earlier images of the batch), upsert the vectors
+(one call, idempotent by id), move each row pending -> indexed (compare-and-set), record the
+job items. A worker killed between any two steps leaves a state the next run finishes: the
+vectors upserted but the rows still pending are upserted again; a row already indexed with
+its vector present is a no-op. One bad image fails alone: the others of its batch are
+embedded without it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from services.common.errors import DomainError
 from services.common.storage import resolve
 from services.workers.clients import StatusConflict
 from services.workers.tasks import removal
 from services.workers.tasks.context import TaskContext
-from services.workers.tasks.progress import record_item
+from services.workers.tasks.progress import Outcome, record_items
 from services.workers.thumbnails import ensure_thumbnail
 
 logger = logging.getLogger(__name__)
@@ -31,53 +41,107 @@ class PermanentFailure(DomainError):
     code = "ingest_failed"
 
 
-def ingest(ctx: TaskContext, image_id: int, job_id: int | None = None,
-           on_near_duplicate: str = "keep") -> str:
-    """Index image `image_id`; returns the outcome (indexed, skipped, failed, absent, noop)."""
+@dataclass
+class _Item:
+    row: dict[str, Any]
+    data: bytes
+    thumb_key: str
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+
+class _Batch:
+    """The outcomes and job items of one task's images, recorded together at the end."""
+
+    def __init__(self, ctx: TaskContext, job_id: int | None) -> None:
+        self.ctx = ctx
+        self.job_id = job_id
+        self.outcomes: dict[int, str] = {}
+        self.items: list[Outcome] = []
+
+    def settle(self, image_id: int, outcome: str, state: str, message: str | None = None,
+               ) -> None:
+        self.outcomes[image_id] = outcome
+        self.items.append((image_id, state, message))
+
+    def fail(self, row: dict[str, Any], message: str) -> None:
+        image_id = int(row["id"])
+        logger.warning("ingest of image %s failed: %s", image_id, message)
+        if row["status"] == "pending":
+            try:
+                self.ctx.clients.catalog.transition(image_id, "pending", "failed",
+                                                    error=message)
+            except StatusConflict as exc:
+                logger.info("image %s moved to %s meanwhile", image_id, exc.current)
+        self.settle(image_id, "failed", "failed", message)
+
+
+def ingest(ctx: TaskContext, image_id: int | None = None, job_id: int | None = None,
+           on_near_duplicate: str = "keep", image_ids: list[int] | None = None) -> str:
+    """Index image `image_id`, or the images `image_ids` together. Returns the outcome of one
+    image (indexed, skipped, failed, absent, noop), or `outcome=count` pairs for a batch."""
+    ids = list(image_ids or [])
+    if image_id is not None:
+        ids.append(int(image_id))
+    outcomes = ingest_batch(ctx, ids, job_id, on_near_duplicate)
+    if image_ids is None and image_id is not None:
+        return outcomes[int(image_id)]
+    counts = Counter(outcomes.values())
+    return ", ".join(f"{name}={n}" for name, n in sorted(counts.items()))
+
+
+def ingest_batch(ctx: TaskContext, image_ids: list[int], job_id: int | None = None,
+                 on_near_duplicate: str = "keep") -> dict[int, str]:
+    """Index `image_ids` together; returns each image's outcome."""
     if on_near_duplicate not in NEAR_DUPLICATE_POLICIES:
         on_near_duplicate = "keep"
-    catalog = ctx.clients.catalog
-    row = catalog.get_image(image_id)
-    if row is None:
-        record_item(ctx, job_id, image_id, "skipped", "image_not_found")
-        return "absent"
-    status = row["status"]
-    if status == "indexed" and image_id in ctx.clients.index.present([image_id]):
-        record_item(ctx, job_id, image_id, "done")
-        return "noop"
-    if status in ("deleting", "removed"):
-        record_item(ctx, job_id, image_id, "skipped", f"image is {status}")
-        return "skipped"
-    if status == "failed":
-        record_item(ctx, job_id, image_id, "failed", row.get("error") or "failed")
-        return "failed"
-    try:
-        return _index(ctx, row, job_id, on_near_duplicate)
-    except PermanentFailure as exc:
-        return _fail(ctx, row, job_id, exc.message)
-    except DomainError as exc:
-        if 400 <= exc.status < 500 and not isinstance(exc, StatusConflict):
-            # The embedding service refused the image (not an image, truncated, too large):
-            # no retry will change its answer.
-            return _fail(ctx, row, job_id, f"{exc.code}: {exc.message}")
-        raise
-
-
-def _fail(ctx: TaskContext, row: dict[str, Any], job_id: int | None, message: str) -> str:
-    image_id = int(row["id"])
-    logger.warning("ingest of image %s failed: %s", image_id, message)
-    if row["status"] == "pending":
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    batch = _Batch(ctx, job_id)
+    if not ids:
+        return batch.outcomes
+    rows = {int(r["id"]): r for r in ctx.clients.catalog.lookup(ids)}
+    indexed = [i for i in ids if i in rows and rows[i]["status"] == "indexed"]
+    present = ctx.clients.index.present(indexed) if indexed else set()
+    items: list[_Item] = []
+    for image_id in ids:
+        row = rows.get(image_id)
+        status = row["status"] if row is not None else None
+        if row is None:
+            batch.settle(image_id, "absent", "skipped", "image_not_found")
+        elif status == "indexed" and image_id in present:
+            batch.settle(image_id, "noop", "done")
+        elif status in ("deleting", "removed"):
+            batch.settle(image_id, "skipped", "skipped", f"image is {status}")
+        elif status == "failed":
+            batch.settle(image_id, "failed", "failed", row.get("error") or "failed")
+        else:
+            try:
+                items.append(_prepare(ctx, row))
+            except PermanentFailure as exc:
+                batch.fail(row, exc.message)
+    if items:
         try:
-            ctx.clients.catalog.transition(image_id, "pending", "failed", error=message)
-        except StatusConflict as exc:
-            logger.info("image %s moved to %s meanwhile", image_id, exc.current)
-    record_item(ctx, job_id, image_id, "failed", message)
-    return "failed"
+            _index(ctx, batch, items, on_near_duplicate)
+        except PermanentFailure as exc:
+            _fail_rest(batch, items, exc.message)
+        except DomainError as exc:
+            if not _refused(exc):
+                raise
+            _fail_rest(batch, items, f"{exc.code}: {exc.message}")
+    record_items(ctx, job_id, batch.items)
+    return batch.outcomes
 
 
-def _index(ctx: TaskContext, row: dict[str, Any], job_id: int | None,
-           on_near_duplicate: str) -> str:
-    image_id = int(row["id"])
+def _fail_rest(batch: _Batch, items: list[_Item], message: str) -> None:
+    for item in items:
+        if item.id not in batch.outcomes:
+            batch.fail(item.row, message)
+
+
+def _prepare(ctx: TaskContext, row: dict[str, Any]) -> _Item:
+    """Read the file and write the thumbnail of one pending (or re-queued indexed) row."""
     settings = ctx.settings
     path = resolve(ctx.images_dir, row["storage_key"])
     try:
@@ -91,62 +155,151 @@ def _index(ctx: TaskContext, row: dict[str, Any], job_id: int | None,
             max_pixels=settings.max_image_pixels)
     except DomainError as exc:
         raise PermanentFailure(f"{exc.code}: {exc.message}") from exc
-    model, vectors = ctx.clients.embedding.embed([data])
-    duplicate_of, score = _near_duplicate(ctx, image_id, vectors, model)
+    return _Item(row, data, thumb_key)
 
-    if duplicate_of is not None and on_near_duplicate == "skip" and row["status"] == "pending":
-        return _skip(ctx, row, job_id, duplicate_of, score)
 
+def _refused(exc: DomainError) -> bool:
+    """The embedding service refused an image (not an image, truncated, too large): no retry
+    will change its answer."""
+    return 400 <= exc.status < 500 and not isinstance(exc, StatusConflict)
+
+
+def _embed(ctx: TaskContext, batch: _Batch, items: list[_Item],
+           ) -> tuple[str | None, list[_Item], NDArray[np.float32] | None]:
+    """One request for every image; an image the service refuses fails alone and the others
+    are sent again without it. Returns (model, items embedded, (n, dim) vectors)."""
     try:
-        ctx.clients.index.upsert([image_id], vectors, model)
+        model, vectors = ctx.clients.embedding.embed([item.data for item in items])
+        return model, items, vectors
     except DomainError as exc:
-        if exc.code in ("model_mismatch", "dimension_mismatch"):
-            raise PermanentFailure(
-                f"{exc.code}: the index holds vectors of another model; run a reindex") from exc
-        raise
-    if row["status"] == "indexed":
-        # Re-queued by reconcile: the row said indexed but its vector was missing (after a
-        # reindex, the model may have changed too: the row names the model of its vector).
-        if row.get("model_id") != model:
-            ctx.clients.catalog.set_model([image_id], model)
-        record_item(ctx, job_id, image_id, "done")
-        return "indexed"
+        if not _refused(exc):
+            raise
+        if len(items) == 1:
+            batch.fail(items[0].row, f"{exc.code}: {exc.message}")
+            return None, [], None
+        index = exc.detail.get("index") if isinstance(exc.detail, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(items):
+            # The service did not say which image: ask about each on its own.
+            return _embed_each(ctx, batch, items)
+        batch.fail(items[index].row, f"{exc.code}: {exc.message}")
+    return _embed(ctx, batch, items[:index] + items[index + 1:])
+
+
+def _embed_each(ctx: TaskContext, batch: _Batch, items: list[_Item],
+                ) -> tuple[str | None, list[_Item], NDArray[np.float32] | None]:
+    model: str | None = None
+    kept: list[_Item] = []
+    rows: list[NDArray[np.float32]] = []
+    for item in items:
+        got, embedded, vectors = _embed(ctx, batch, [item])
+        if vectors is not None and (model is None or got == model):
+            model = got
+            kept += embedded
+            rows.append(vectors)
+    return model, kept, (np.concatenate(rows) if rows else None)
+
+
+def _mismatch(exc: DomainError) -> PermanentFailure | None:
+    if exc.code in ("model_mismatch", "dimension_mismatch"):
+        return PermanentFailure(
+            f"{exc.code}: the index holds vectors of another model; run a reindex")
+    return None
+
+
+def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicate: str) -> None:
+    model, items, vectors = _embed(ctx, batch, items)
+    if model is None or vectors is None or not items:
+        return
+    duplicates = _near_duplicates(ctx, items, vectors, model)
+    keep: list[int] = []
+    skipped: dict[int, int] = {}  # image of this batch skipped -> the image it duplicates
+    for j, item in enumerate(items):
+        duplicate_of, score = duplicates[j]
+        if duplicate_of in skipped:
+            duplicate_of = skipped[duplicate_of]
+            duplicates[j] = (duplicate_of, score)
+        if (duplicate_of is not None and on_near_duplicate == "skip"
+                and item.row["status"] == "pending"):
+            _skip(ctx, batch, item.row, duplicate_of, score)
+            skipped[item.id] = duplicate_of
+        else:
+            keep.append(j)
+    if not keep:
+        return
     try:
-        ctx.clients.catalog.transition(image_id, "pending", "indexed", model_id=model,
-                                       thumbnail_key=thumb_key, near_duplicate_of=duplicate_of)
+        ctx.clients.index.upsert([items[j].id for j in keep], vectors[keep], model)
+    except DomainError as exc:
+        failure = _mismatch(exc)
+        if failure is not None:
+            raise failure from exc
+        raise
+    # Re-queued by reconcile: the row said indexed but its vector was missing (after a
+    # reindex, the model may have changed too: the row names the model of its vector).
+    stale_model = [items[j].id for j in keep if items[j].row["status"] == "indexed"
+                   and items[j].row.get("model_id") != model]
+    if stale_model:
+        ctx.clients.catalog.set_model(stale_model, model)
+    for j in keep:
+        _finish(ctx, batch, items[j], model, duplicates[j])
+
+
+def _finish(ctx: TaskContext, batch: _Batch, item: _Item, model: str,
+            duplicate: tuple[int | None, float]) -> None:
+    """pending -> indexed with the model, thumbnail and near duplicate of the vector upserted."""
+    duplicate_of, score = duplicate
+    if item.row["status"] == "indexed":
+        batch.settle(item.id, "indexed", "done")
+        return
+    try:
+        ctx.clients.catalog.transition(item.id, "pending", "indexed", model_id=model,
+                                       thumbnail_key=item.thumb_key,
+                                       near_duplicate_of=duplicate_of)
     except StatusConflict as exc:
         if exc.current != "indexed":
             # Deleted while we embedded: the delete may have run before our upsert, so take
             # the vector out again (removal is idempotent) rather than leave an orphan.
-            ctx.clients.index.remove([image_id])
-            record_item(ctx, job_id, image_id, "skipped", f"image is {exc.current}")
-            return "skipped"
+            ctx.clients.index.remove([item.id])
+            batch.settle(item.id, "skipped", "skipped", f"image is {exc.current}")
+            return
     message = (f"near_duplicate_of={duplicate_of} score={score:.4f}"
                if duplicate_of is not None else None)
-    record_item(ctx, job_id, image_id, "done", message)
-    return "indexed"
+    batch.settle(item.id, "indexed", "done", message)
 
 
-def _near_duplicate(ctx: TaskContext, image_id: int, vectors: Any, model: str,
-                    ) -> tuple[int | None, float]:
-    """The most similar other image at or above the threshold, with its cosine score."""
+def _near_duplicates(ctx: TaskContext, items: list[_Item], vectors: NDArray[np.float32],
+                     model: str) -> list[tuple[int | None, float]]:
+    """Per image, the most similar other image at or above the threshold, with its cosine
+    score: in the index, or an earlier image of this batch (not yet in the index)."""
+    threshold = ctx.settings.near_duplicate_threshold
+    ids = [item.id for item in items]
+    own = set(ids)
     try:
-        results = ctx.clients.index.search(vectors, 2, model)
+        # A re-run after a crash finds this batch's own vectors: ask for enough neighbours.
+        results = ctx.clients.index.search(vectors, len(ids) + 1, model)
     except DomainError as exc:
-        if exc.code in ("model_mismatch", "dimension_mismatch"):
-            raise PermanentFailure(
-                f"{exc.code}: the index holds vectors of another model; run a reindex") from exc
+        failure = _mismatch(exc)
+        if failure is not None:
+            raise failure from exc
         raise
-    ids, scores = results[0] if results else ([], [])
-    for other, score in zip(ids, scores, strict=False):
-        # A re-run after a crash finds this image's own vector: never its own duplicate.
-        if other != image_id and score >= ctx.settings.near_duplicate_threshold:
-            return other, score
-    return None, 0.0
+    within = vectors @ vectors.T  # (n, n) cosine: the vectors are L2-normalised
+    out: list[tuple[int | None, float]] = []
+    for j in range(len(ids)):
+        best: tuple[int | None, float] = (None, 0.0)
+        found, scores = results[j] if j < len(results) else ([], [])
+        for other, score in zip(found, scores, strict=False):
+            # Never its own duplicate, nor one of the batch (compared below, in order).
+            if other not in own and score >= threshold and score > best[1]:
+                best = (other, score)
+        for i in range(j):
+            score = float(within[j, i])
+            if score >= threshold and score > best[1]:
+                best = (ids[i], score)
+        out.append(best)
+    return out
 
 
-def _skip(ctx: TaskContext, row: dict[str, Any], job_id: int | None, duplicate_of: int,
-          score: float) -> str:
+def _skip(ctx: TaskContext, batch: _Batch, row: dict[str, Any], duplicate_of: int,
+          score: float) -> None:
     """The uploader asked to skip near duplicates: pending -> deleting -> removed, file gone."""
     image_id = int(row["id"])
     try:
@@ -161,6 +314,5 @@ def _skip(ctx: TaskContext, row: dict[str, Any], job_id: int | None, duplicate_o
     except StatusConflict as exc:
         if exc.current != "removed":
             raise
-    record_item(ctx, job_id, image_id, "skipped",
-                f"near_duplicate_of={duplicate_of} score={score:.4f}")
-    return "skipped"
+    batch.settle(image_id, "skipped", "skipped",
+                 f"near_duplicate_of={duplicate_of} score={score:.4f}")

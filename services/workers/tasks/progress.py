@@ -12,6 +12,9 @@ logger = logging.getLogger(__name__)
 
 TERMINAL_JOB = frozenset({"succeeded", "failed", "cancelled"})
 
+# (image id, state: done | failed | skipped, message or None)
+Outcome = tuple[int, str, str | None]
+
 
 def record_item(ctx: TaskContext, job_id: int | None, image_id: int, state: str,
                 error: str | None = None) -> None:
@@ -19,6 +22,16 @@ def record_item(ctx: TaskContext, job_id: int | None, image_id: int, state: str,
     if job_id is None:
         return
     ctx.clients.catalog.record_item(job_id, image_id, state, error)
+    ctx.heartbeat(job_id)
+    finish_if_settled(ctx, job_id)
+
+
+def record_items(ctx: TaskContext, job_id: int | None, items: list[Outcome]) -> None:
+    """Record several items' outcomes, then finish the job if they were the last."""
+    if job_id is None or not items:
+        return
+    for image_id, state, error in items:
+        ctx.clients.catalog.record_item(job_id, image_id, state, error)
     ctx.heartbeat(job_id)
     finish_if_settled(ctx, job_id)
 

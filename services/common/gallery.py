@@ -1,0 +1,125 @@
+"""Adding one image file to the gallery: check it, store it, create (or find) its catalog row.
+
+The gateway's uploads and the workers' bulk ingest both call these functions, so a file is
+accepted, stored and retried the same way whichever way it arrives:
+
+- `check_image` decodes the whole file (a header alone does not prove it is not truncated);
+- `store` writes it once under its content-addressed key (`image_key`, atomic);
+- `register` creates the row (idempotent by sha256). A row that already exists is a
+  duplicate, except a `failed` one, which goes back to `pending` (another try), and one being
+  deleted, which is refused until the delete has finished. Tags given for an existing row
+  are added to it. A file this call stored is removed again when its row cannot be made.
+
+`register` talks to the catalog through `CatalogCall` (method, path, JSON body -> JSON
+answer), a blocking call: the gateway runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import DomainError
+from services.common.images import ImageInfo, decode_image
+from services.common.storage import image_key, resolve, write_atomic
+
+# (method, path, JSON body) -> the catalog's JSON answer; raises DomainError on an error answer
+CatalogCall = Callable[[str, str, dict[str, Any]], Any]
+
+# Image files by suffix (what a folder walk keeps; the content is checked when read).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+
+class ImageBeingDeleted(DomainError):
+    """The same image exists and is being deleted: it cannot be added until that finishes."""
+
+    code = "image_being_deleted"
+    status = 409
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    sha256: str
+    info: ImageInfo
+    filename: str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The row of a registered file; `to_ingest` when it needs indexing (new or retried)."""
+
+    image: dict[str, Any]
+    to_ingest: bool
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.to_ingest
+
+
+def check_image(data: bytes, filename: str, *, max_bytes: int, max_pixels: int) -> CheckedImage:
+    """Bytes -> a checked image (a full decode proves it is not truncated). CPU-bound; raises
+    the `ImageError` of the first problem (empty, not an image, truncated, too large)."""
+    _, info = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return CheckedImage(data=data, sha256=hashlib.sha256(data).hexdigest(), info=info,
+                        filename=filename)
+
+
+def store(images_dir: Path, image: CheckedImage) -> tuple[str, bool]:
+    """Write the file under its content key (once); returns the key and whether it is new."""
+    key = image_key(image.sha256, image.info.ext)
+    path = resolve(images_dir, key)
+    if path.exists():
+        return key, False
+    write_atomic(path, image.data)
+    return key, True
+
+
+def discard(images_dir: Path, key: str) -> None:
+    """Remove a file stored by a call whose catalog row could not be made."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(resolve(images_dir, key))
+
+
+def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: list[str],
+             uploader: str | None) -> Registered:
+    """Store `image` and create or find its row; raises `ImageBeingDeleted` (nothing changed
+    but the tags) when the same image is being deleted."""
+    key, new_file = store(images_dir, image)
+    try:
+        body = call("POST", "/v1/images", {
+            "sha256": image.sha256, "original_filename": image.filename[:255],
+            "storage_key": key, "mime": image.info.mime, "width": image.info.width,
+            "height": image.info.height, "bytes": len(image.data), "uploader": uploader,
+            "tags": tags})
+    except BaseException:
+        if new_file:
+            discard(images_dir, key)
+        raise
+    row: dict[str, Any] = body["image"]
+    if body["created"]:
+        return Registered(row, True)
+    image_id, status = int(row["id"]), row.get("status")
+    if status in ("deleting", "removed"):
+        raise ImageBeingDeleted(
+            f"image {image_id} is being deleted; add it again when that has finished",
+            detail={"id": image_id})
+    if tags:
+        row = call("POST", f"/v1/images/{image_id}/tags", {"tags": tags})
+    if status == "failed":
+        # A failed image added again is another try, not a duplicate.
+        try:
+            row = call("POST", f"/v1/images/{image_id}/transition",
+                       {"from": "failed", "to": "pending"})
+        except DomainError as exc:
+            if exc.status != 409:
+                raise
+            # Another upload of the same file retried it first: that one ingests it.
+            return Registered(row, False)
+        return Registered(row, True)
+    return Registered(row, False)
