@@ -6,72 +6,25 @@
     weighted by how much of each patch the mask covers (no second forward).
 
 Masks are (H, W) bool at the image's size; boxes are `[x0, y0, x1, y1]` in pixels with
-exclusive ends, as the segmentation service returns them. Pure NumPy and PIL.
+exclusive ends, as the segmentation service returns them (the codec and its errors are
+`services.common.masks`). Pure NumPy and PIL.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from services.common.errors import DomainError
+from services.common.masks import EmptyMask, InvalidMask, mask_box
 
 # DINOv2's normalisation mean (ImageNet) in 8-bit RGB: after normalisation the filled
 # background is zero, the least informative input the model can see.
 NEUTRAL_FILL = (124, 116, 104)
-
-
-class InvalidMask(DomainError):
-    """A mask of the wrong size or encoding, or a bad box."""
-
-    code = "invalid_mask"
-    status = 422
-
-
-class EmptyMask(InvalidMask):
-    """The mask selects no pixel: there is no object to search for."""
-
-    code = "empty_mask"
-
-
-def mask_from_png_b64(text: str) -> NDArray[np.bool_]:
-    """`mask_png_b64` of the segmentation service -> (H, W) bool (object where >= 128)."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
-            return np.asarray(image.convert("L")) >= 128
-    except (binascii.Error, ValueError, OSError, UnidentifiedImageError) as exc:
-        raise InvalidMask("the mask is not a base64 PNG") from exc
-
-
-def mask_from_rle(rle: dict[str, Any]) -> NDArray[np.bool_]:
-    """COCO uncompressed RLE `{"size": [H, W], "counts": [...]}` -> (H, W) bool."""
-    try:
-        h, w = (int(v) for v in rle["size"])
-        counts = np.asarray(rle["counts"], dtype=np.int64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidMask("the RLE needs size [H, W] and integer counts") from exc
-    if counts.ndim != 1 or (counts < 0).any() or int(counts.sum()) != h * w:
-        raise InvalidMask(f"the RLE counts do not add up to {h}x{w} pixels")
-    values = np.arange(counts.size) % 2 == 1
-    return np.repeat(values, counts).reshape((h, w), order="F")
-
-
-def mask_box(mask: NDArray[np.bool_]) -> list[int]:
-    """(H, W) bool -> [x0, y0, x1, y1] of its pixels (exclusive ends); EmptyMask if none."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        raise EmptyMask("the mask selects no pixel")
-    cols = np.flatnonzero(mask.any(axis=0))
-    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
 
 
 def _check_mask(mask: NDArray[Any], height: int, width: int) -> NDArray[np.bool_]:
@@ -101,7 +54,7 @@ def masked_crop(
     if not mask.any():
         raise EmptyMask("the mask selects no pixel")
     if box is None:
-        box = mask_box(mask)
+        box = mask_box(mask) or []
     if len(box) != 4 or not all(math.isfinite(v) for v in box):
         raise InvalidMask("the box must be four finite numbers [x0, y0, x1, y1]")
     if margin < 0 or not math.isfinite(margin):

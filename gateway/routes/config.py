@@ -33,12 +33,28 @@ async def _info(name: str, client: Any) -> dict[str, Any] | None:
     return body
 
 
+async def _indexed(client: Any) -> int | None:
+    """How many images search can find (the catalog's `indexed` count), kept as the info."""
+    now = time.monotonic()
+    cached = _cache.get("gallery")
+    if cached is not None and now - cached[0] < INFO_TTL_S:
+        return (cached[1] or {}).get("indexed")
+    try:
+        counts = (await client.arequest("GET", "/v1/stats")).json().get("images") or {}
+        body: dict[str, Any] | None = {"indexed": int(counts.get("indexed", 0))}
+    except (DomainError, httpx.HTTPError, ValueError, AttributeError):
+        body = None
+    _cache["gallery"] = (now, body)
+    return (body or {}).get("indexed")
+
+
 @router.get("/config")
 async def get_config(state: StateDep) -> dict[str, Any]:
     """Public settings, the model in use, whether object search is available."""
     up = state.upstreams
-    model, seg = await asyncio.gather(_info(up.embedding.base_url, up.embedding),
-                                      _info(up.segmentation.base_url, up.segmentation))
+    model, seg, indexed = await asyncio.gather(
+        _info(up.embedding.base_url, up.embedding),
+        _info(up.segmentation.base_url, up.segmentation), _indexed(up.catalog))
     return {
         "public_search": state.settings.public_search,
         "model": {
@@ -51,6 +67,8 @@ async def get_config(state: StateDep) -> dict[str, Any]:
             "available": seg is not None,
             "random_weights": bool(seg.get("random_weights")) if seg else False,
         },
+        # The web app tells an empty gallery from a search without matches (null: unknown).
+        "gallery": {"indexed": indexed},
         "sakura": {"enabled": state.sakura.enabled, "count": state.sakura.count,
                    "fall_speed": state.sakura.fall_speed},
         "limits": {"max_upload_bytes": state.settings.max_upload_bytes,

@@ -37,6 +37,9 @@ class SegmentationSettings(SectionSettings, section="segmentation"):
     decoder_threads: int = Field(default=0, ge=0)
     # Memory limit of the per-image encoder cache (one 1024px image: 4 MiB of features).
     cache_bytes: int = Field(default=1_000_000_000, ge=0)
+    # Memory limit of the selections: each click's low-resolution mask (256 KiB), kept so the
+    # next click names it (`selection_id`) instead of sending it back.
+    selection_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     max_image_bytes: int = Field(default=20_000_000, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_points: int = Field(default=64, ge=1)

@@ -13,7 +13,7 @@ from services.common.http import ServiceClient
 from services.common.settings import common_settings
 from services.segmentation.config import SegmentationSettings
 from services.segmentation.predictor.loader import ModelHolder
-from services.segmentation.routes import Metrics, router
+from services.segmentation.routes import Metrics, Selections, router
 
 
 def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
@@ -44,6 +44,7 @@ def create_app(settings: SegmentationSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.common = common
     app.state.holder = holder
+    app.state.selections = Selections(settings)
     app.state.metrics = Metrics(app.state.metrics_registry, holder)
     app.include_router(router, dependencies=[Depends(internal_auth(token))])
     return app

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +18,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.common.errors import DomainError, NotFound
 from services.common.http import ServiceClient
 from services.common.images import decode_image
+from services.common.masks import encode_png, encode_rle
 from services.common.settings import CommonSettings
 from services.common.storage import parse_sha256, resolve
 from services.segmentation.config import SegmentationSettings
 from services.segmentation.forms import parse_outputs
-from services.segmentation.predictor.errors import ImageFileMissing, ImageNotCached
+from services.segmentation.predictor.cache import ByteLRU, Grants
+from services.segmentation.predictor.errors import (
+    ImageFileMissing,
+    ImageNotCached,
+    SelectionExpired,
+)
 from services.segmentation.predictor.loader import ModelHolder
-from services.segmentation.predictor.masks import encode_logits, encode_png, encode_rle
+from services.segmentation.predictor.masks import encode_logits
 from services.segmentation.predictor.model import ARCHITECTURE
 from services.segmentation.predictor.prompts import check_prompts, parse_prompts
 from services.segmentation.predictor.segmenter import Segmentation, Segmenter
 from services.segmentation.schemas import (
     CacheInfo,
     Candidate,
+    EncodeResponse,
     InfoResponse,
     MaskRLE,
     SegmentResponse,
@@ -95,8 +104,42 @@ def _not_cached(sha256: str) -> ImageNotCached:
         "send the image again (file or image_id)", detail={"image_sha256": sha256})
 
 
+@dataclass(frozen=True)
+class Selection:
+    """One click's best mask, kept for the next click on the same image by the same scope."""
+
+    sha256: str
+    scope: str
+    logits: NDArray[np.float32]  # (256, 256)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.logits.nbytes)
+
+
+class Selections:
+    """The selections (a byte-bounded LRU) and which scopes sent which image (`Grants`)."""
+
+    def __init__(self, settings: SegmentationSettings) -> None:
+        self.masks: ByteLRU[Selection] = ByteLRU(settings.selection_cache_bytes)
+        self.grants = Grants()
+
+    def keep(self, sha256: str, scope: str, logits: NDArray[np.float32]) -> str:
+        selection_id = secrets.token_urlsafe(16)
+        self.masks.put(selection_id, Selection(sha256, scope, np.array(logits, np.float32)))
+        return selection_id
+
+    def logits(self, selection_id: str, sha256: str, scope: str) -> NDArray[np.float32]:
+        """(1, 256, 256) logits of a selection of this image by this scope."""
+        found = self.masks.get(selection_id)
+        if found is None or found.sha256 != sha256 or found.scope != scope:
+            raise SelectionExpired("that selection is not held any more: send the clicks "
+                                   "without selection_id", detail={"selection_id": selection_id})
+        return found.logits[None]
+
+
 def _render(result: Segmentation, sha256: str, model: str,
-            outputs: frozenset[str]) -> SegmentResponse:
+            outputs: frozenset[str], selection_id: str | None) -> SegmentResponse:
     """The answer, with only the `outputs` asked for (the others are null)."""
     best = result.best
     h, w = best.mask.shape
@@ -113,10 +156,58 @@ def _render(result: Segmentation, sha256: str, model: str,
         height=int(h),
         candidates=candidates,
         low_res_mask_b64=encode_logits(best.low_res_logits) if "low_res" in outputs else None,
+        selection_id=selection_id,
         image_sha256=sha256,
         encoder_cached=result.encoder_cached,
         model=model,
     )
+
+
+@dataclass
+class ImageSource:
+    """The image of a request: its hash, and the bytes or catalog row to read on a miss."""
+
+    sha256: str
+    data: bytes | None
+    row: dict[str, Any]
+    by_hash: bool
+
+
+async def _source(request: Request, file: UploadFile | None, image_id: int | None,
+                  image_sha256: str | None, scope: str) -> ImageSource:
+    """The image named by exactly one of file, image_id or image_sha256. By hash, only for a
+    scope that has sent the image itself (else 409 image_not_cached, as if never seen)."""
+    settings: SegmentationSettings = request.app.state.settings
+    common: CommonSettings = request.app.state.common
+    selections: Selections = request.app.state.selections
+    segmenter: Segmenter = request.app.state.holder.get()
+    if sum(source is not None for source in (file, image_id, image_sha256)) != 1:
+        raise DomainError("give exactly one of file, image_id or image_sha256",
+                          code="invalid_request", status=422)
+    if image_sha256 is not None:
+        sha256 = parse_sha256(image_sha256)
+        if segmenter.cached_size(sha256) is None or not selections.grants.allows(sha256, scope):
+            raise _not_cached(sha256)
+        return ImageSource(sha256, None, {}, by_hash=True)
+    if file is not None:
+        data = await file.read(settings.max_image_bytes + 1)
+        sha256 = hashlib.sha256(data).hexdigest()
+        selections.grants.grant(sha256, scope)
+        return ImageSource(sha256, data, {}, by_hash=False)
+    assert image_id is not None
+    row = await _catalog_image(request.app.state.catalog, image_id)
+    sha256 = str(row.get("sha256") or "")
+    source = ImageSource(sha256, None, row, by_hash=False)
+    if not sha256 or segmenter.cached_size(sha256) is None:
+        source.data = await asyncio.to_thread(_read_by_row, common, row)
+        source.sha256 = hashlib.sha256(source.data).hexdigest()
+    selections.grants.grant(source.sha256, scope)
+    return source
+
+
+SCOPE_FIELD = Form("", max_length=200, description=(
+    "who is asking (the gateway sends the user or the anonymous client): an image named by "
+    "image_sha256 or selection_id is answered only for the scope that sent it"))
 
 
 @router.post("/segment", response_model=SegmentResponse)
@@ -128,58 +219,48 @@ async def segment(
         None, description="instead of a file: the image_sha256 of an earlier answer; 409 "
                           "image_not_cached when its embedding is not cached any more"),
     prompts: str | None = Form(None, description='JSON: {"points": [{"x", "y", "label"}], '
-                                                 '"box"?, "mask_input_b64"?, "multimask"?}'),
+                                                 '"box"?, "selection_id"?, "mask_input_b64"?, '
+                                                 '"multimask"?}'),
     outputs: str | None = Form(
         None, description="comma separated, among png, rle, candidates, low_res (default: "
                           "all); the others are null in the answer"),
+    scope: str = SCOPE_FIELD,
 ) -> SegmentResponse:
     """Mask of the object the prompts point at (best, plus other candidates)."""
     settings: SegmentationSettings = request.app.state.settings
     common: CommonSettings = request.app.state.common
     metrics: Metrics = request.app.state.metrics
-    if sum(source is not None for source in (file, image_id, image_sha256)) != 1:
-        raise DomainError("give exactly one of file, image_id or image_sha256",
-                          code="invalid_request", status=422)
+    selections: Selections = request.app.state.selections
     wanted = parse_outputs(outputs)
-    by_hash = parse_sha256(image_sha256) if image_sha256 is not None else None
+    if image_sha256 is not None:
+        parse_sha256(image_sha256)
     parsed = parse_prompts(prompts)
     segmenter: Segmenter = request.app.state.holder.get()
-
-    data: bytes | None = None
-    row: dict[str, Any] = {}
-    if by_hash is not None:
-        sha256 = by_hash
-        if segmenter.cached_size(sha256) is None:
-            raise _not_cached(sha256)
-    elif file is not None:
-        data = await file.read(settings.max_image_bytes + 1)
-        sha256 = hashlib.sha256(data).hexdigest()
-    elif image_id is not None:
-        row = await _catalog_image(request.app.state.catalog, image_id)
-        sha256 = str(row.get("sha256") or "")
-        if not sha256 or segmenter.cached_size(sha256) is None:
-            data = await asyncio.to_thread(_read_by_row, common, row)
-            sha256 = hashlib.sha256(data).hexdigest()
+    source = await _source(request, file, image_id, image_sha256, scope)
+    sha256 = source.sha256
 
     size = segmenter.cached_size(sha256)
     rgb: NDArray[np.uint8] | None = None
     if size is None:
-        if by_hash is not None:  # the cache dropped the image between the two looks
+        if source.by_hash:  # the cache dropped the image between the two looks
             raise _not_cached(sha256)
-        if data is None:
-            data = await asyncio.to_thread(_read_by_row, common, row)
-        rgb = await asyncio.to_thread(_to_rgb, data, settings)
+        if source.data is None:
+            source.data = await asyncio.to_thread(_read_by_row, common, source.row)
+        rgb = await asyncio.to_thread(_to_rgb, source.data, settings)
         size = (rgb.shape[0], rgb.shape[1])
+    previous = (selections.logits(parsed.selection_id, sha256, scope)
+                if parsed.selection_id else None)
     arrays = check_prompts(parsed, width=size[1], height=size[0],
-                           max_points=settings.max_points)
+                           max_points=settings.max_points, mask_input=previous)
 
     def load_rgb() -> NDArray[np.uint8]:
         # Only reached on a miss: the decoded image, or (evicted meanwhile) the bytes again.
         if rgb is not None:
             return rgb
-        if by_hash is not None:
+        if source.by_hash:
             raise _not_cached(sha256)
-        return _to_rgb(data if data is not None else _read_by_row(common, row), settings)
+        data = source.data if source.data is not None else _read_by_row(common, source.row)
+        return _to_rgb(data, settings)
 
     def run() -> SegmentResponse:
         start = time.perf_counter()
@@ -190,7 +271,37 @@ async def segment(
         metrics.clicks.labels(label).inc()
         if not result.encoder_cached:
             metrics.encoder_runs.inc()
-        return _render(result, sha256, segmenter.loaded.model_id, wanted)
+        selection_id = selections.keep(sha256, scope, result.best.low_res_logits)
+        return _render(result, sha256, segmenter.loaded.model_id, wanted, selection_id)
+
+    return await asyncio.to_thread(run)
+
+
+@router.post("/encode", response_model=EncodeResponse)
+async def encode(
+    request: Request,
+    file: UploadFile | None = File(None, description="the image"),
+    image_id: int | None = Form(None, description="a catalog image id instead of a file"),
+    scope: str = SCOPE_FIELD,
+) -> EncodeResponse:
+    """Run the image encoder now, before the first click (the query image was just chosen):
+    the clicks that follow pay for the decoder only."""
+    settings: SegmentationSettings = request.app.state.settings
+    common: CommonSettings = request.app.state.common
+    metrics: Metrics = request.app.state.metrics
+    segmenter: Segmenter = request.app.state.holder.get()
+    source = await _source(request, file, image_id, None, scope)
+
+    def load_rgb() -> NDArray[np.uint8]:
+        data = source.data if source.data is not None else _read_by_row(common, source.row)
+        return _to_rgb(data, settings)
+
+    def run() -> EncodeResponse:
+        (height, width), cached = segmenter.encode(source.sha256, load_rgb)
+        if not cached:
+            metrics.encoder_runs.inc()
+        return EncodeResponse(image_sha256=source.sha256, width=width, height=height,
+                              encoder_cached=cached, model=segmenter.loaded.model_id)
 
     return await asyncio.to_thread(run)
 

@@ -34,8 +34,21 @@ class SegmentResponse(BaseModel):
     low_res_mask_b64: str | None = Field(
         description="(256, 256) float32 logits of the best mask: send back as mask_input_b64 "
                     "(output low_res)")
+    selection_id: str | None = Field(
+        default=None, description="this mask, kept here: send it as prompts.selection_id with "
+                                  "the next click to refine it (instead of mask_input_b64)")
     image_sha256: str = Field(description="send as image_sha256 on later clicks on this image")
     encoder_cached: bool
+    model: str
+
+
+class EncodeResponse(BaseModel):
+    """The image is encoded and cached: its clicks pay for the decoder only."""
+
+    image_sha256: str = Field(description="send as image_sha256 with the clicks")
+    width: int
+    height: int
+    encoder_cached: bool = Field(description="true: it was cached already")
     model: str
 
 

@@ -54,22 +54,40 @@ def test_admin_login_upload_and_delete(page: Any, stack: Any) -> None:
     items = page.get_by_test_id("upload-item")
     expect(items).to_have_count(3)
     expect(page.get_by_test_id("upload-overall")).to_have_attribute("value", "100")
-    expect(items.nth(2)).to_contain_text(body["rejected"][0]["code"])
+    # A rejected file: its name stays readable, the reason is a sentence, not a raw code.
+    assert body["rejected"][0]["code"] == "not_an_image"
+    expect(items.nth(2)).to_contain_text("notes.png")
+    expect(items.nth(2).get_by_test_id("upload-error")).to_have_text(
+        "That file is not an image this server can read (JPEG, PNG, GIF, WebP, BMP or TIFF).")
+    assert "not_an_image" not in items.nth(2).inner_text()
+    name_box = items.nth(2).locator(".name").bounding_box()
+    assert name_box["width"] > 60
     # The job is followed to its end (events stream or polling).
     job = page.get_by_test_id("job").first
     expect(job).to_have_attribute("data-status", "succeeded", timeout=120_000)
     expect(job).to_contain_text("2 of 2 done")
+    # Statuses and job kinds in words, not the API's values.
+    expect(job.get_by_test_id("job-status")).to_have_text("Done")
+    expect(job).to_contain_text("Upload")
 
     ids = [image["id"] for image in body["images"]]
     rows = page.locator("[data-testid=image-row]")
     for image_id in ids:
         expect(rows.locator(f"xpath=self::*[@data-id='{image_id}']")).to_have_count(1)
+    expect(page.locator(f"[data-testid=image-row][data-id='{ids[1]}'] .status")).to_have_text(
+        "Searchable")
     target = page.locator(f"[data-testid=image-row][data-id='{ids[0]}']")
     target.get_by_role("checkbox").check()
     page.get_by_test_id("delete-selected").click()
     dialog = page.get_by_test_id("confirm-dialog")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("1 images")
+    # The sticky header is under the backdrop, out of reach.
+    nav = page.get_by_test_id("nav-sketch").bounding_box()
+    at = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y)?.closest('[data-testid]')?.dataset.testid",
+        [nav["x"] + nav["width"] / 2, nav["y"] + nav["height"] / 2])
+    assert at != "nav-sketch"
     with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/images/delete")) as gone:
         page.get_by_test_id("confirm-yes").click()
     assert gone.value.status == 202
@@ -92,13 +110,13 @@ def test_reconcile_and_reindex_jobs_are_followed(page: Any, stack: Any) -> None:
     with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/reconcile")) as answer:
         page.get_by_test_id("reconcile").click()
     assert answer.value.status == 202
-    expect(jobs.first).to_contain_text("reconcile")
+    expect(jobs.first).to_contain_text("Reconcile")
     expect(jobs.first).to_have_attribute("data-status", "succeeded", timeout=120_000)
     with page.expect_response(lambda r: r.url.endswith("/api/v1/admin/reindex")) as answer:
         page.get_by_test_id("reindex").click()
     assert answer.value.status == 202
     expect(jobs).to_have_count(2)
-    expect(jobs.first).to_contain_text("reindex")
+    expect(jobs.first).to_contain_text("Reindex")
     expect(jobs.first).to_have_attribute("data-status", "succeeded", timeout=300_000)
     # Search still answers from the rebuilt index.
     with stack.client() as client:

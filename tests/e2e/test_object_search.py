@@ -40,9 +40,10 @@ def test_click_shows_mask_and_region_search(page: Any) -> None:
         overlay.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
     assert seg.value.status == 200, seg.value.text()
     first = sent_forms(page, "/api/v1/segment")[-1]
-    assert first["file"]["file"] == "orange-disc.png"
-    # The web app draws the mask from the RLE and keeps the logits for the next click.
-    assert first["outputs"] == "rle,low_res"
+    # The image went once, as it was chosen (/segment/prepare); the click names it.
+    assert "file" not in first and len(first["image_sha256"]) == 64
+    # The web app draws the mask from the RLE; the server keeps the selection.
+    assert first["outputs"] == "rle"
     answer = seg.value.json()
     assert answer["mask_png_b64"] is None and answer["mask_rle"]["size"] == [240, 320]
     prompts = last_prompts(page)
@@ -58,9 +59,10 @@ def test_click_shows_mask_and_region_search(page: Any) -> None:
         overlay.click(position={"x": 10, "y": 10}, modifiers=["Alt"])
     points = last_prompts(page)["points"]
     assert [p["label"] for p in points] == [1, 0]
-    # Later clicks name the image by the first answer's hash: no upload, decoder only.
+    # Later clicks name the image by its hash and the mask by its selection id.
     sent = sent_forms(page, "/api/v1/segment")[-1]
     assert "file" not in sent and sent["image_sha256"] == answer["image_sha256"]
+    assert json.loads(sent["prompts"])["selection_id"] == answer["selection_id"]
     assert later.value.status == 200 and later.value.json()["encoder_cached"] is True
 
     with page.expect_request(lambda r: r.url.endswith("/api/v1/segment")):
@@ -78,6 +80,7 @@ def test_click_shows_mask_and_region_search(page: Any) -> None:
     assert region.value.status == 200, region.value.text()
     sent = sent_forms(page, "/api/v1/search/region")[-1]
     assert sent["mode"] == "pool" and json.loads(sent["prompts"])["box"] == drawn
+    assert "mask_input_b64" not in json.loads(sent["prompts"])
     assert sent["file"]["file"] == "orange-disc.png"
     body = region.value.json()
     assert body["results"] and body["mask_png_b64"]
@@ -90,6 +93,7 @@ def test_touch_tap_segments(new_page: Any) -> None:
     page.goto("/")
     with page.expect_response(lambda r: r.url.endswith("/api/v1/search")):
         upload_query(page, "red-disc")
+    page.get_by_test_id("sheet-toggle").tap()
     overlay = page.get_by_test_id("segment-overlay")
     box = overlay.bounding_box()
     with page.expect_response(lambda r: r.url.endswith("/api/v1/segment")) as seg:

@@ -82,6 +82,8 @@ def test_k_pages_and_infinite_scroll(page: Any) -> None:
         upload_query(page, "green-tri")
     total = first.value.json()["total"]
     assert total >= 4
+    # The controls are one click away, under the results' "Filters".
+    page.get_by_test_id("filters-toggle").click()
     page.get_by_test_id("control-k").fill("2")
     page.get_by_test_id("control-k").dispatch_event("change")
     # Pages of two follow one another while the end of the grid is in view, until all are in.

@@ -56,3 +56,22 @@ def test_sketch_search(page: Any) -> None:
     page.get_by_test_id("sketch-clear").click()
     assert page.eval_on_selector("[data-testid=sketch-canvas]", INK) == 0
     assert page.console_errors == []
+
+
+def test_ctrl_z_after_mouse_drawing_and_the_empty_hint(page: Any) -> None:
+    page.goto("/sketch")
+    canvas = page.get_by_test_id("sketch-canvas")
+    page.get_by_test_id("sketch-search").click()
+    hint = page.get_by_role("status").filter(has_text="Draw something first.")
+    expect(hint).to_be_visible()
+    # Drawing makes the hint go away.
+    stroke(page, canvas, [(0.2, 0.2), (0.8, 0.8)])
+    expect(hint).to_have_count(0)
+    first_ink = page.eval_on_selector("[data-testid=sketch-canvas]", INK)
+    stroke(page, canvas, [(0.2, 0.8), (0.8, 0.2)])
+    assert page.eval_on_selector("[data-testid=sketch-canvas]", INK) > first_ink + 100
+    # The canvas was reached with the mouse only (never with Tab): Ctrl+Z undoes.
+    page.keyboard.press("Control+z")
+    assert abs(page.eval_on_selector("[data-testid=sketch-canvas]", INK) - first_ink) < 200
+    page.keyboard.press("Control+z")
+    assert page.eval_on_selector("[data-testid=sketch-canvas]", INK) == 0

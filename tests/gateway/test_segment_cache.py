@@ -1,13 +1,19 @@
 """Later clicks through the gateway name the image by its hash (no upload, decoder only);
 an image the segmentation service no longer holds is 409 image_not_cached; the gateway
-itself reuses the cached encoder output for catalog images and the region search."""
+itself reuses the cached encoder output for catalog images and the region search. The image
+is encoded as it is chosen (/segment/prepare), a later click names the previous mask by its
+selection id, cached images answer only the caller who sent them, and segmentation is shed
+under load like search."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import hashlib
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.gateway.conftest import files_of, png_bytes
@@ -114,3 +120,96 @@ def test_catalog_images_and_region_search_reuse_the_encoder(stack: Stack) -> Non
                           data={"prompts": json.dumps(CLICK), "k": "5"})
         assert page.status_code == 200, page.text
         assert _runs(stack)[0] == encoder + 2
+
+
+def _form_bytes(fields: dict[str, str]) -> int:
+    """The size of a multipart body of these text fields, as httpx sends it."""
+    request = httpx.Request("POST", "http://x/", files={k: (None, v) for k, v in fields.items()})
+    return len(request.read())
+
+
+def test_prepare_then_clicks_by_selection_in_a_few_bytes(stack: Stack) -> None:
+    image = png_bytes(616_200, size=(320, 240))
+    digest = hashlib.sha256(image).hexdigest()
+    with stack.client() as client:
+        encoder, _ = _runs(stack)
+        ready = client.post("/api/v1/segment/prepare", files={"file": ("q.png", image)})
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["image_sha256"] == digest and ready.json()["encoder_cached"] is False
+        assert (ready.json()["width"], ready.json()["height"]) == (320, 240)
+        assert _runs(stack)[0] == encoder + 1
+
+        # The first click names the image: no upload, no encoder pass.
+        click = {"points": [{"x": 160, "y": 120, "label": 1}]}
+        first = client.post("/api/v1/segment", data={
+            "image_sha256": digest, "prompts": json.dumps(click), "outputs": "rle"})
+        assert first.status_code == 200, first.text
+        assert first.json()["encoder_cached"] is True and first.json()["low_res_mask_b64"] is None
+        selection = first.json()["selection_id"]
+        # A later click names the previous mask instead of sending its 350 kB of logits.
+        later = {"points": [*click["points"], {"x": 5, "y": 5, "label": 0}],
+                 "selection_id": selection}
+        fields = {"image_sha256": digest, "prompts": json.dumps(later), "outputs": "rle"}
+        assert _form_bytes(fields) < 1_000
+        second = client.post("/api/v1/segment", data=fields)
+        assert second.status_code == 200, second.text
+        assert second.json()["selection_id"] != selection
+        assert _runs(stack)[0] == encoder + 1
+
+        # The region search refines the same selection.
+        page = client.post("/api/v1/search/region", files={"file": ("q.png", image)},
+                           data={"prompts": json.dumps(later), "k": "3"})
+        assert page.status_code == 200, page.text
+        assert page.json()["box"] == second.json()["box"]
+        assert _runs(stack)[0] == encoder + 1
+
+
+def test_cached_images_are_scoped_to_who_sent_them(stack: Stack) -> None:
+    image = png_bytes(616_300, size=(96, 80))
+    digest = hashlib.sha256(image).hexdigest()
+    box = json.dumps({"box": [4, 4, 60, 50]})
+    with stack.admin_client() as admin, stack.client() as anonymous:
+        mine = admin.post("/api/v1/segment", files={"file": ("q.png", image)},
+                          data={"prompts": box, "outputs": "rle"})
+        assert mine.status_code == 200, mine.text
+        assert admin.post("/api/v1/segment", data={"image_sha256": digest, "prompts": box}
+                          ).json()["encoder_cached"] is True
+        # Another caller who knows the hash gets neither the mask nor the selection.
+        theirs = anonymous.post("/api/v1/segment", data={"image_sha256": digest,
+                                                        "prompts": box})
+        assert (theirs.status_code, theirs.json()["error"]["code"]) == (409, "image_not_cached")
+        stolen = anonymous.post("/api/v1/segment", data={
+            "image_sha256": digest,
+            "prompts": json.dumps({"box": [4, 4, 60, 50],
+                                   "selection_id": mine.json()["selection_id"]})})
+        assert stolen.status_code == 409
+        # With the image itself, the cached encoder output serves them too (no second pass).
+        encoder, _ = _runs(stack)
+        sent = anonymous.post("/api/v1/segment", files={"file": ("q.png", image)},
+                              data={"prompts": box})
+        assert sent.status_code == 200 and sent.json()["encoder_cached"] is True
+        assert _runs(stack)[0] == encoder
+
+
+async def _burst(stack: Stack, blobs: list[bytes]) -> collections.Counter[str]:
+    outcomes: collections.Counter[str] = collections.Counter()
+    async with httpx.AsyncClient(base_url=stack.url, timeout=120,
+                                 limits=httpx.Limits(max_connections=len(blobs) + 2)) as client:
+        async def one(blob: bytes) -> None:
+            response = await client.post("/api/v1/segment/prepare",
+                                         files={"file": ("q.png", blob)})
+            retry = "+retry-after" if response.headers.get("Retry-After") else ""
+            outcomes[f"{response.status_code}{retry}"] += 1
+
+        await asyncio.gather(*(one(blob) for blob in blobs))
+    return outcomes
+
+
+def test_segmentation_is_shed_like_search(stack: Stack) -> None:
+    """Past the search capacity (4 running + 16 queued in this stack), segmentation answers
+    503 with Retry-After at once instead of queueing behind the model."""
+    blobs = [png_bytes(616_400 + i, size=(64, 48)) for i in range(32)]
+    outcomes = asyncio.run(_burst(stack, blobs))
+    assert outcomes["200"] > 0, outcomes
+    assert outcomes["503+retry-after"] > 0, outcomes
+    assert set(outcomes) <= {"200", "503+retry-after"}, outcomes

@@ -10,19 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.common.masks import decode_png, decode_rle, encode_png, encode_rle, mask_box
 from services.common.storage import InvalidImageSha256, parse_sha256
 from services.segmentation.forms import ALL_OUTPUTS, InvalidOutputs, parse_outputs
 from services.segmentation.predictor.cache import ByteLRU
 from services.segmentation.predictor.errors import InvalidPrompts
-from services.segmentation.predictor.masks import (
-    decode_logits,
-    decode_png,
-    decode_rle,
-    encode_logits,
-    encode_png,
-    encode_rle,
-    mask_box,
-)
+from services.segmentation.predictor.masks import decode_logits, encode_logits
 from services.segmentation.predictor.prompts import check_prompts, parse_prompts
 
 

@@ -1,4 +1,5 @@
-"""gateway/objects.py: masked crops and patch-token pooling, against hand computations."""
+"""gateway/objects.py: masked crops and patch-token pooling, against hand computations; the
+shared mask codec (services/common/masks.py) on good and bad input."""
 
 from __future__ import annotations
 
@@ -9,17 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.objects import (
-    NEUTRAL_FILL,
-    EmptyMask,
-    InvalidMask,
-    mask_box,
-    mask_from_png_b64,
-    mask_from_rle,
-    masked_crop,
-    patch_coverage,
-    pool_patch_tokens,
-)
+from gateway.objects import NEUTRAL_FILL, masked_crop, patch_coverage, pool_patch_tokens
+from services.common.masks import EmptyMask, InvalidMask, decode_png, decode_rle, mask_box
 
 
 def _image(w: int, h: int) -> Image.Image:
@@ -113,12 +105,17 @@ def test_mask_decoders_round_trip() -> None:
     mask = np.zeros((3, 4), bool)
     mask[0, 0] = mask[1, 0] = mask[2, 3] = True
     # Column-major: col 0 = 1,1,0; cols 1-2 = 0; col 3 = 0,0,1 -> runs 0:0, 1:2, 0:9, 1:1
-    assert (mask_from_rle({"size": [3, 4], "counts": [0, 2, 9, 1]}) == mask).all()
+    assert (decode_rle({"size": [3, 4], "counts": [0, 2, 9, 1]}) == mask).all()
     buffer = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8) * 255, "L").save(buffer, "PNG")
-    assert (mask_from_png_b64(base64.b64encode(buffer.getvalue()).decode()) == mask).all()
+    assert (decode_png(base64.b64encode(buffer.getvalue()).decode()) == mask).all()
     assert mask_box(mask) == [0, 0, 4, 3]
     with pytest.raises(InvalidMask):
-        mask_from_rle({"size": [3, 4], "counts": [1, 2]})
+        decode_rle({"size": [3, 4], "counts": [1, 2]})
     with pytest.raises(InvalidMask):
-        mask_from_png_b64("not base64!")
+        decode_png("not base64!")
+    # Valid base64 that is not a PNG: the same error, never a 500.
+    with pytest.raises(InvalidMask):
+        decode_png(base64.b64encode(b"GIF89a not really").decode())
+    with pytest.raises(InvalidMask):
+        decode_rle({"size": [100_000, 100_000], "counts": [10**10]})

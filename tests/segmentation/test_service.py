@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.common.masks import decode_png, decode_rle, mask_box
 from services.common.storage import image_key
-from services.segmentation.predictor.masks import decode_png, decode_rle, mask_box
 from tests.helpers.procs import ServiceProcess
 from tests.segmentation.conftest import png_bytes
 
@@ -363,3 +363,52 @@ def test_outputs_leave_out_what_is_not_asked(service: tuple[Client, ServiceProce
     unknown = client.segment(image, prompts, outputs="rle,jpeg")
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "invalid_outputs")
     assert unknown.json()["error"]["detail"]["unknown"] == ["jpeg"]
+
+
+def test_selection_ids_scopes_and_encode_ahead(service: tuple[Client, ServiceProcess]) -> None:
+    client, _ = service
+    image = png_bytes(64, 40, seed=31)
+    digest = hashlib.sha256(image).hexdigest()
+    before = client.info()
+    # Encoding ahead of the first click (the query image was just chosen).
+    ahead = client.http.post("/v1/encode", files={"file": ("x.png", image, "image/png")},
+                             data={"scope": "user:ann"})
+    assert ahead.status_code == 200, ahead.text
+    assert ahead.json() | {"model": None} == {
+        "image_sha256": digest, "width": 64, "height": 40, "encoder_cached": False,
+        "model": None}
+    first_prompts = {"points": [{"x": 32, "y": 20, "label": 1}]}
+    first = client.segment(None, first_prompts, image_sha256=digest, scope="user:ann")
+    assert first.status_code == 200, first.text
+    assert first.json()["encoder_cached"] is True
+    assert client.info()["encoder_runs"] == before["encoder_runs"] + 1
+    selection = first.json()["selection_id"]
+    assert isinstance(selection, str) and len(selection) >= 16
+
+    # A later click names the previous mask: the same answer as sending its logits back.
+    points = first_prompts["points"] + [{"x": 2, "y": 2, "label": 0}]
+    by_id = client.segment(None, {"points": points, "selection_id": selection},
+                           image_sha256=digest, scope="user:ann", outputs="rle,low_res")
+    by_logits = client.segment(None, {"points": points,
+                                      "mask_input_b64": first.json()["low_res_mask_b64"]},
+                               image_sha256=digest, scope="user:ann", outputs="rle,low_res")
+    assert by_id.status_code == 200, by_id.text
+    assert by_id.json()["mask_rle"] == by_logits.json()["mask_rle"]
+    assert by_id.json()["low_res_mask_b64"] == by_logits.json()["low_res_mask_b64"]
+    both = client.segment(None, {"points": points, "selection_id": selection,
+                                 "mask_input_b64": first.json()["low_res_mask_b64"]},
+                          image_sha256=digest, scope="user:ann")
+    assert (both.status_code, both.json()["error"]["code"]) == (422, "invalid_prompts")
+
+    # Another scope knows the hash but never sent the image: as if it were not cached.
+    other = client.segment(None, first_prompts, image_sha256=digest, scope="ip:10.0.0.9")
+    assert (other.status_code, other.json()["error"]["code"]) == (409, "image_not_cached")
+    # Once it sends the bytes it may use the hash; another scope's selection stays its own.
+    assert client.segment(image, first_prompts, scope="ip:10.0.0.9").status_code == 200
+    stolen = client.segment(None, {"points": points, "selection_id": selection},
+                            image_sha256=digest, scope="ip:10.0.0.9")
+    assert (stolen.status_code, stolen.json()["error"]["code"]) == (409, "selection_expired")
+    unknown = client.segment(None, {"points": points, "selection_id": "x" * 22},
+                             image_sha256=digest, scope="user:ann")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (409, "selection_expired")
+    assert client.info()["encoder_runs"] == before["encoder_runs"] + 1

@@ -43,7 +43,8 @@ describe('i18n', () => {
   it('translates known error codes and falls back to the server message', () => {
     setLocale('zh-CN')
     expect(errorText(new ApiError(401, 'invalid_credentials', 'bad'))).toBe('用户名或密码错误。')
-    expect(errorText(new ApiError(400, 'image_too_large', 'too big'))).toBe('too big')
+    expect(errorText(new ApiError(400, 'image_too_large', 'too big'))).toBe('图片太大（像素过多）。')
+    expect(errorText(new ApiError(400, 'a_code_from_the_future', 'too big'))).toBe('too big')
     expect(errorText(new ApiError(500, 'http_500', ''))).toBe('出错了（http_500）。')
   })
 })

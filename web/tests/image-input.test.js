@@ -41,12 +41,18 @@ describe('ImageInput', () => {
     wrapper.unmount()
   })
 
-  it('refuses a dropped file that is not an image', async () => {
+  it('hands a dropped file on and shows the error it gets back', async () => {
     const wrapper = mount(ImageInput)
-    const text = new File(['hello'], 'notes.txt', { type: 'text/plain' })
+    const text = new File(['hello'], 'notes.jpg', { type: 'image/jpeg' })
     await wrapper.get('[data-testid="dropzone"]').trigger('drop', { dataTransfer: { files: [text] } })
-    expect(wrapper.emitted('image')).toBeUndefined()
+    expect(wrapper.emitted('image')[0][0]).toBe(text)
+    await wrapper.setProps({ error: 'That file is not an image.' })
     expect(wrapper.get('[role="alert"]').text()).toBe('That file is not an image.')
+  })
+
+  it('keeps the hidden file input out of the Tab order', () => {
+    const wrapper = mount(ImageInput)
+    expect(wrapper.get('[data-testid="file-input"]').attributes('tabindex')).toBe('-1')
   })
 
   it('fetches an image URL in the browser and hands it on as a file', async () => {

@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { flushPromises, mount } from '@vue/test-utils'
 
 vi.mock('../src/api/client.js', async (importOriginal) => {
   const actual = await importOriginal()
-  return { ...actual, api: { segment: vi.fn() } }
+  return { ...actual, api: { segment: vi.fn(), prepare: vi.fn() } }
 })
 
 const { api, ApiError } = await import('../src/api/client.js')
@@ -32,13 +32,14 @@ function mountShown(props = {}) {
 
 const SHA = 'ab'.repeat(32)
 
-/** An answer as the server gives it for outputs=rle,low_res (a 640x480 mask). */
+/** An answer as the server gives it for outputs=rle (a 640x480 mask). */
 function answer(extra = {}) {
   return {
     score: 0.9,
     mask_png_b64: null,
     mask_rle: { size: [480, 640], counts: [1000, 5000, 301200] },
-    low_res_mask_b64: 'LOWRES',
+    low_res_mask_b64: null,
+    selection_id: 'SEL',
     image_sha256: SHA,
     ...extra,
   }
@@ -50,8 +51,12 @@ function click(overlay, x, y, extra = {}) {
 }
 
 describe('ObjectSelector', () => {
+  beforeEach(() => {
+    // Unless a test says otherwise, encoding ahead fails: clicks then send the image.
+    api.prepare.mockRejectedValue(new ApiError(503, 'unavailable', 'down'))
+  })
   afterEach(() => {
-    vi.clearAllMocks()
+    vi.resetAllMocks()
     document.body.innerHTML = ''
   })
 
@@ -76,7 +81,7 @@ describe('ObjectSelector', () => {
   })
 
   it('turns a drag into a box and emits the search with the chosen mode', async () => {
-    api.segment.mockRejectedValue(new ApiError(500, 'x', 'y'))
+    api.segment.mockResolvedValue(answer({ selection_id: undefined }))
     const { wrapper, overlay } = mountShown({ file: null, imageId: 7 })
     overlay.dispatchEvent(pointer('pointerdown', 10 + 20, 20 + 30, { button: 0 }))
     overlay.dispatchEvent(pointer('pointermove', 10 + 80, 20 + 60))
@@ -117,11 +122,11 @@ describe('ObjectSelector', () => {
     wrapper.unmount()
   })
 
-  it('sends the previous answer\'s low-res mask with the next click, until reset', async () => {
+  it('names the previous answer\'s selection with the next click, until reset', async () => {
     let answers = 0
     api.segment.mockImplementation(async () => {
       answers += 1
-      return answer({ low_res_mask_b64: `LOWRES${answers}` })
+      return answer({ selection_id: `SEL${answers}` })
     })
     const { wrapper, overlay } = mountShown()
     click(overlay, 10 + 100, 20 + 50)
@@ -130,11 +135,14 @@ describe('ObjectSelector', () => {
     click(overlay, 10 + 20, 20 + 20, { altKey: true })
     await flushPromises()
     const second = api.segment.mock.calls[1][0].prompts
-    expect(second.mask_input_b64).toBe('LOWRES1')
+    expect(second.selection_id).toBe('SEL1')
+    expect(second.mask_input_b64).toBeUndefined()
     expect(second.points).toHaveLength(2)
-    // The search uses the mask on screen: the same prompts, the latest mask.
+    // A later click is a few hundred bytes, not the 350 kB of a low-res mask.
+    expect(JSON.stringify(api.segment.mock.calls[1][0]).length).toBeLessThan(1000)
+    // The search uses the mask on screen: the same prompts, the latest selection.
     await wrapper.get('[data-testid="search-object"]').trigger('click')
-    expect(wrapper.emitted('search')[0][0].prompts.mask_input_b64).toBe('LOWRES2')
+    expect(wrapper.emitted('search')[0][0].prompts.selection_id).toBe('SEL2')
     // After a reset, the next click starts a new mask.
     await wrapper.get('[data-testid="segment-overlay"]').trigger('keydown', { key: 'Escape' })
     click(overlay, 10 + 100, 20 + 50)
@@ -143,47 +151,67 @@ describe('ObjectSelector', () => {
     wrapper.unmount()
   })
 
-  it('uploads the image once, then names it by its hash; resends it when the server lost it', async () => {
+  it('encodes the image as it is chosen; a click made meanwhile waits and sends no image', async () => {
     const file = new Blob(['image bytes'])
-    const lost = new ApiError(409, 'image_not_cached', 'send the image again')
+    let ready
+    api.prepare.mockReturnValue(new Promise((resolve) => (ready = resolve)))
+    api.segment.mockResolvedValue(answer())
+    const { wrapper, overlay } = mountShown({ file })
+    expect(api.prepare).toHaveBeenCalledWith({ file, imageId: null })
+    await flushPromises()
+    expect(wrapper.find('[data-testid="segment-preparing"]').exists()).toBe(true)
+    click(overlay, 10 + 100, 20 + 50)
+    await flushPromises()
+    expect(api.segment).not.toHaveBeenCalled()
+    expect(wrapper.get('[data-testid="search-object"]').attributes('disabled')).toBeDefined()
+    ready({ image_sha256: SHA })
+    await flushPromises()
+    expect(wrapper.emitted('prepared')[0]).toEqual([SHA])
+    expect(wrapper.find('[data-testid="segment-preparing"]').exists()).toBe(false)
+    expect(api.segment).toHaveBeenCalledTimes(1)
+    expect(api.segment.mock.calls[0][0]).toEqual({
+      imageSha256: SHA,
+      prompts: { points: [{ x: 200, y: 100, label: 1 }] },
+      outputs: 'rle',
+    })
+    expect(wrapper.get('[data-testid="search-object"]').attributes('disabled')).toBeUndefined()
+    wrapper.unmount()
+  })
+
+  it('resends the image when the server lost it, and the clicks without a lost selection', async () => {
+    const file = new Blob(['image bytes'])
+    api.prepare.mockResolvedValue({ image_sha256: SHA })
     api.segment
       .mockResolvedValueOnce(answer())
-      .mockResolvedValueOnce(answer())
-      .mockRejectedValueOnce(lost)
+      .mockRejectedValueOnce(new ApiError(409, 'image_not_cached', 'send the image again'))
+      .mockResolvedValueOnce(answer({ selection_id: 'SEL2' }))
+      .mockRejectedValueOnce(new ApiError(409, 'selection_expired', 'not held'))
       .mockResolvedValueOnce(answer())
       .mockResolvedValueOnce(answer())
     const { wrapper, overlay } = mountShown({ file })
+    await flushPromises()
     click(overlay, 10 + 100, 20 + 50)
     await flushPromises()
-    const first = api.segment.mock.calls[0][0]
-    expect(first.file).toBe(file)
-    expect(first.imageSha256).toBeUndefined()
-    expect(first.outputs).toBe('rle,low_res')
-
-    click(overlay, 10 + 120, 20 + 60)
-    await flushPromises()
-    const second = api.segment.mock.calls[1][0]
-    expect(second).toEqual({
-      imageSha256: SHA,
-      prompts: expect.objectContaining({ mask_input_b64: 'LOWRES' }),
-      outputs: 'rle,low_res',
-    })
+    expect(api.segment.mock.calls[0][0].imageSha256).toBe(SHA)
 
     // The server restarted: 409 image_not_cached, and the same click goes again with the file.
-    click(overlay, 10 + 130, 20 + 70)
+    click(overlay, 10 + 120, 20 + 60)
     await flushPromises()
-    expect(api.segment).toHaveBeenCalledTimes(4)
-    const [refused, resent] = api.segment.mock.calls.slice(2).map((call) => call[0])
+    const [refused, resent] = api.segment.mock.calls.slice(1, 3).map((call) => call[0])
     expect(refused.imageSha256).toBe(SHA)
     expect(resent.file).toBe(file)
     expect(resent.imageSha256).toBeUndefined()
     expect(resent.prompts).toEqual(refused.prompts)
     expect(wrapper.find('[role="alert"]').exists()).toBe(false)
 
-    // ...and the click after that is by hash again.
-    click(overlay, 10 + 140, 20 + 80)
+    // A selection the server let go: the click goes again without it, by hash.
+    click(overlay, 10 + 130, 20 + 70)
     await flushPromises()
-    expect(api.segment.mock.calls[4][0].imageSha256).toBe(SHA)
+    const [expired, fresh] = api.segment.mock.calls.slice(3, 5).map((call) => call[0])
+    expect(expired.prompts.selection_id).toBe('SEL2')
+    expect(fresh.prompts.selection_id).toBeUndefined()
+    expect(fresh.imageSha256).toBe(SHA)
+    expect(wrapper.find('[role="alert"]').exists()).toBe(false)
     wrapper.unmount()
   })
 
@@ -201,7 +229,7 @@ describe('ObjectSelector', () => {
     expect(api.segment).toHaveBeenCalledTimes(3)
     expect(api.segment.mock.calls[1][0].imageSha256).toBe(SHA)
     expect(api.segment.mock.calls[2][0]).toMatchObject({ imageId: 7, file: null })
-    expect(wrapper.get('[role="alert"]').text()).toBe('gone')
+    expect(wrapper.get('[role="alert"]').text()).toBe('That image is not in the gallery (any more).')
     wrapper.unmount()
   })
 
@@ -212,6 +240,7 @@ describe('ObjectSelector', () => {
     await flushPromises()
     const other = new Blob(['another image'])
     await wrapper.setProps({ src: 'blob:other', file: other })
+    expect(api.prepare).toHaveBeenLastCalledWith({ file: other, imageId: null })
     click(overlay, 10 + 100, 20 + 50)
     await flushPromises()
     const sent = api.segment.mock.calls.at(-1)[0]
@@ -226,6 +255,7 @@ describe('ObjectSelector', () => {
     click(overlay, 50, 50)
     await flushPromises()
     expect(api.segment).not.toHaveBeenCalled()
+    expect(api.prepare).not.toHaveBeenCalled()
     expect(wrapper.find('[data-testid="search-object"]').exists()).toBe(false)
     wrapper.unmount()
   })

@@ -20,8 +20,21 @@ describe('ResultsGrid', () => {
     expect(cards[1].get('img').attributes('src')).toBe('/api/v1/images/12/thumbnail')
     expect(cards[0].get('[data-testid="result-score"]').text()).toBe('0.912')
     expect(cards[0].text()).toContain('cat.jpg')
-    expect(cards[0].findAll('.tags li').map((t) => t.text())).toEqual(['cat', 'pet'])
-    expect(wrapper.get('[data-testid="result-count"]').text()).toContain('7')
+    expect(cards[0].get('.tags').text()).toBe('cat · pet')
+    expect(wrapper.get('[data-testid="result-count"]').text()).toBe('7 results')
+  })
+
+  it('says "at least" when the total is not exact, and tells an empty gallery apart', async () => {
+    const wrapper = mount(ResultsGrid, {
+      props: { results, total: 30, totalExact: false, searched: true },
+      global: { stubs: { RouterLink: { template: '<a><slot /></a>' } } },
+    })
+    expect(wrapper.get('[data-testid="result-count"]').text()).toBe('At least 30 results')
+    await wrapper.setProps({ results: [], total: 0, galleryEmpty: true })
+    expect(wrapper.find('[data-testid="no-results"]').exists()).toBe(false)
+    expect(wrapper.get('[data-testid="gallery-empty"]').text()).toContain(
+      'The gallery is empty: upload images in Admin.',
+    )
   })
 
   it('emits open, more-like-this and load-more', async () => {
@@ -51,22 +64,23 @@ describe('LightboxView', async () => {
       props: { results, index: 0, query: null },
       attachTo: document.body,
     })
-    expect(wrapper.get('[data-testid="lightbox-image"]').attributes('src')).toBe(
-      '/api/v1/images/11/file',
-    )
+    // Teleported into <body>, above the sticky header.
+    const image = () => document.querySelector('[data-testid="lightbox-image"]')
+    expect(image().parentElement.closest('body')).toBe(document.body)
+    expect(image().getAttribute('src')).toBe('/api/v1/images/11/file')
     document.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight' }))
     expect(wrapper.emitted('update:index')[0]).toEqual([1])
     await wrapper.setProps({ index: 1 })
     // No file URL: the file route by id.
-    expect(wrapper.get('[data-testid="lightbox-image"]').attributes('src')).toBe(
-      '/api/v1/images/12/file',
+    expect(image().getAttribute('src')).toBe('/api/v1/images/12/file')
+    const buttons = [...document.querySelectorAll('[data-testid="lightbox"] button')].filter(
+      (b) => !b.disabled,
     )
-    const buttons = wrapper.findAll('button').filter((b) => !b.attributes('disabled'))
-    buttons.at(-1).element.focus()
+    buttons.at(-1).focus()
     const tab = new KeyboardEvent('keydown', { key: 'Tab', cancelable: true })
     document.dispatchEvent(tab)
     expect(tab.defaultPrevented).toBe(true)
-    expect(document.activeElement).toBe(buttons[0].element)
+    expect(document.activeElement).toBe(buttons[0])
     document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape' }))
     expect(wrapper.emitted('close')).toHaveLength(1)
     wrapper.unmount()

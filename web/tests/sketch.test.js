@@ -72,11 +72,21 @@ describe('SketchBoard', () => {
     expect(undo.attributes('disabled')).toBeDefined()
   })
 
-  it('Ctrl+Z on the canvas undoes the last stroke', async () => {
-    const wrapper = mount(SketchBoard)
+  it('Ctrl+Z undoes the last stroke wherever the focus is, except in a text field', async () => {
+    const wrapper = mount(SketchBoard, { attachTo: document.body })
     const canvas = wrapper.get('[data-testid="sketch-canvas"]')
     await draw(canvas, [[10, 10], [20, 20]])
+    await draw(canvas, [[30, 30], [40, 40]])
     await canvas.trigger('keydown', { key: 'z', ctrlKey: true })
+    expect(wrapper.vm.sketch.strokes).toHaveLength(1)
+    // The focus left the canvas (a mouse user never tabbed to it): still undone.
+    document.body.dispatchEvent(new KeyboardEvent('keydown', { key: 'z', ctrlKey: true, bubbles: true }))
     expect(wrapper.vm.sketch.strokes).toHaveLength(0)
+    await draw(canvas, [[10, 10], [20, 20]])
+    const field = document.createElement('input')
+    document.body.appendChild(field)
+    field.dispatchEvent(new KeyboardEvent('keydown', { key: 'z', ctrlKey: true, bubbles: true }))
+    expect(wrapper.vm.sketch.strokes).toHaveLength(1)
+    wrapper.unmount()
   })
 })

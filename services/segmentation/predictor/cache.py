@@ -83,3 +83,28 @@ class ByteLRU(Generic[V]):
         with self._lock:
             return CacheStats(len(self._items), self._bytes, self.max_bytes, self.hits,
                               self.misses, self.evictions)
+
+
+class Grants:
+    """Which scopes (a user, an anonymous client) have sent an image: `(sha256, scope)` pairs,
+    the oldest forgotten first beyond `max_entries`.
+
+    A click that names its image by hash alone is answered only for a scope that sent the
+    image (its bytes, or a catalog id it may see): knowing a hash is not having the image.
+    Thread-safe."""
+
+    def __init__(self, max_entries: int = 65_536) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def grant(self, sha256: str, scope: str) -> None:
+        with self._lock:
+            self._items[(sha256, scope)] = None
+            self._items.move_to_end((sha256, scope))
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def allows(self, sha256: str, scope: str) -> bool:
+        with self._lock:
+            return (sha256, scope) in self._items

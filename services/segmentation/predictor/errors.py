@@ -49,3 +49,11 @@ class ImageNotCached(DomainError):
 
     code = "image_not_cached"
     status = 409
+
+
+class SelectionExpired(DomainError):
+    """A click names an earlier selection (`selection_id`) that this service no longer holds
+    (evicted, restarted, another image or another user's): send the clicks without it."""
+
+    code = "selection_expired"
+    status = 409

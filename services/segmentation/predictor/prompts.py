@@ -37,6 +37,8 @@ class Prompts(BaseModel):
     box: list[float] | None = None
     # `low_res_mask_b64` of the previous answer on the same image: refines that mask.
     mask_input_b64: str | None = None
+    # `selection_id` of the previous answer: the same, with the mask kept on the server.
+    selection_id: str | None = Field(default=None, max_length=64)
     # None: several candidate masks when a single point leaves the object ambiguous.
     multimask: bool | None = None
 
@@ -69,8 +71,13 @@ def parse_prompts(text: str | None) -> Prompts:
         raise InvalidPrompts("prompts do not have the expected shape", detail=detail) from exc
 
 
-def check_prompts(prompts: Prompts, *, width: int, height: int, max_points: int) -> PromptArrays:
-    """Check `prompts` against a `width` x `height` image; raise `invalid_prompts` if wrong."""
+def check_prompts(prompts: Prompts, *, width: int, height: int, max_points: int,
+                  mask_input: NDArray[np.float32] | None = None) -> PromptArrays:
+    """Check `prompts` against a `width` x `height` image; raise `invalid_prompts` if wrong.
+
+    `mask_input`: the (1, 256, 256) logits of the selection `selection_id` names."""
+    if prompts.mask_input_b64 and mask_input is not None:
+        raise InvalidPrompts("give mask_input_b64 or selection_id, not both")
     if not prompts.points and prompts.box is None:
         raise InvalidPrompts("give prompts: at least one point or a box")
     if len(prompts.points) > max_points:
@@ -100,7 +107,8 @@ def check_prompts(prompts: Prompts, *, width: int, height: int, max_points: int)
     if prompts.points:
         coords = np.asarray([[p.x, p.y] for p in prompts.points], dtype=np.float32)
         labels = np.asarray([p.label for p in prompts.points], dtype=np.int32)
-    mask_input = decode_logits(prompts.mask_input_b64) if prompts.mask_input_b64 else None
+    if prompts.mask_input_b64:
+        mask_input = decode_logits(prompts.mask_input_b64)
     multimask = prompts.multimask
     if multimask is None:
         # One click is ambiguous (part or whole?): offer candidates. More prompts settle it.

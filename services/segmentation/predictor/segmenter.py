@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from services.common.masks import mask_box
 from services.segmentation.predictor.cache import ByteLRU
 from services.segmentation.predictor.decoder import ClickDecoder
-from services.segmentation.predictor.masks import mask_box
 from services.segmentation.predictor.model import LoadedModel
 from services.segmentation.predictor.prompts import PromptArrays
 
@@ -97,6 +97,19 @@ class Segmenter:
         entry = ImageEmbedding(self.predictor.features, (int(h), int(w)), (int(ih), int(iw)))
         self.predictor.reset_image()  # the cache holds the embedding now
         return entry
+
+    def encode(self, key: str, load_rgb: Callable[[], NDArray[np.uint8]]) -> tuple[
+            tuple[int, int], bool]:
+        """Put the image's encoder output in the cache ahead of its first click: its (H, W)
+        and whether it was cached already."""
+        with self._lock:
+            entry = self.cache.get(key)
+            if entry is not None:
+                return entry.original_size, True
+            _use_threads(self.threads)
+            entry = self._encode(load_rgb())
+            self.cache.put(key, entry)
+            return entry.original_size, False
 
     def segment(self, key: str, prompts: PromptArrays,
                 load_rgb: Callable[[], NDArray[np.uint8]], *,

@@ -129,8 +129,16 @@ export const api = {
       form: toForm({ file, ...searchFields(opts) }),
       signal,
     }),
+  /** Encodes the query image (`file` or catalog `imageId`) as it is chosen, so its first click
+   * runs the mask decoder only; answers { image_sha256, width, height, encoder_cached }. */
+  prepare: ({ file, imageId }, signal) =>
+    request('/segment/prepare', {
+      method: 'POST',
+      form: toForm({ file, image_id: imageId }),
+      signal,
+    }),
   /** A mask from clicks on `file`, catalog image `imageId`, or `imageSha256` (the hash of an
-   * earlier answer: no upload); `outputs` e.g. 'rle,low_res' (default: every part). */
+   * earlier answer: no upload); `outputs` e.g. 'rle' (default: every part). */
   segment: ({ file, imageId, imageSha256, prompts, outputs }, signal) =>
     request('/segment', {
       method: 'POST',

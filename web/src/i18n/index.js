@@ -55,6 +55,13 @@ export function t(key, params = {}) {
   )
 }
 
+/** The name of `value` in a translated group (e.g. 'admin.statuses'), lower-cased first;
+ * the value itself when the group has no name for it. */
+export function label(group, value) {
+  const key = `${group}.${String(value ?? '').toLowerCase()}`
+  return lookup(messages[locale.value], key) ?? lookup(messages.en, key) ?? String(value ?? '')
+}
+
 /** A translated message for an ApiError (or any error), the server's message as fallback. */
 export function errorText(error) {
   if (!error) return ''
@@ -65,5 +72,5 @@ export function errorText(error) {
 }
 
 export function useI18n() {
-  return { t, locale, setLocale, errorText, LOCALES }
+  return { t, label, locale, setLocale, errorText, LOCALES }
 }

@@ -22,3 +22,13 @@ export function setSakuraPreference(on) {
     // Not remembered across visits; still applied now.
   }
 }
+
+// The device asks for reduced motion: no petals fall, whatever the switch says.
+const motionQuery =
+  typeof window !== 'undefined' && window.matchMedia
+    ? window.matchMedia('(prefers-reduced-motion: reduce)')
+    : null
+export const reducedMotion = ref(Boolean(motionQuery?.matches))
+motionQuery?.addEventListener?.('change', (event) => {
+  reducedMotion.value = event.matches
+})
