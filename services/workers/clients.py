@@ -98,10 +98,15 @@ class CatalogApi:
             "POST", "/v1/images/lookup", json={"ids": ids}).json()["images"]
         return images
 
-    def list_images(self, *, status: str, limit: int, offset: int) -> tuple[list[Image], int]:
-        data = self.client.request("GET", "/v1/images", params={
-            "status": status, "limit": limit, "offset": offset, "order": "asc"}).json()
-        return data["images"], int(data["total"])
+    def list_images(self, *, status: str, limit: int, after: str | None = None
+                    ) -> tuple[list[Image], str | None]:
+        """One page in creation order, keyset-paged: (images, `after` of the next page)."""
+        params: dict[str, Any] = {"status": status, "limit": limit, "order": "asc",
+                                  "total": False}
+        if after:
+            params["after"] = after
+        data = self.client.request("GET", "/v1/images", params=params).json()
+        return data["images"], data.get("next")
 
     def stale(self, *, status: str, older_than_s: float, limit: int) -> list[Image]:
         images: list[Image] = self.client.request("GET", "/v1/images/stale", params={
