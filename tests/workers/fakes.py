@@ -79,10 +79,13 @@ class FakeCatalog:
     def lookup(self, ids: list[int]) -> list[dict[str, Any]]:
         return [dict(self.images[i]) for i in ids if i in self.images]
 
-    def list_images(self, *, status: str, limit: int, offset: int,
-                    ) -> tuple[list[dict[str, Any]], int]:
-        rows = [dict(r) for _, r in sorted(self.images.items()) if r["status"] == status]
-        return rows[offset:offset + limit], len(rows)
+    def list_images(self, *, status: str, limit: int, after: str | None = None,
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Keyset pages by id (the cursor is the last id of the page, as text)."""
+        rows = [dict(r) for i, r in sorted(self.images.items())
+                if r["status"] == status and (after is None or i > int(after))]
+        page = rows[:limit]
+        return page, str(page[-1]["id"]) if len(page) == limit else None
 
     def stale(self, *, status: str, older_than_s: float, limit: int) -> list[dict[str, Any]]:
         now = time.time()
