@@ -22,6 +22,8 @@ gallery's generator (384x288 -> 224x294 model input, the shape the engine is tim
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import sys
 import tempfile
@@ -101,6 +103,17 @@ def wait_indexed(client: httpx.Client, image_id: int, timeout: float = 300) -> f
     raise TimeoutError(f"image {image_id} not indexed")
 
 
+def mean_batch(stack: Stack) -> float:
+    """Images per model call of the embedding service so far (its Prometheus histogram)."""
+    with stack.internal("embedding") as client:
+        text = client.get("/metrics").text
+    values = {}
+    for name in ("embedding_batch_size_sum", "embedding_batch_size_count"):
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        values[name] = float(match.group(1)) if match else 0.0
+    return values["embedding_batch_size_sum"] / max(values["embedding_batch_size_count"], 1.0)
+
+
 def measure(stack: Stack, engine: Engine, images: list[Path], *, rounds: int, per_round: int,
             latency_n: int, searches: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"ingest": [], "engine8": [], "searchable": [],
@@ -118,6 +131,7 @@ def measure(stack: Stack, engine: Engine, images: list[Path], *, rounds: int, pe
                 if job["status"] != "succeeded" or job["done"] != job["total"]:
                     raise RuntimeError(f"job {job_id} did not index everything: {job}")
             out["ingest"].append(len(chunk) / (time.perf_counter() - start))
+        out["batch"] = [mean_batch(stack)]
         probes = images[rounds * per_round:rounds * per_round + latency_n]
         # Upload-to-searchable, one image at a time on an idle queue.
         for path in probes:
@@ -163,6 +177,7 @@ def main() -> None:
     args = parser.parse_args()
 
     total = args.rounds * args.per_round + args.latency
+    load_before = os.getloadavg()[0]
     engine = Engine(args.model)
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
@@ -176,6 +191,7 @@ def main() -> None:
                               searches=args.searches)
     finally:
         engine.close()
+    load_after = os.getloadavg()[0]
     ingest, engine8 = got["ingest"], got["engine8"]
     ingest_ratios = [i / e for i, e in zip(ingest, engine8, strict=True)]
     rows: list[list[object]] = [
@@ -194,11 +210,17 @@ def main() -> None:
             "machine. Each probe is paired with an engine forward timed just before it, each "
             "ingest round with engine batches timed just before it; the ratio is the median "
             f"of the paired ratios. {len(got['searchable'])} latency probes, "
-            f"{len(got['search'])} searches; ingest rounds: "
+            f"{len(got['search'])} searches. During ingest the embedding service ran "
+            f"{got['batch'][0]:.1f} images per model call on average; ingest rounds: "
             + ", ".join(f"{i:.2f}/{e:.2f}" for i, e in zip(ingest, engine8, strict=True))
             + " img/s (stack/engine).\n\n"
             + markdown_table(["measure", "p50", "p95", "reference (p50)", "ratio (median)"],
                              rows))
+    body += (f"\n\nLoad average (1 min) of the machine: {load_before:.1f} at the start, "
+             f"{load_after:.1f} at the end, on {os.cpu_count()} cores"
+             + (": other work shared the machine, so absolute times are longer than on an "
+                "idle one; the paired ratios are the figures to read."
+                if max(load_before, load_after) > (os.cpu_count() or 1) else "."))
     if args.label:
         body += f"\n\n{args.label}"
     print(body)

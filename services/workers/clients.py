@@ -132,11 +132,14 @@ class CatalogApi:
             self.client.request("POST", f"/v1/jobs/{job_id}/items", json={"image_ids": image_ids})
 
     def record_item(self, job_id: int, image_id: int, state: str,
-                    error: str | None = None) -> None:
+                    error: str | None = None) -> Job:
+        """Record one item's outcome (idempotent); returns the job with its new counts."""
         body: dict[str, Any] = {"state": state}
         if error:
             body["error"] = error[:1000]
-        self.client.request("POST", f"/v1/jobs/{job_id}/items/{image_id}", json=body)
+        job: Job = self.client.request("POST", f"/v1/jobs/{job_id}/items/{image_id}",
+                                       json=body).json()
+        return job
 
     def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
         body: dict[str, Any] = {"status": status}

@@ -131,10 +131,13 @@ class FakeCatalog:
             self.jobs[job_id]["status"] = "running"
 
     def record_item(self, job_id: int, image_id: int, state: str,
-                    error: str | None = None) -> None:
+                    error: str | None = None) -> dict[str, Any]:
         self.items[job_id][image_id] = (state, error)
         if self.jobs[job_id]["status"] == "queued":
             self.jobs[job_id]["status"] = "running"
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
 
     def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
         if self.jobs[job_id]["status"] not in ("succeeded", "failed", "cancelled"):
