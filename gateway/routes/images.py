@@ -28,10 +28,16 @@ async def list_images(
     tag: str | None = Query(None, max_length=64),
     q: str | None = Query(None, max_length=255,
                           description="part of the original filename (case-insensitive)"),
+    after: str | None = Query(None, max_length=200,
+                              description="the previous page's `next` (keyset paging)"),
+    total: bool = Query(True, description="count the matches (slow on huge galleries)"),
 ) -> dict[str, Any]:
     """Images, newest first (viewers see indexed images only; admins any status)."""
     admin = bool(principal and principal.is_admin)
-    params: dict[str, Any] = {"limit": limit, "offset": offset, "order": "desc"}
+    params: dict[str, Any] = {"limit": limit, "offset": offset, "order": "desc",
+                              "total": total}
+    if after:
+        params["after"] = after
     params["status"] = (status or "") if admin else "indexed"
     if not params["status"]:
         del params["status"]
@@ -42,7 +48,7 @@ async def list_images(
     body: dict[str, Any] = (await state.upstreams.catalog.arequest(
         "GET", "/v1/images", params=params)).json()
     images = [{**image, **image_urls(state, image, principal)} for image in body["images"]]
-    return {"images": images, "total": body["total"]}
+    return {"images": images, "total": body["total"], "next": body.get("next")}
 
 
 @router.get("/images/{image_id}")

@@ -101,7 +101,9 @@ class ImageCreated(BaseModel):
 
 class ImageList(BaseModel):
     images: list[ImageOut]
-    total: int
+    total: int | None = Field(description="rows matching the filters; null with total=false")
+    next: str | None = Field(default=None, description="`after` for the next page (keyset); "
+                             "null on the last page")
 
 
 class Images(BaseModel):

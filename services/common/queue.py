@@ -5,8 +5,9 @@ the workers build their Celery app from the same `celery_config`, so producer an
 agree on the broker, the queue, the key prefix and the serializer.
 
 Broker: `workers.broker_url` (Redis in production, `redis://host:6379/0`); empty means the
-embedded broker, kombu's SQLAlchemy transport on `$IMGSEARCH_DATA_DIR/broker.sqlite`, which
-needs no server (see docs/workers.md for what it does and does not guarantee).
+embedded broker, kombu's SQLAlchemy transport on `$IMGSEARCH_DATA_DIR/broker.sqlite`
+(`services.common.sqlbroker`, which polls every `polling_interval_s`), which needs no server
+(see docs/workers.md for what it does and does not guarantee).
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ class QueueSettings(SectionSettings, section="workers"):
     visibility_timeout_s: int = Field(default=3600, ge=1)
     # Publishing retries while the broker is unreachable (the caller sees an error after them).
     publish_retries: int = Field(default=3, ge=0)
+    # Embedded broker only: how often an idle worker looks for a new message (kombu's default
+    # of 1 s would add half a second on average to every upload).
+    polling_interval_s: float = Field(default=0.05, gt=0, le=10)
     # Images per ingest task: a worker embeds them in one request, so the embedding service's
     # micro-batcher runs full batches (keep it at the service's `max_batch`).
     ingest_batch: int = Field(default=8, ge=1, le=64)
+
+
+EMBEDDED_TRANSPORT = "services.common.sqlbroker:Transport"
 
 
 class QueueUnavailable(Exception):
@@ -58,7 +65,12 @@ def broker_url(settings: QueueSettings, common: CommonSettings | None = None) ->
         return settings.broker_url
     data_dir = (common or common_settings()).data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqla+sqlite:///{data_dir / 'broker.sqlite'}"
+    return f"sqlite:///{data_dir / 'broker.sqlite'}"
+
+
+def is_embedded(url: str) -> bool:
+    """The embedded broker's URL (a SQLite file, served by `services.common.sqlbroker`)."""
+    return url.startswith("sqlite:")
 
 
 def is_redis(url: str) -> bool:
@@ -66,7 +78,8 @@ def is_redis(url: str) -> bool:
 
 
 def transport_options(settings: QueueSettings, url: str) -> dict[str, Any]:
-    """Broker transport options: Redis key prefix and visibility timeout; none for SQLite."""
+    """Broker transport options: Redis key prefix and visibility timeout; for SQLite, the
+    polling interval."""
     if is_redis(url):
         return {
             "global_keyprefix": settings.redis_key_prefix,
@@ -76,6 +89,8 @@ def transport_options(settings: QueueSettings, url: str) -> dict[str, Any]:
             "unacked_restore_interval": min(10, settings.visibility_timeout_s),
             "unacked_restore_throttle": 1,
         }
+    if is_embedded(url):
+        return {"polling_interval": settings.polling_interval_s}
     return {}
 
 
@@ -86,6 +101,7 @@ def celery_config(settings: QueueSettings, common: CommonSettings | None = None)
     config: dict[str, Any] = {
         "broker_url": url,
         "broker_transport_options": options,
+        **({"broker_transport": EMBEDDED_TRANSPORT} if is_embedded(url) else {}),
         "broker_connection_retry_on_startup": True,
         "task_default_queue": settings.queue,
         "task_serializer": "json",

@@ -102,10 +102,15 @@ class CatalogApi:
             "POST", "/v1/images/lookup", json={"ids": ids}).json()["images"]
         return images
 
-    def list_images(self, *, status: str, limit: int, offset: int) -> tuple[list[Image], int]:
-        data = self.client.request("GET", "/v1/images", params={
-            "status": status, "limit": limit, "offset": offset, "order": "asc"}).json()
-        return data["images"], int(data["total"])
+    def list_images(self, *, status: str, limit: int, after: str | None = None
+                    ) -> tuple[list[Image], str | None]:
+        """One page in creation order, keyset-paged: (images, `after` of the next page)."""
+        params: dict[str, Any] = {"status": status, "limit": limit, "order": "asc",
+                                  "total": False}
+        if after:
+            params["after"] = after
+        data = self.client.request("GET", "/v1/images", params=params).json()
+        return data["images"], data.get("next")
 
     def stale(self, *, status: str, older_than_s: float, limit: int) -> list[Image]:
         images: list[Image] = self.client.request("GET", "/v1/images/stale", params={
@@ -132,11 +137,14 @@ class CatalogApi:
             self.client.request("POST", f"/v1/jobs/{job_id}/items", json={"image_ids": image_ids})
 
     def record_item(self, job_id: int, image_id: int, state: str,
-                    error: str | None = None) -> None:
+                    error: str | None = None) -> Job:
+        """Record one item's outcome (idempotent); returns the job with its new counts."""
         body: dict[str, Any] = {"state": state}
         if error:
             body["error"] = error[:1000]
-        self.client.request("POST", f"/v1/jobs/{job_id}/items/{image_id}", json=body)
+        job: Job = self.client.request("POST", f"/v1/jobs/{job_id}/items/{image_id}",
+                                       json=body).json()
+        return job
 
     def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
         body: dict[str, Any] = {"status": status}

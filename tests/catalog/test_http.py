@@ -144,6 +144,14 @@ def test_image_routes(catalog: httpx.Client) -> None:
                                                "created_from": "2000-01-01T00:00:00Z"}).json()
     assert listed["total"] == 1
     assert catalog.get("/v1/images", params={"created_to": "2000-01-01"}).json()["total"] == 0
+    # Keyset paging: `next` of a full page is the `after` of the following one.
+    first = catalog.get("/v1/images", params={"limit": 1, "total": "false"}).json()
+    assert first["total"] is None and first["images"][0]["id"] == second["id"]
+    following = catalog.get("/v1/images", params={"limit": 1, "after": first["next"]}).json()
+    assert [i["id"] for i in following["images"]] == [image["id"]] and following["total"] == 2
+    assert catalog.get("/v1/images", params={"after": following["next"]}).json()["images"] == []
+    assert _error(catalog.get("/v1/images", params={"after": "bm90IGEgY3Vyc29y"}), 422)[
+        "code"] == "invalid_cursor"
     assert _error(catalog.get("/v1/images", params={"limit": 21}), 422)["code"] == \
         "invalid_request"
     assert _error(catalog.get("/v1/images", params={"status": "bogus"}), 422)["code"] == \

@@ -13,6 +13,7 @@ from services.catalog.db.models import Image
 from services.catalog.repository import images, tags
 from services.catalog.repository.errors import (
     ImageNotFound,
+    InvalidCursor,
     InvalidTag,
     InvalidTransition,
     StatusConflict,
@@ -208,6 +209,33 @@ def test_list_filters_and_pages(db: Database, make_image: MakeImage) -> None:
     assert n == 3 and {r.uploader for r in by_uploader} == {"alice"}
     _, n = read(db, images.list_images, statuses=["indexed"], uploader="bob", tags=["even"])
     assert n == 1
+
+
+def test_keyset_pages_match_offset_pages_with_tied_timestamps(db: Database,
+                                                                make_image: MakeImage) -> None:
+    rows = [make_image(tags=["even"] if i % 2 == 0 else []) for i in range(7)]
+    same = datetime(2026, 1, 1, tzinfo=UTC)
+    with db.write() as session:  # ties on created_at: the id orders them
+        session.execute(sa.update(Image).where(Image.id.in_([r.id for r in rows[2:6]]))
+                        .values(created_at=same))
+        session.commit()
+    for descending in (True, False):
+        for filters in ({}, {"tags": ["even"]}):
+            everything, _ = read(db, images.list_images, limit=50, descending=descending,
+                                 **filters)
+            paged: list[int] = []
+            after = None
+            while True:
+                page, total = read(db, images.list_images, limit=2, after=after,
+                                   descending=descending, with_total=False, **filters)
+                assert total is None
+                paged += [r.id for r in page]
+                if len(page) < 2:
+                    break
+                after = images.decode_cursor(images.encode_cursor(page[-1]))
+            assert paged == [r.id for r in everything]
+    with pytest.raises(InvalidCursor):
+        images.decode_cursor("not-a-cursor")
 
 
 def test_list_by_date_range(db: Database, make_image: MakeImage) -> None:

@@ -66,3 +66,46 @@ def test_ingest_search_reset(stack: Stack, tmp_path: Path, monkeypatch: pytest.M
         images = admin.get("/api/v1/images", params={"limit": 500}).json()["images"]
     live = [img for img in images if img["status"] not in ("deleting", "removed")]
     assert [img["original_filename"] for img in live] == [demo[4].name]
+
+
+def test_ingest_resumes_after_an_interruption(stack: Stack, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsearch.commands import ingest as command
+    from tests.gateway.conftest import png_bytes
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    names = [f"resume-{i:02d}.png" for i in range(7)]
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(png_bytes(7100 + i))
+    monkeypatch.setenv("IMGSEARCH_PASSWORD", stack.admin_password)
+    runner = CliRunner()
+    common = ["--url", stack.url, "--username", stack.admin_username, "--batch", "2",
+              "--window", "1", "--quiet"]
+    send = command.Ingestion.send
+    calls = 0
+
+    def interrupted(self: command.Ingestion, *args: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt  # Ctrl-C before the third request
+        send(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(command.Ingestion, "send", interrupted)
+    result = runner.invoke(cli, ["ingest", str(folder), *common])
+    assert result.exit_code == 1 and "Aborted" in result.output  # click's answer to Ctrl-C
+    state = command.state_path(stack.url, folder)
+    assert json.loads(state.read_text())["cursor"] == [names[3]]
+
+    monkeypatch.setattr(command.Ingestion, "send", send)
+    result = runner.invoke(cli, ["ingest", str(folder), *common])
+    assert result.exit_code == 0, result.output
+    assert f"resuming after {names[3]} (4 files sent" in result.output
+    assert "7 new, 0 already in the gallery, 0 rejected" in result.output
+    assert "indexed 7, failed 0" in result.output
+    assert not state.exists()
+    with stack.admin_client() as admin:
+        images = admin.get("/api/v1/images", params={"limit": 500}).json()["images"]
+    assert sorted(img["original_filename"] for img in images
+                  if img["original_filename"].startswith("resume-")) == names

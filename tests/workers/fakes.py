@@ -95,10 +95,13 @@ class FakeCatalog:
     def lookup(self, ids: list[int]) -> list[dict[str, Any]]:
         return [dict(self.images[i]) for i in ids if i in self.images]
 
-    def list_images(self, *, status: str, limit: int, offset: int,
-                    ) -> tuple[list[dict[str, Any]], int]:
-        rows = [dict(r) for _, r in sorted(self.images.items()) if r["status"] == status]
-        return rows[offset:offset + limit], len(rows)
+    def list_images(self, *, status: str, limit: int, after: str | None = None,
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Keyset pages by id (the cursor is the last id of the page, as text)."""
+        rows = [dict(r) for i, r in sorted(self.images.items())
+                if r["status"] == status and (after is None or i > int(after))]
+        page = rows[:limit]
+        return page, str(page[-1]["id"]) if len(page) == limit else None
 
     def stale(self, *, status: str, older_than_s: float, limit: int) -> list[dict[str, Any]]:
         now = time.time()
@@ -131,10 +134,13 @@ class FakeCatalog:
             self.jobs[job_id]["status"] = "running"
 
     def record_item(self, job_id: int, image_id: int, state: str,
-                    error: str | None = None) -> None:
+                    error: str | None = None) -> dict[str, Any]:
         self.items[job_id][image_id] = (state, error)
         if self.jobs[job_id]["status"] == "queued":
             self.jobs[job_id]["status"] = "running"
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
 
     def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
         if self.jobs[job_id]["status"] not in ("succeeded", "failed", "cancelled"):

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 def _broker(kind: str, redis_url: str | None, data_dir: Path) -> str:
-    return redis_url or "" if kind == "redis" else f"sqla+sqlite:///{data_dir / 'broker.sqlite'}"
+    """The Redis URL, or "" for the embedded broker (`services.common.sqlbroker`)."""
+    return redis_url or "" if kind == "redis" else ""
 
 
 def _send_probe(env: dict[str, str], data_dir: Path, path: Path, seconds: float) -> None:

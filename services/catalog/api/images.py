@@ -91,19 +91,24 @@ def list_images(
     q: Annotated[str | None, Query(max_length=255)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    total: bool = True,
     order: Order = Order.desc,
 ) -> ImageList:
     """A page of images with filters (status and tag repeatable; a date range; `q` a
-    case-insensitive substring of the original filename)."""
+    case-insensitive substring of the original filename). Deep pages: pass the previous
+    page's `next` as `after` (constant time at any depth) and `total=false`."""
     limit = page_limit(limit, settings.max_page_size)
     if created_from and created_to and created_from > created_to:
         raise invalid_request("created_from is after created_to")
-    records, total = read(
+    records, count = read(
         db, repo.list_images, statuses=[s.value for s in status or []], tags=tag or [],
         uploader=uploader, created_from=created_from, created_to=created_to, q=q, limit=limit,
-        offset=offset, descending=order is Order.desc,
+        offset=offset, after=repo.decode_cursor(after) if after else None,
+        descending=order is Order.desc, with_total=total,
     )
-    return ImageList(images=[_out(r) for r in records], total=total)
+    following = repo.encode_cursor(records[-1]) if len(records) == limit else None
+    return ImageList(images=[_out(r) for r in records], total=count, next=following)
 
 
 @router.post("/v1/images/lookup", response_model=Images)

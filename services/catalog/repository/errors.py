@@ -35,6 +35,13 @@ class InvalidTag(DomainError):
     status = 422
 
 
+class InvalidCursor(DomainError):
+    """A page cursor that this catalog did not hand out (or that was altered)."""
+
+    code = "invalid_cursor"
+    status = 422
+
+
 class TooManyItems(DomainError):
     code = "too_many_items"
     status = 422

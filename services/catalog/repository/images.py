@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from services.catalog.db.models import Image
 from services.catalog.db.types import utcnow
 from services.catalog.repository import tags as tag_repo
-from services.catalog.repository.errors import ImageNotFound, StatusConflict
+from services.catalog.repository.errors import ImageNotFound, InvalidCursor, StatusConflict
 from services.catalog.repository.transitions import STATUSES, check_edge
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,22 @@ def lookup(*, session: Session, ids: Sequence[int], status: str | None = None
     return _records(session, [found[i] for i in wanted if i in found])
 
 
+def encode_cursor(record: ImageRecord) -> str:
+    """The position just after `record` in a listing ordered by (created_at, id)."""
+    raw = f"{record.created_at.isoformat()}|{record.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """(created_at, id) of `encode_cursor`; `InvalidCursor` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, id_ = raw.rpartition("|")
+        return datetime.fromisoformat(stamp), int(id_)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("the page cursor is not one this catalog returned") from exc
+
+
 def list_images(
     *,
     session: Session,
@@ -253,10 +270,16 @@ def list_images(
     q: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    after: tuple[datetime, int] | None = None,
     descending: bool = True,
-) -> tuple[list[ImageRecord], int]:
-    """One page of images (newest first by default) and the total matching the filters.
+    with_total: bool = True,
+) -> tuple[list[ImageRecord], int | None]:
+    """One page of images (newest first by default) and the total matching the filters
+    (None unless `with_total`: counting reads every matching row, seconds at 10M).
 
+    Pages either by `offset` or, at any depth in constant time, by keyset: `after` =
+    (created_at, id) of the last row of the previous page (`encode_cursor`), read straight
+    off the (status, created_at) / (created_at) indexes, whose entries end with the id.
     `created_from` is inclusive, `created_to` exclusive; `q` matches a case-insensitive
     substring of the original filename (taken literally: `%` and `_` are not wildcards).
     """
@@ -276,13 +299,23 @@ def list_images(
         conditions.append(Image.created_at < created_to)
     total = session.execute(
         sa.select(sa.func.count()).select_from(Image).where(*conditions)
-    ).scalar_one()
+    ).scalar_one() if with_total else None
+    if after is not None:
+        stamp, last_id = after
+        # Spelled out rather than a row comparison, which MariaDB does not turn into an
+        # index range.
+        if descending:
+            conditions.append(sa.or_(Image.created_at < stamp, sa.and_(
+                Image.created_at == stamp, Image.id < last_id)))
+        else:
+            conditions.append(sa.or_(Image.created_at > stamp, sa.and_(
+                Image.created_at == stamp, Image.id > last_id)))
     order = (Image.created_at.desc(), Image.id.desc()) if descending else (
         Image.created_at.asc(), Image.id.asc())
     rows = session.execute(
         sa.select(Image).where(*conditions).order_by(*order).limit(limit).offset(offset)
     ).scalars().all()
-    return _records(session, rows), int(total)
+    return _records(session, rows), None if total is None else int(total)
 
 
 # '!' rather than a backslash: MySQL reads backslashes in string literals as escapes of their

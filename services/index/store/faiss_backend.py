@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.index.store.ann import AnnIndex, Progress
-from services.index.store.errors import DimensionMismatch, ModelMismatch
+from services.index.store.errors import DimensionMismatch, InvalidIndexType, ModelMismatch
 from services.index.store.filters import (
     empty_result,
     exact_over_store,
@@ -43,6 +43,9 @@ from services.index.store.vectorstore import StoreDtype, VectorStore
 logger = logging.getLogger(__name__)
 
 _Op = tuple[str, Ids, Vectors | None]
+
+# Parameters read only at search time: changed by `tune` with no rebuild.
+SEARCH_PARAMS = ("ivf_nprobe", "hnsw_ef_search", "rerank_factor", "filter_exact_max")
 
 # Queued writes are applied to Faiss for about this long per hold of the write lock (at least
 # one write: never longer than that write took to arrive the normal way).
@@ -261,6 +264,17 @@ class FaissIndex:
             if self._store is None:
                 return np.empty(0, np.int64)
             return self._store.ids_after(after, limit)
+
+    def tune(self, overrides: dict[str, Any]) -> None:
+        """Change search-time parameters (`SEARCH_PARAMS`) without a rebuild."""
+        bad = sorted(set(overrides) - set(SEARCH_PARAMS))
+        if bad:
+            raise InvalidIndexType(f"not a search-time parameter: {', '.join(bad)}",
+                                   detail={"allowed": list(SEARCH_PARAMS)})
+        with self._lock.write():
+            self._params = self._params.replace(overrides)
+            if self._ann is not None:
+                self._ann.params = self._ann.params.replace(overrides)
 
     # -- rebuilds ------------------------------------------------------------------------
     def needs_compaction(self) -> bool:

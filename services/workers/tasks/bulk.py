@@ -20,7 +20,7 @@ from services.common.gallery import IMAGE_SUFFIXES, ImageBeingDeleted, check_ima
 from services.common.images import ImageError
 from services.common.queue import ingest_messages
 from services.workers.tasks.context import TaskContext
-from services.workers.tasks.progress import finish_if_settled, record_item
+from services.workers.tasks.progress import finish_if_settled, record_items
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
     """
     source = Path(folder) if folder else None
     pending = array("q")
-    settled: list[tuple[int, str]] = []
+    indexed = array("q")  # already indexed: done at once
+    gone: list[tuple[int, str]] = []  # deleting or removed meanwhile (rare): skipped
     page = array("q")
     count = 0
     for path in image_files(source, paths):
@@ -116,8 +117,10 @@ def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
         page.append(image_id)
         if status == "pending":
             pending.append(image_id)
+        elif status == "indexed":
+            indexed.append(image_id)
         else:
-            settled.append((image_id, status))
+            gone.append((image_id, status))
         if len(page) >= ctx.settings.page_size:
             ctx.clients.catalog.register_items(job_id, page.tolist())
             ctx.heartbeat(job_id)
@@ -125,11 +128,11 @@ def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
     ctx.clients.catalog.register_items(job_id, page.tolist())
     ctx.heartbeat(job_id)
     logger.info("bulk job %s: %d images registered, %d to ingest", job_id, count, len(pending))
-    for image_id, status in settled:
-        if status == "indexed":
-            record_item(ctx, job_id, image_id, "done")
-        else:  # deleting or removed meanwhile
-            record_item(ctx, job_id, image_id, "skipped", f"image is {status}")
+    for start in range(0, len(indexed), ctx.settings.page_size):
+        record_items(ctx, job_id, [(image_id, "done", None) for image_id in
+                                   indexed[start:start + ctx.settings.page_size]])
+    record_items(ctx, job_id, [(image_id, "skipped", f"image is {status}")
+                               for image_id, status in gone])
     for kwargs in ingest_messages(pending.tolist(), job_id=job_id,
                                   on_near_duplicate=on_near_duplicate,
                                   batch=ctx.settings.ingest_batch):

@@ -5,6 +5,7 @@ never counts twice."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from services.workers.tasks.context import TaskContext
 
@@ -21,24 +22,27 @@ def record_item(ctx: TaskContext, job_id: int | None, image_id: int, state: str,
     """Record one item's outcome (done, failed, skipped) and finish the job if it was the last."""
     if job_id is None:
         return
-    ctx.clients.catalog.record_item(job_id, image_id, state, error)
+    job = ctx.clients.catalog.record_item(job_id, image_id, state, error)
     ctx.heartbeat(job_id)
-    finish_if_settled(ctx, job_id)
+    finish_if_settled(ctx, job_id, job)
 
 
 def record_items(ctx: TaskContext, job_id: int | None, items: list[Outcome]) -> None:
     """Record several items' outcomes, then finish the job if they were the last."""
     if job_id is None or not items:
         return
+    job = None
     for image_id, state, error in items:
-        ctx.clients.catalog.record_item(job_id, image_id, state, error)
+        job = ctx.clients.catalog.record_item(job_id, image_id, state, error)
     ctx.heartbeat(job_id)
-    finish_if_settled(ctx, job_id)
+    finish_if_settled(ctx, job_id, job)
 
 
-def finish_if_settled(ctx: TaskContext, job_id: int) -> bool:
-    """Finish the job once done + failed + skipped reaches its total; True if it is finished."""
-    job = ctx.clients.catalog.get_job(job_id)
+def finish_if_settled(ctx: TaskContext, job_id: int, job: dict[str, Any] | None = None) -> bool:
+    """Finish the job once done + failed + skipped reaches its total; True if it is finished.
+    `job` is its state as the catalog just returned it (read again when not given)."""
+    if job is None:
+        job = ctx.clients.catalog.get_job(job_id)
     if job is None:
         return True
     if job["status"] in TERMINAL_JOB:

@@ -76,19 +76,21 @@ def _remove_orphan_vectors(ctx: TaskContext) -> int:
 
 def _requeue_missing_vectors(ctx: TaskContext) -> int:
     requeued = 0
-    offset = 0
+    after: str | None = None
     while True:
-        images, _ = ctx.clients.catalog.list_images(status="indexed",
-                                                    limit=ctx.settings.page_size, offset=offset)
+        images, after = ctx.clients.catalog.list_images(status="indexed",
+                                                        limit=ctx.settings.page_size,
+                                                        after=after)
         if not images:
             return requeued
-        offset += len(images)
         ids = [int(image["id"]) for image in images]
         present = ctx.clients.index.present(ids)
         for image_id in ids:
             if image_id not in present:
                 ctx.enqueue(queue.INGEST, {"image_id": image_id})
                 requeued += 1
+        if after is None:
+            return requeued
 
 
 def _redrive_jobs(ctx: TaskContext, exclude: int | None) -> int:

@@ -40,13 +40,12 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
     logger.info("reindex job %s: staging created for %s", job_id, model)
     # Ids put in the staging, 8 bytes each: tens of millions of rows fit in memory.
     staged = array("q")
-    offset = 0
+    after: str | None = None
     while True:
-        images, _ = catalog.list_images(status="indexed", limit=ctx.settings.page_size,
-                                        offset=offset)
+        images, after = catalog.list_images(status="indexed", limit=ctx.settings.page_size,
+                                            after=after)
         if not images:
             break
-        offset += len(images)
         ids = [int(image["id"]) for image in images]
         if job_id is not None:
             catalog.register_items(job_id, ids)
@@ -55,6 +54,8 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
             staged.extend(_embed_chunk(ctx, job_id, chunk, model))
         if job_id is not None:
             ctx.heartbeat(job_id)
+        if after is None:
+            break
     index.staging_commit()
     logger.info("reindex job %s: %d images embedded, staging committed", job_id, len(staged))
     _record_model(ctx, staged, model)
