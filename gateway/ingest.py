@@ -2,7 +2,8 @@
 
 A file that fails its checks is listed as rejected and leaves nothing behind; when every
 file of a request is rejected, the request fails with the first file's error (no row, no
-file, no job). Exact duplicates (same sha256) return the existing image.
+file, no job). Exact duplicates (same sha256) return the existing image; one still pending
+or failed is queued for ingest again (its earlier task may have died with a worker).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ async def register(state: GatewayState, image: CheckedImage, *, tags: list[str],
         row = (await catalog.arequest("POST", f"/v1/images/{row['id']}/transition",
                                       json={"from": "failed", "to": "pending"})).json()
         created, status = True, "pending"
-    if created:
+    # Uploading a pending image again re-drives it: ingest is idempotent, and the upload may
+    # be what the user does because its first task was lost.
+    if created or status == "pending":
         outcome.to_ingest.append(int(row["id"]))
     outcome.images.append({"id": row["id"], "original_filename": image.filename,
                            "status": status, "duplicate": not created})
