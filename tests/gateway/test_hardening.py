@@ -267,3 +267,27 @@ def test_server_settings_reach_uvicorn() -> None:
     assert uvicorn_options(GatewaySettings(trusted_proxies=[]))["proxy_headers"] is False
 
 
+
+
+def test_uploading_a_stuck_pending_image_again_redrives_it(stack: Stack) -> None:
+    import hashlib
+
+    from services.common.storage import image_key
+
+    blob = png_bytes(5150)
+    sha = hashlib.sha256(blob).hexdigest()
+    # A row whose ingest message was lost (a worker killed with it in hand): pending, and
+    # no task anywhere will ever pick it up.
+    with stack.internal("catalog") as catalog:
+        row = catalog.post("/v1/images", json={
+            "sha256": sha, "original_filename": "stuck.png", "storage_key":
+            image_key(sha, "png"), "mime": "image/png", "width": 96, "height": 80,
+            "bytes": len(blob), "uploader": stack.admin_username}).json()["image"]
+        assert row["status"] == "pending"
+    with stack.admin_client() as admin:
+        response = admin.post("/api/v1/admin/images", files=files_of([blob], "stuck"))
+        assert response.status_code == 202, response.text
+        image = response.json()["images"][0]
+        assert (image["id"], image["duplicate"]) == (row["id"], True)
+        assert stack.wait_job(admin, response.json()["job_id"])["status"] == "succeeded"
+        assert admin.get(f"/api/v1/images/{row['id']}").json()["status"] == "indexed"
