@@ -190,19 +190,24 @@ def decode_budget() -> DecodeBudget:
 
 def _to_eight_bits(image: Image.Image) -> Image.Image:
     """A 16-bit (I;16*), 32-bit integer (I) or float (F) image -> 8-bit L, block by block.
-    16-bit spans 0..65535; I and F span 0..255 unless a value is above 255 (then 0..65535)."""
+    16-bit spans 0..65535; I and F span 0..255 unless a value is above 255 (then 0..65535).
+    Only one block of rows is ever copied out of the image (as float32)."""
     mode = image.mode
-    arr = np.asarray(image)  # (H, W), the decoded size: no copy for I;16, I and F
-    top = 65535.0 if mode in _SIXTEEN or arr.max(initial=0) > 255 else 255.0
-    out = np.empty(arr.shape, dtype=np.uint8)
-    rows = max(1, _BLOCK_PIXELS // max(1, arr.shape[1]))
+    width, height = image.size
+    top = 65535.0
+    if mode not in _SIXTEEN:
+        high = image.getextrema()[1]
+        top = 65535.0 if float(high) > 255 else 255.0  # type: ignore[arg-type]
+    out = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, _BLOCK_PIXELS // max(1, width))
     scale = np.float32(255.0 / top)
-    for start in range(0, arr.shape[0], rows):
-        block = arr[start:start + rows].astype(np.float32)
+    for start in range(0, height, rows):
+        stop = min(height, start + rows)
+        block = np.asarray(image.crop((0, start, width, stop)), dtype=np.float32)
         block *= scale
         block += np.float32(0.5)
         np.clip(block, 0, 255, out=block)
-        out[start:start + rows] = block.astype(np.uint8)
+        out[start:stop] = block.astype(np.uint8)
     return Image.fromarray(out, mode="L")
 
 
