@@ -62,6 +62,26 @@ def test_forwarded_for_does_not_rotate_the_client_address(
     assert codes[10:] == [429] * 20
 
 
+def test_forwarded_for_from_a_trusted_proxy_names_the_client(stack: Stack) -> None:
+    # Here the test client is the proxy (127.0.0.1 is trusted): each forwarded address is a
+    # client of its own, and one address alone is limited.
+    env = {**stack.env, "IMGSEARCH_GATEWAY_JWT_SECRET": JWT_SECRET,
+           "IMGSEARCH_GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
+           "IMGSEARCH_GATEWAY_REDIS_PREFIX": stack.env["IMGSEARCH_GATEWAY_REDIS_PREFIX"] + "3:"}
+    proc = ServiceProcess("gateway", env, stack.log_dir).start(60)
+    try:
+        rotating = _wrong_logins(proc.url, [f"someone-{i}" for i in range(15)])
+        assert rotating == [401] * 15
+        with httpx.Client(base_url=proc.url, timeout=30) as client:
+            one = [client.post("/api/v1/auth/login",
+                               json={"username": f"other-{i}", "password": "wrong-guess-x"},
+                               headers={"X-Forwarded-For": "198.51.100.7"}).status_code
+                   for i in range(12)]
+        assert one[:10] == [401] * 10 and one[10:] == [429, 429]
+    finally:
+        proc.stop()
+
+
 def test_wrong_logins_on_one_account_are_throttled(stack: Stack) -> None:
     stack.create_user("victim", "victim-password-9")
     codes = _wrong_logins(stack.url, ["victim"] * 30)
