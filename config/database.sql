@@ -3,7 +3,7 @@
 --   mysql -u root -p < config/database.sql
 --
 -- Creates the database `image_search` (keep database.db_name in config/config.yaml the same)
--- and every table at migration revision 0001_initial, recorded in alembic_version so the
+-- and every table at migration revision 0002_user_token_version, recorded in alembic_version so the
 -- service's own migrations (`imgsearch db upgrade`, or at start with migrate_on_start) carry
 -- on from here. Safe to run again: nothing that exists is touched.
 -- A test keeps this file identical to the migrations (tests/catalog/test_schema.py).
@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS users (
     `role` VARCHAR(16) NOT NULL,
     created_at DATETIME(6) NOT NULL,
     last_login_at DATETIME(6),
+    -- Bumped by a password or role change: tokens carrying an older version are refused.
+    token_version INTEGER NOT NULL DEFAULT 0,
     CONSTRAINT pk_users PRIMARY KEY (id),
     CONSTRAINT uq_users_username UNIQUE (username),
     CONSTRAINT ck_users_role CHECK (`role` IN ('admin', 'viewer'))
@@ -116,4 +118,4 @@ CREATE TABLE IF NOT EXISTS job_items (
     INDEX ix_job_items_job_id_state (job_id, state)
 ) ENGINE=InnoDB CHARSET=utf8mb4;
 
-INSERT IGNORE INTO alembic_version (version_num) VALUES ('0001_initial');
+INSERT IGNORE INTO alembic_version (version_num) VALUES ('0002_user_token_version');

@@ -9,6 +9,10 @@ from typing import Any
 from services.common.errors import NotFound
 from services.common.http import ServiceClient
 
+# Ids per catalog lookup (under the catalog's `max_lookup_ids`, 10000 by default): a deep
+# result page asks for more than one call carries.
+LOOKUP_CHUNK = 2000
+
 
 @dataclass
 class Upstreams:
@@ -40,13 +44,13 @@ class Upstreams:
 
     async def lookup(self, ids: list[int], status: str | None = "indexed") -> list[dict[str, Any]]:
         """Catalog rows of `ids` in that order; missing (or other-status) ids left out."""
-        if not ids:
-            return []
-        body: dict[str, Any] = {"ids": ids}
-        if status:
-            body["status"] = status
-        response = await self.catalog.arequest("POST", "/v1/images/lookup", json=body)
-        images: list[dict[str, Any]] = response.json()["images"]
+        images: list[dict[str, Any]] = []
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            body: dict[str, Any] = {"ids": ids[start:start + LOOKUP_CHUNK]}
+            if status:
+                body["status"] = status
+            response = await self.catalog.arequest("POST", "/v1/images/lookup", json=body)
+            images.extend(response.json()["images"])
         return images
 
     async def embedding_info(self) -> dict[str, Any]:

@@ -16,6 +16,16 @@ from services.common.settings import REPO_ROOT, SectionSettings
 MIN_JWT_SECRET = 32
 
 
+# The most hits one index search returns, by default: the gateway's deepest result page
+# (offset 10000 + k 200, plus the rows it over-fetches) fits in it.
+INDEX_MAX_K = 16384
+
+
+class _IndexLimits(SectionSettings, section="index"):
+    """The index section's `max_k`, read by the gateway: the deepest page of results."""
+
+    max_k: int = INDEX_MAX_K
+
 
 class SakuraSettings(SectionSettings, section="sakura"):
     """The home page's falling blossoms (the original SakuraEffect.vue constants)."""
@@ -28,6 +38,9 @@ class SakuraSettings(SectionSettings, section="sakura"):
 class GatewaySettings(SectionSettings, section="gateway"):
     port: int = port_field("gateway")
     public_search: bool = True
+    # /metrics: with a token, only `Authorization: Bearer <metrics_token>` or an admin;
+    # without one, anyone when search is public, else admins only.
+    metrics_token: SecretStr = SecretStr("")
     # Image URLs in JSON answers are signed for <img> tags (which send no token) when search
     # is not public, or for admins' images that are not indexed; they live this long.
     signed_url_ttl_s: int = Field(default=900, ge=60, le=86400)
@@ -36,6 +49,9 @@ class GatewaySettings(SectionSettings, section="gateway"):
     jwt_expiry_s: int = Field(default=3600, ge=60)
     jwt_issuer: str = "imgsearch"
     jwt_audience: str = "imgsearch-api"
+    # A token is checked against its user (exists, role, token version) at most this long
+    # ago: a deleted, demoted or re-passworded user's old tokens stop working within it.
+    session_check_ttl_s: float = Field(default=5.0, ge=0, le=300)
     # First admin, created at start only when the catalog has no admin yet.
     admin_username: str = ""
     admin_password: SecretStr = SecretStr("")
@@ -45,6 +61,9 @@ class GatewaySettings(SectionSettings, section="gateway"):
     redis_prefix: str = "imgsearch:gateway:"
     search_rate_per_minute: int = Field(default=120, ge=1)
     login_rate_per_minute: int = Field(default=10, ge=1)
+    # Failed logins per account and minute, from any address; past it the account's logins
+    # answer 429 until the minute ends (guessing cannot spread over many addresses).
+    login_account_failures_per_minute: int = Field(default=10, ge=1)
     # Searches running at once; past it (plus the queue) answers 503 with Retry-After.
     max_concurrent_searches: int = Field(default=4, ge=1)
     search_queue: int = Field(default=16, ge=0)
@@ -54,6 +73,8 @@ class GatewaySettings(SectionSettings, section="gateway"):
     max_upload_bytes: int = Field(default=20_000_000, ge=1)
     max_files_per_request: int = Field(default=100, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # A sketch is a canvas drawing, decoded here: a screen-sized canvas at 2x is ~4 MP.
+    max_sketch_pixels: int = Field(default=8_000_000, ge=1)
     # The whole body of one upload request; 0: max_upload_bytes * max_files_per_request,
     # capped at 512 MB (the body is refused while it streams in, past this many bytes).
     max_request_bytes: int = Field(default=0, ge=0)
@@ -107,6 +128,11 @@ class GatewaySettings(SectionSettings, section="gateway"):
             "embedding": peer_url("embedding", self.embedding_url),
             "segmentation": peer_url("segmentation", self.segmentation_url),
         }
+
+    @property
+    def index_max_k(self) -> int:
+        """The most hits the gateway may ask the index for (the index's own `max_k`)."""
+        return _IndexLimits().max_k
 
     @property
     def web_dist_dir(self) -> Path:

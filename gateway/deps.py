@@ -15,6 +15,7 @@ from gateway.clients import Upstreams
 from gateway.config import GatewaySettings, SakuraSettings
 from gateway.ratelimit import CapacityGate, Limiter, enforce
 from gateway.security import NotAuthenticated, Principal, TokenIssuer, parse_bearer, require_admin
+from gateway.sessions import SessionChecker
 from gateway.signing import UrlSigner
 from services.common.errors import UpstreamError
 from services.common.queue import QueueUnavailable, send_task
@@ -39,6 +40,7 @@ class GatewayState:
     thumbs_dir: Path
     producer: Any
     random_weights: bool
+    sessions: SessionChecker
 
 
 def get_state(request: Request) -> GatewayState:
@@ -47,6 +49,11 @@ def get_state(request: Request) -> GatewayState:
 
 
 StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of the Authorization header, if any."""
+    return _token_of(request, allow_query=False)
 
 
 def _token_of(request: Request, allow_query: bool) -> str | None:
@@ -65,9 +72,15 @@ async def optional_principal(
     state: StateDep,
     _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
 ) -> Principal | None:
-    """The logged-in user, or None without a token; a bad token is always an error."""
+    """The logged-in user, or None without a token; a bad or revoked token is always an
+    error."""
     token = _token_of(request, allow_query=False)
-    return state.tokens.verify(token) if token else None
+    return await authenticate(state, token) if token else None
+
+
+async def authenticate(state: GatewayState, token: str) -> Principal:
+    """The token's user as the catalog knows them now (role, still existing, same version)."""
+    return await state.sessions.check(state.tokens.verify(token))
 
 
 OptionalUser = Annotated[Principal | None, Depends(optional_principal)]
@@ -93,7 +106,7 @@ async def admin_principal(principal: OptionalUser) -> Principal:
 async def stream_admin_principal(request: Request, state: StateDep) -> Principal:
     """Admin check for EventSource routes: the token may come as `?access_token=`."""
     token = _token_of(request, allow_query=True)
-    return require_admin(state.tokens.verify(token) if token else None)
+    return require_admin(await authenticate(state, token) if token else None)
 
 
 User = Annotated[Principal, Depends(user_principal)]

@@ -3,8 +3,9 @@
 A file that fails its checks is listed as rejected and leaves nothing behind; when every
 file of a request is rejected, the request fails with the first file's error (no row, no
 file, no job). Exact duplicates (same sha256) return the existing image; a failed one is
-tried again. Checking, storing and registering a file is `services.common.gallery`, the same
-code as the workers' bulk ingest.
+tried again, and one still pending is queued for ingest again (its earlier task may have
+died with a worker). Checking, storing and registering a file is `services.common.gallery`,
+the same code as the workers' bulk ingest.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ the rate limiter and the task producer, and creates the first admin when asked t
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,12 @@ from gateway import static
 from gateway.bootstrap import ensure_first_admin
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings, SakuraSettings
-from gateway.deps import GatewayState
+from gateway.deps import GatewayState, authenticate, bearer_token
+from gateway.headers import SecurityHeadersMiddleware
 from gateway.ratelimit import CapacityGate, make_limiter
 from gateway.routes import admin, auth, config, images, jobs, region, search
-from gateway.security import TokenIssuer
+from gateway.security import TokenIssuer, require_admin
+from gateway.sessions import SessionChecker
 from gateway.signing import UrlSigner
 from gateway.uploads import BodyLimitMiddleware
 from services.common.app import create_service_app
@@ -45,6 +48,23 @@ def _limit_for(settings: GatewaySettings) -> Any:
         return settings.search_body_limit
 
     return limit_for
+
+
+def _metrics_guard(settings: GatewaySettings) -> Any:
+    """Who may read /metrics: the metrics token (Bearer) when one is set, or an admin; anyone
+    when neither a metrics token is set nor search needs a login."""
+    expected = settings.metrics_token.get_secret_value().encode()
+
+    async def guard(request: Request) -> None:
+        token = bearer_token(request)
+        if expected and token and hmac.compare_digest(token.encode(), expected):
+            return
+        if not expected and settings.public_search:
+            return
+        state = request.app.state.gateway
+        require_admin(await authenticate(state, token) if token else None)
+
+    return guard
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -74,6 +94,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             thumbs_dir=common.thumbs_dir,
             producer=make_producer(),
             random_weights=common.random_weights,
+            sessions=SessionChecker(upstreams.catalog, settings.session_check_ttl_s),
         )
         app.state.gateway = state
         bootstrap = asyncio.create_task(ensure_first_admin(settings, upstreams.catalog))
@@ -116,6 +137,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.setup()
     # Innermost, so the 413 it answers still carries the request id.
     app.user_middleware.append(Middleware(BodyLimitMiddleware, limit_for=_limit_for(settings)))
+    app.user_middleware.insert(0, Middleware(SecurityHeadersMiddleware))
+    app.state.metrics_guard = _metrics_guard(settings)
 
     @app.exception_handler(UpstreamError)
     async def _upstream(_: Request, exc: UpstreamError) -> JSONResponse:

@@ -33,6 +33,10 @@ class Limiter(Protocol):
         """Count one request of `key`; seconds to wait when over `limit`, else None."""
         ...
 
+    async def peek(self, key: str, limit: int) -> float | None:
+        """Like `hit` without counting: seconds to wait when `key` is at `limit` already."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -53,6 +57,13 @@ class MemoryLimiter:
         count = self._counts.get((key, window), 0) + 1
         self._counts[(key, window)] = count
         if count > limit:
+            return (window + 1) * self.window_s - now
+        return None
+
+    async def peek(self, key: str, limit: int) -> float | None:
+        now = time.time()
+        window = int(now // self.window_s)
+        if self._counts.get((key, window), 0) >= limit:
             return (window + 1) * self.window_s - now
         return None
 
@@ -82,6 +93,14 @@ class RedisLimiter:
             return (window + 1) * self.window_s - now
         return None
 
+    async def peek(self, key: str, limit: int) -> float | None:
+        now = time.time()
+        window = int(now // self.window_s)
+        count = await self._redis.get(f"{self.prefix}rl:{key}:{window}")
+        if int(count or 0) >= limit:
+            return (window + 1) * self.window_s - now
+        return None
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -92,10 +111,13 @@ def make_limiter(redis_url: str, prefix: str) -> Limiter:
     return MemoryLimiter()
 
 
-async def enforce(limiter: Limiter, scope: str, client: str, limit: int) -> None:
-    """Raise `RateLimited` (429, Retry-After) when `client` is over `limit` per minute."""
+async def enforce(limiter: Limiter, scope: str, client: str, limit: int, *,
+                  count: bool = True) -> None:
+    """Raise `RateLimited` (429, Retry-After) when `client` is over `limit` per minute.
+    With `count=False` the request is only checked against the limit, not counted."""
     try:
-        wait = await limiter.hit(f"{scope}:{client}", limit)
+        key = f"{scope}:{client}"
+        wait = await (limiter.hit(key, limit) if count else limiter.peek(key, limit))
     except Exception as exc:  # a rate limiter down must not take search down with it
         logger.warning("rate limiter unavailable, request let through: %s", exc)
         return

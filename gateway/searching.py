@@ -20,7 +20,6 @@ from services.common.storage import InvalidStorageKey, resolve
 
 # Rounds of doubling the index fetch when filtered-out rows leave the page short.
 MAX_ROUNDS = 4
-MAX_FETCH = 2000
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,11 @@ class QueryVector:
     kind: str
 
 
-def check_query_image(state: GatewayState, data: bytes) -> None:
+def check_query_image(state: GatewayState, data: bytes, *, max_pixels: int | None = None
+                      ) -> None:
     """Header checks (bytes, format, pixels) before the image travels anywhere."""
     probe_image(data, max_bytes=state.settings.max_upload_bytes,
-                max_pixels=state.settings.max_image_pixels)
+                max_pixels=max_pixels or state.settings.max_image_pixels)
 
 
 async def embed(state: GatewayState, data: bytes, filename: str = "query",
@@ -136,8 +136,10 @@ async def search_page(state: GatewayState, query: QueryVector, params: SearchPar
     hits: list[tuple[dict[str, Any], float]] = []
     exhausted = True
     if allowed is None or allowed:
+        # The index answers at most `index.max_k` hits: the deepest page ends there.
+        max_fetch = state.settings.index_max_k
         want = params.offset + params.k
-        fetch = min(MAX_FETCH, want + max(state.settings.search_overfetch, want // 2))
+        fetch = min(max_fetch, want + max(state.settings.search_overfetch, want // 2))
         for _ in range(MAX_ROUNDS):
             body: dict[str, Any] = {"vectors": [query.vector], "k": fetch}
             if allowed is not None:
@@ -154,10 +156,10 @@ async def search_page(state: GatewayState, query: QueryVector, params: SearchPar
             hits = [(by_id[i], s) for i, s in pairs
                     if i in by_id and s >= params.min_score and file_exists(state, by_id[i])]
             below = bool(pairs) and pairs[-1][1] < params.min_score
-            if len(hits) >= want or exhausted or below or fetch >= MAX_FETCH:
+            if len(hits) >= want or exhausted or below or fetch >= max_fetch:
                 exhausted = exhausted or below
                 break
-            fetch = min(MAX_FETCH, fetch * 2)
+            fetch = min(max_fetch, fetch * 2)
     page = hits[params.offset:params.offset + params.k]
     return {
         "results": [result_of(image, score, image_urls(state, image, principal))

@@ -29,6 +29,12 @@ class TokenExpired(Unauthorized):
     code = "token_expired"
 
 
+class TokenRevoked(Unauthorized):
+    """The token's user was deleted, or changed password or role since it was issued."""
+
+    code = "token_revoked"
+
+
 class AdminRequired(Forbidden):
     code = "admin_required"
 
@@ -41,6 +47,8 @@ class InvalidCredentials(Unauthorized):
 class Principal:
     username: str
     role: str
+    # The user's token version when the token was issued (the catalog bumps it to revoke).
+    token_version: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -61,6 +69,7 @@ class TokenIssuer:
         claims = {
             "sub": principal.username,
             "role": principal.role,
+            "ver": principal.token_version,
             "iss": self.issuer,
             "aud": self.audience,
             "iat": issued,
@@ -78,7 +87,7 @@ class TokenIssuer:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "ver"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired("the access token has expired; log in again") from exc
@@ -86,9 +95,11 @@ class TokenIssuer:
             raise InvalidToken("the access token is not valid") from exc
         role = claims.get("role")
         username = claims.get("sub")
-        if role not in ROLES or not isinstance(username, str) or not username:
+        version = claims.get("ver")
+        if (role not in ROLES or not isinstance(username, str) or not username
+                or not isinstance(version, int) or isinstance(version, bool)):
             raise InvalidToken("the access token is not valid")
-        return Principal(username=username, role=role)
+        return Principal(username=username, role=role, token_version=version)
 
 
 def require_admin(principal: Principal | None) -> Principal:

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from gateway.headers import WEB_CSP
 from services.common.errors import NotFound
 
 NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>imgsearch</title></head>
@@ -30,12 +31,16 @@ def mount(app: FastAPI, dist: Path, *, api_prefix: str) -> None:
     async def web_app(path: str) -> Response:
         if path == prefix or path.startswith(prefix + "/") or path in RESERVED:
             raise NotFound(f"no route {path!r}", code="not_found")
+        if "\x00" in path:
+            # No file name holds a null byte (the OS would refuse it): nothing to serve.
+            raise NotFound(f"no file {path!r}", code="not_found")
         index = root / "index.html"
+        csp = {"Content-Security-Policy": WEB_CSP}
         if not index.is_file():
-            return HTMLResponse(NOT_BUILT)
+            return HTMLResponse(NOT_BUILT, headers=csp)
         if path:
             candidate = (root / path).resolve()
             # A path escaping dist (../) is served the app, never the file it names.
             if candidate.is_relative_to(root) and candidate.is_file():
-                return FileResponse(candidate)
-        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+                return FileResponse(candidate, headers=csp)
+        return FileResponse(index, headers={"Cache-Control": "no-cache", **csp})

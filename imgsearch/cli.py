@@ -59,6 +59,11 @@ class LazyGroup(click.Group):
 @click.version_option("0.1.0", prog_name="imgsearch")
 def cli() -> None:
     """Self-hosted image search: DINOv2 (NumPy), Faiss, MySQL, MobileSAM."""
+    from services.common.permissions import private_files
+    from services.common.settings import CommonSettings
+
+    # Before any command creates a file: catalog.db, broker.sqlite, logs, images are private.
+    private_files(CommonSettings().data_dir)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -22,6 +22,9 @@ async def json_fields(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
+    except RecursionError as exc:
+        # json.loads recurses once per nesting level: thousands of '[' exhaust the stack.
+        raise InvalidRequest("the JSON body is nested too deeply") from exc
     except ValueError as exc:
         raise InvalidRequest("the body is not valid JSON") from exc
     if not isinstance(body, dict):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from gateway.deps import AdminUser, StateDep, enqueue
@@ -154,3 +155,41 @@ async def create_user(body: NewUser, state: StateDep, _: AdminUser) -> dict[str,
     user: dict[str, Any] = (await state.upstreams.catalog.arequest(
         "POST", "/v1/users", json=body.model_dump())).json()
     return user
+
+
+USERNAME = Path(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+
+
+class UserChange(BaseModel):
+    password: str | None = Field(None, min_length=8, max_length=1024)
+    role: Literal["admin", "viewer"] | None = None
+
+
+@router.get("/users")
+async def list_users(state: StateDep, _: AdminUser) -> dict[str, Any]:
+    """Every user: name, role, creation and last login."""
+    body: dict[str, Any] = (await state.upstreams.catalog.arequest("GET", "/v1/users")).json()
+    return body
+
+
+@router.patch("/users/{username}")
+async def change_user(body: UserChange, state: StateDep, _: AdminUser,
+                      username: str = USERNAME) -> dict[str, Any]:
+    """Change a user's password and/or role; every token the user had stops working."""
+    try:
+        user: dict[str, Any] = (await state.upstreams.catalog.arequest(
+            "PATCH", f"/v1/users/{quote(username, safe='')}",
+            json=body.model_dump(exclude_none=True))).json()
+    finally:
+        state.sessions.forget(username)
+    return user
+
+
+@router.delete("/users/{username}", status_code=204, response_class=Response)
+async def delete_user(state: StateDep, _: AdminUser, username: str = USERNAME) -> Response:
+    """Delete a user; every token the user had stops working."""
+    try:
+        await state.upstreams.catalog.arequest("DELETE", f"/v1/users/{quote(username, safe='')}")
+    finally:
+        state.sessions.forget(username)
+    return Response(status_code=204)

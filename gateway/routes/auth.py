@@ -45,15 +45,21 @@ async def login(
         raise InvalidRequest("username and password are required")
     if len(name) > 128 or len(secret) > 1024:
         raise InvalidCredentials("invalid username or password")
+    # Per account, whatever address the attempts come from: failed logins are counted and,
+    # past the limit, no password is checked for that account until the window ends.
+    account, account_limit = f"user:{name}", state.settings.login_account_failures_per_minute
+    await enforce(state.limiter, "login-failures", account, account_limit, count=False)
     try:
         response = await state.upstreams.catalog.arequest(
             "POST", "/v1/users/verify", json={"username": name, "password": secret})
     except DomainError as exc:
         if exc.status in (401, 404, 422):
+            await enforce(state.limiter, "login-failures", account, account_limit)
             raise InvalidCredentials("invalid username or password") from exc
         raise
     user: dict[str, Any] = response.json()
-    principal = Principal(username=user["username"], role=user["role"])
+    principal = Principal(username=user["username"], role=user["role"],
+                          token_version=int(user["token_version"]))
     return TokenOut(access_token=state.tokens.issue(principal),
                     expires_in=state.tokens.expiry_s,
                     user=UserOut(username=principal.username, role=principal.role))

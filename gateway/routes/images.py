@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from gateway.deps import GatewayState, OptionalUser, SearchUser, StateDep
+from gateway.headers import FILE_CSP
 from gateway.searching import image_urls, visible_image
 from gateway.security import NotAuthenticated, Principal
 from services.common.errors import NotFound
@@ -16,6 +18,16 @@ from services.common.storage import InvalidStorageKey, resolve
 router = APIRouter(tags=["images"])
 
 STATUSES = ("pending", "indexed", "failed", "deleting", "removed")
+# Fields only admins see: who uploaded, the content hash (which names the file, and would let
+# anyone test whether a given picture is in the gallery) and where it is stored.
+ADMIN_FIELDS = ("uploader", "sha256", "storage_key", "thumbnail_key", "error")
+
+
+def shown(image: dict[str, Any], admin: bool) -> dict[str, Any]:
+    """An image row as this caller may see it."""
+    if admin:
+        return image
+    return {k: v for k, v in image.items() if k not in ADMIN_FIELDS}
 
 
 @router.get("/images")
@@ -47,15 +59,17 @@ async def list_images(
         params["q"] = q.strip()
     body: dict[str, Any] = (await state.upstreams.catalog.arequest(
         "GET", "/v1/images", params=params)).json()
-    images = [{**image, **image_urls(state, image, principal)} for image in body["images"]]
+    images = [{**shown(image, admin), **image_urls(state, image, principal)}
+              for image in body["images"]]
     return {"images": images, "total": body["total"], "next": body.get("next")}
 
 
 @router.get("/images/{image_id}")
 async def get_image(image_id: int, state: StateDep, principal: SearchUser) -> dict[str, Any]:
     """One image's metadata (with its `thumbnail_url` and `file_url`)."""
-    image = await visible_image(state, image_id, admin=bool(principal and principal.is_admin))
-    return {**image, **image_urls(state, image, principal)}
+    admin = bool(principal and principal.is_admin)
+    image = await visible_image(state, image_id, admin=admin)
+    return {**shown(image, admin), **image_urls(state, image, principal)}
 
 
 Exp = Query(None, ge=0, le=2**62, description="signed URL: expiry (unix seconds)")
@@ -78,16 +92,22 @@ def reader_is_admin(request: Request, state: GatewayState, principal: Principal 
     return bool(principal and principal.is_admin)
 
 
-def _file_response(root: Any, key: str | None, mime: str, image_id: int) -> FileResponse:
+def _file_response(root: Any, key: str | None, mime: str, image_id: int,
+                   filename: str | None = None) -> FileResponse:
     try:
         path = resolve(root, key or "")
     except InvalidStorageKey as exc:
         raise NotFound(f"image {image_id} has no file", code="file_not_found") from exc
     if not path.is_file():
         raise NotFound(f"image {image_id} has no file", code="file_not_found")
-    # Content-addressed: the bytes behind this id never change.
-    return FileResponse(path, media_type=mime,
-                        headers={"Cache-Control": "private, max-age=86400"})
+    # Content-addressed: the bytes behind this id never change. The bytes are the uploader's:
+    # shown inline as an image (the web app's lightbox), never run or sniffed as anything else.
+    name = quote(filename or f"image-{image_id}", safe="")
+    return FileResponse(path, media_type=mime, headers={
+        "Cache-Control": "private, max-age=86400",
+        "Content-Disposition": f"inline; filename*=UTF-8''{name}",
+        "Content-Security-Policy": FILE_CSP,
+    })
 
 
 @router.get("/images/{image_id}/file", response_class=FileResponse)
@@ -100,7 +120,8 @@ async def image_file(
     admin = reader_is_admin(request, state, principal, image_id, "file")
     image = await visible_image(state, image_id, admin=admin)
     return _file_response(state.images_dir, image.get("storage_key"),
-                          image.get("mime") or "application/octet-stream", image_id)
+                          image.get("mime") or "application/octet-stream", image_id,
+                          image.get("original_filename"))
 
 
 @router.get("/images/{image_id}/thumbnail", response_class=FileResponse)

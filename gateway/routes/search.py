@@ -88,11 +88,11 @@ async def search_sketch(
     started = time.perf_counter()
     params = search_params(state, request, {}, k, offset, min_score, tags)
     data = await read_limited(file, state.settings.max_upload_bytes)
-    check_query_image(state, data)
+    check_query_image(state, data, max_pixels=state.settings.max_sketch_pixels)
     async with state.search_gate.slot():
         png = await run_in_threadpool(
             normalise_sketch, data, max_bytes=state.settings.max_upload_bytes,
-            max_pixels=state.settings.max_image_pixels)
+            max_pixels=state.settings.max_sketch_pixels)
         answer = await embed(state, png, "sketch.png")
         query = QueryVector(vector=answer["vectors"][0], model=answer.get("model"), kind="sketch")
         return await search_page(state, query, params, principal=principal, started=started)

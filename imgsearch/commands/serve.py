@@ -37,12 +37,14 @@ def serve(name: str, host: str | None, port: int | None, log_level: str) -> None
     import uvicorn
 
     from services.common.logging import configure_logging
+    from services.common.server import uvicorn_options
     from services.common.settings import common_settings
 
     factory, settings_cls = SERVICES[name]
     settings = _load(settings_cls)()  # type: ignore[operator]
     common = common_settings()
-    configure_logging(common.log_level, common.log_format)
+    configure_logging(common.log_level, common.log_format, log_file=common.log_path,
+                      max_bytes=common.log_max_bytes, backups=common.log_backups)
     uvicorn.run(
         factory,
         factory=True,
@@ -51,4 +53,5 @@ def serve(name: str, host: str | None, port: int | None, log_level: str) -> None
         log_level=log_level,
         log_config=None,
         access_log=False,
+        **uvicorn_options(settings),
     )

@@ -236,12 +236,20 @@ class Credentials(_Body):
     password: str = Field(max_length=1024)
 
 
+class UserUpdate(_Body):
+    """A new password and/or role (at least one); either revokes the user's tokens."""
+
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    role: Role | None = None
+
+
 class UserOut(BaseModel):
     id: int
     username: str
     role: Role
     created_at: datetime
     last_login_at: datetime | None
+    token_version: int
 
 
 class UserList(BaseModel):

@@ -36,6 +36,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
+# Called before /metrics answers; raises (401/403) to refuse the caller.
+MetricsGuard = Callable[[Request], Awaitable[None]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
@@ -115,6 +117,7 @@ def create_service_app(
                   lifespan=lifespan)
     app.state.metrics_registry = registry
     app.state.readiness = readiness or _always_ready
+    app.state.metrics_guard = None
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, registry=registry, service=name)
 
@@ -137,8 +140,11 @@ def create_service_app(
         return {"status": "ready", "service": name, "checks": checks}
 
     @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
         """Prometheus metrics."""
+        guard: MetricsGuard | None = app.state.metrics_guard
+        if guard is not None:
+            await guard(request)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -7,8 +7,10 @@ accepted, stored and retried the same way whichever way it arrives:
 - `store` writes it once under its content-addressed key (`image_key`, atomic);
 - `register` creates the row (idempotent by sha256). A row that already exists is a
   duplicate, except a `failed` one, which goes back to `pending` (another try), and one being
-  deleted, which is refused until the delete has finished. Tags given for an existing row
-  are added to it. A file this call stored is removed again when its row cannot be made.
+  deleted, which is refused until the delete has finished. A duplicate still `pending` is
+  ingested again (its first task may have died with a worker; ingest is idempotent). Tags
+  given for an existing row are added to it. A file this call stored is removed again when
+  its row cannot be made.
 
 `register` talks to the catalog through `CatalogCall` (method, path, JSON body -> JSON
 answer), a blocking call: the gateway runs it in a thread.
@@ -52,14 +54,12 @@ class CheckedImage:
 
 @dataclass(frozen=True)
 class Registered:
-    """The row of a registered file; `to_ingest` when it needs indexing (new or retried)."""
+    """The row of a registered file; `to_ingest` when it needs indexing (new, retried, or
+    still pending); `duplicate` when the row existed already (a failed one retried is not)."""
 
     image: dict[str, Any]
     to_ingest: bool
-
-    @property
-    def duplicate(self) -> bool:
-        return not self.to_ingest
+    duplicate: bool
 
 
 def check_image(data: bytes, filename: str, *, max_bytes: int, max_pixels: int) -> CheckedImage:
@@ -103,7 +103,7 @@ def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: 
         raise
     row: dict[str, Any] = body["image"]
     if body["created"]:
-        return Registered(row, True)
+        return Registered(row, to_ingest=True, duplicate=False)
     image_id, status = int(row["id"]), row.get("status")
     if status in ("deleting", "removed"):
         raise ImageBeingDeleted(
@@ -120,6 +120,8 @@ def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: 
             if exc.status != 409:
                 raise
             # Another upload of the same file retried it first: that one ingests it.
-            return Registered(row, False)
-        return Registered(row, True)
-    return Registered(row, False)
+            return Registered(row, to_ingest=False, duplicate=True)
+        return Registered(row, to_ingest=True, duplicate=False)
+    # Adding a pending image again re-drives it: the upload may be what the user does because
+    # its first task was lost.
+    return Registered(row, to_ingest=status == "pending", duplicate=True)

@@ -177,3 +177,35 @@ def send_task(name: str, kwargs: dict[str, Any], *, producer: Any = None,
         raise QueueUnavailable(f"the task queue is unavailable: {exc}") from exc
     task_id: str = result.id
     return task_id
+
+
+def queue_depth(app: Any) -> int | None:
+    """Messages waiting in the app's default queue (taken ones not counted); None when the
+    broker cannot say."""
+    try:
+        with app.connection_for_write() as conn:
+            declared = conn.default_channel.queue_declare(
+                queue=app.conf.task_default_queue, passive=True)
+            return int(declared.message_count)
+    except Exception as exc:  # an unknown depth only makes recovery more cautious
+        logger.warning("queue depth unknown: %s", exc)
+        return None
+
+
+def purge_consumed(url: str) -> int:
+    """The embedded SQLite broker keeps every message it delivered (kombu marks it invisible
+    and never deletes it): delete those, so broker.sqlite does not grow without end. Returns
+    the number deleted; 0 for any other broker."""
+    if not url.startswith("sqla+sqlite:"):
+        return 0
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.removeprefix("sqla+"))
+    try:
+        with engine.begin() as conn:
+            if not sa.inspect(conn).has_table("kombu_message"):
+                return 0
+            result = conn.execute(sa.text("DELETE FROM kombu_message WHERE visible = 0"))
+            return int(result.rowcount or 0)
+    finally:
+        engine.dispose()

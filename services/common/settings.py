@@ -6,14 +6,16 @@ Each service has one settings class: a subclass of `SectionSettings` naming its 
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -67,11 +69,27 @@ class CommonSettings(_YamlSettings):
     random_weights: bool = False
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # Empty: logs go to stderr. Else this file (relative: under data_dir), rotated past
+    # log_max_bytes, keeping log_backups old files.
+    log_file: str = ""
+    # Decoded image pixels one process holds at once, all requests together (MB), and how
+    # long a decode waits for room before answering 503 (services/common/images.py).
+    decode_budget_mb: int = Field(default=512, ge=16)
+    decode_wait_s: float = Field(default=10.0, gt=0)
+    log_max_bytes: int = Field(default=10 * 2**20, ge=4096)
+    log_backups: int = Field(default=5, ge=0, le=100)
 
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def log_path(self) -> Path | None:
+        if not self.log_file:
+            return None
+        path = Path(self.log_file).expanduser()
+        return path if path.is_absolute() else self.data_dir / path
 
     @property
     def models_dir(self) -> Path:
@@ -104,6 +122,28 @@ class SectionSettings(_YamlSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
+
+    # How the service is served (services/common/server.py; docs/security.md says why).
+    # Proxies (addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are believed;
+    # empty: the headers are ignored and the client is the connection's address.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Idle keep-alive connections closed after this; a request's headers must be complete
+    # this long after its first byte; a body may pause at most this long between pieces.
+    timeout_keep_alive_s: float = Field(default=5.0, gt=0, le=3600)
+    timeout_headers_s: float = Field(default=10.0, gt=0, le=3600)
+    timeout_body_s: float = Field(default=30.0, gt=0, le=3600)
+    # Open connections (and requests in flight) at once; past it new requests get 503.
+    max_connections: int = Field(default=1000, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        # IMGSEARCH_GATEWAY_TRUSTED_PROXIES="10.0.0.0/8,127.0.0.1" as well as a YAML list.
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def __init_subclass__(cls, section: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -30,6 +30,9 @@ class EmbeddingSettings(SectionSettings, section="embedding"):
     threads: int = Field(default=0, ge=0)
     max_image_bytes: int = Field(default=20_000_000, ge=1)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # The model sees image_size pixels: an image whose short side is at least twice this is
+    # reduced while decoding (JPEG at 1/2..1/8 scale), never below it; 0: decode full size.
+    decode_min_side: int = Field(default=896, ge=0)
     max_files_per_request: int = Field(default=64, ge=1)
     # Where the official DINOv2 checkpoints come from (first start, `imgsearch weights download`).
     weights_base_url: str = "https://dl.fbaipublicfiles.com/dinov2"

@@ -116,7 +116,9 @@ def decode_all(blobs: list[bytes], settings: EmbeddingSettings) -> list[NDArray[
     for index, data in enumerate(blobs):
         try:
             image, _ = decode_image(data, max_bytes=settings.max_image_bytes,
-                                    max_pixels=settings.max_image_pixels)
+                                    max_pixels=settings.max_image_pixels,
+                                    min_side=max(settings.decode_min_side,
+                                                 settings.image_size) or None)
         except DomainError as exc:
             if len(blobs) > 1:
                 exc.detail = {**(exc.detail if isinstance(exc.detail, dict) else {}),

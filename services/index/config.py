@@ -40,7 +40,9 @@ class IndexSettings(SectionSettings, section="index"):
     # faiss.cvar.distance_compute_blas_threshold (used when exact_engine is faiss)
     faiss_blas_threshold: int = Field(default=20, ge=1)
     threads: int = Field(default=0, ge=0)  # faiss.omp_set_num_threads; 0: every CPU it may use
-    max_k: int = Field(default=1000, ge=1)
+    # Hits per search; the gateway's deepest result page (offset 10000 + k 200, plus the rows
+    # it over-fetches) needs this many (gateway.config.INDEX_MAX_K reads the same key).
+    max_k: int = Field(default=16384, ge=1)
     max_batch: int = Field(default=10000, ge=1)  # vectors (or ids) per request
     maintenance_interval_s: float = Field(default=1.0, gt=0)
     milvus_uri: str = ""  # empty: milvus-lite file $dir/milvus.db

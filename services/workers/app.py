@@ -12,9 +12,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from services.common import queue
+from services.common.logging import rotating_file_handler
+from services.common.permissions import private_files
 from services.common.settings import common_settings
 from services.workers.config import WorkersSettings
 from services.workers.tasks import LONG_TASKS, register_tasks
@@ -41,6 +43,13 @@ def worker_config(settings: WorkersSettings) -> dict[str, Any]:
         "task_annotations": {name: long_limits for name in LONG_TASKS},
         "worker_send_task_events": False,
         "beat_schedule": {
+            # The light pass: stuck rows and jobs re-driven within a minute of a kill.
+            "recover": {
+                "task": queue.RECONCILE,
+                "schedule": settings.recover_every_s,
+                "kwargs": {"full": False},
+                "options": {"queue": settings.queue, "expires": settings.recover_every_s},
+            },
             "reconcile": {
                 "task": queue.RECONCILE,
                 "schedule": settings.reconcile_every_s,
@@ -71,12 +80,25 @@ def create_celery(settings: WorkersSettings | None = None) -> WorkerCelery:
 
     @lru_cache(maxsize=1)
     def config() -> dict[str, Any]:
+        private_files()
         common_settings().data_dir.mkdir(parents=True, exist_ok=True)
+        private_files(common_settings().data_dir)
         return worker_config(app.settings)
 
     app.add_defaults(config)
     register_tasks(app, lambda: app.settings)
+    signals.after_setup_logger.connect(_log_to_file, weak=False)
     return app
+
+
+def _log_to_file(logger: Any, **_: Any) -> None:
+    """With `log_file` set, the worker's log goes to that file too, rotated (Celery's own
+    --logfile never rotates)."""
+    common = common_settings()
+    if common.log_path is not None:
+        logger.addHandler(rotating_file_handler(common.log_path, fmt=common.log_format,
+                                               max_bytes=common.log_max_bytes,
+                                               backups=common.log_backups))
 
 
 app = create_celery()

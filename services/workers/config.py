@@ -30,7 +30,17 @@ class WorkersSettings(QueueSettings, section="workers"):
     thumbnail_quality: int = Field(default=80, ge=1, le=100)
     max_image_bytes: int = Field(default=50_000_000, ge=1)
     max_image_pixels: int = Field(default=100_000_000, ge=1)
+    # Recovery (docs/workers.md): a pending or deleting row whose task is neither running
+    # (no image lease) nor possibly queued (the queue is empty) is re-driven once it is
+    # `pending_grace_s` old; with messages waiting in the queue, only after
+    # `pending_timeout_s`. A running task renews its image lease (`image_lease_s` long)
+    # every `image_lease_s / 3`, so a killed task's lease lapses within `image_lease_s`.
+    pending_grace_s: float = Field(default=45.0, ge=0)
     pending_timeout_s: float = Field(default=900.0, gt=0)
+    image_lease_s: float = Field(default=30.0, ge=3)
+    # Beat: the light recovery pass (stuck rows, stuck jobs, consumed broker messages) and
+    # the full reconcile (also every vector against the catalog).
+    recover_every_s: float = Field(default=15.0, gt=0)
     reconcile_every_s: float = Field(default=600.0, gt=0)
     max_retries: int = Field(default=10, ge=0)
     retry_backoff_max_s: float = Field(default=60.0, gt=0)

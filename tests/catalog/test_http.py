@@ -233,7 +233,8 @@ def test_user_routes(catalog: httpx.Client) -> None:
                                         "role": "admin"})
     assert r.status_code == 201
     user = r.json()
-    assert set(user) == {"id", "username", "role", "created_at", "last_login_at"}
+    assert set(user) == {"id", "username", "role", "created_at", "last_login_at",
+                         "token_version"}
     assert "password" not in r.text and "argon2" not in r.text
     r = catalog.post("/v1/users", json={"username": "root", "password": "another-pass"})
     assert _error(r, 409)["code"] == "user_exists"
@@ -250,3 +251,15 @@ def test_user_routes(catalog: httpx.Client) -> None:
         r = catalog.post("/v1/users/verify", json=creds)
         assert _error(r, 401)["code"] == "invalid_credentials"
     assert [u["username"] for u in catalog.get("/v1/users").json()["users"]] == ["root"]
+    # Changes bump the token version; the only admin stays.
+    r = catalog.patch("/v1/users/root", json={"password": "s3cret-pass-2"})
+    assert r.status_code == 200 and r.json()["token_version"] == 1
+    assert _error(catalog.patch("/v1/users/root", json={}), 422)["code"] == "invalid_request"
+    assert _error(catalog.patch("/v1/users/root", json={"password": "password1"}), 422)[
+        "code"] == "weak_password"
+    assert _error(catalog.patch("/v1/users/root", json={"role": "viewer"}), 409)[
+        "code"] == "last_admin"
+    assert _error(catalog.delete("/v1/users/root"), 409)["code"] == "last_admin"
+    catalog.post("/v1/users", json={"username": "temp", "password": "temp-password-1"})
+    assert catalog.delete("/v1/users/temp").status_code == 204
+    assert _error(catalog.delete("/v1/users/temp"), 404)["code"] == "user_not_found"

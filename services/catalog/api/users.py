@@ -1,16 +1,19 @@
-"""User routes: create (argon2 hash), get, list, verify a password."""
+"""User routes: create (argon2 hash), get, list, verify a password, update (password,
+role), delete. An update bumps the user's token version: the gateway then refuses older
+tokens."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from services.catalog.api.deps import DbDep, HasherDep, SettingsDep
 from services.catalog.repository import users as repo
 from services.catalog.repository.session import read, transact
 from services.catalog.repository.users import UserRecord
-from services.catalog.schemas import Credentials, UserCreate, UserList, UserOut
+from services.catalog.schemas import Credentials, UserCreate, UserList, UserOut, UserUpdate
+from services.common.errors import DomainError
 
 router = APIRouter(tags=["users"])
 
@@ -46,3 +49,30 @@ def get_user(username: str, db: DbDep) -> UserOut:
 def list_users(db: DbDep) -> UserList:
     """Every user."""
     return UserList(users=[_out(r) for r in read(db, repo.list_users)])
+
+
+class EmptyUpdate(DomainError):
+    code = "invalid_request"
+    status = 422
+
+
+@router.patch("/v1/users/{username}", response_model=UserOut)
+def update_user(username: str, body: UserUpdate, db: DbDep, settings: SettingsDep,
+                hasher: HasherDep) -> UserOut:
+    """A new password and/or role; the user's earlier tokens stop working. 409 last_admin
+    when demoting the only admin."""
+    if body.password is None and body.role is None:
+        raise EmptyUpdate("give a new password, a new role, or both")
+    password_hash = None
+    if body.password is not None:
+        password_hash = repo.hash_password(hasher, body.password,
+                                           min_length=settings.password_min_length)
+    return _out(transact(db, repo.update_user, username=username, password_hash=password_hash,
+                         role=body.role.value if body.role else None))
+
+
+@router.delete("/v1/users/{username}", status_code=204, response_class=Response)
+def delete_user(username: str, db: DbDep) -> Response:
+    """Remove a user (their tokens stop working); 409 last_admin for the only admin."""
+    transact(db, repo.delete_user, username=username)
+    return Response(status_code=204)

@@ -103,6 +103,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped by a password or role change: tokens issued with an older version are refused.
+    token_version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
 
 class Job(Base):

@@ -58,3 +58,9 @@ class WeakPassword(DomainError):
 
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
+
+
+class LastAdmin(Conflict):
+    """Deleting or demoting the only admin would lock everyone out of the admin routes."""
+
+    code = "last_admin"

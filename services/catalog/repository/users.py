@@ -17,10 +17,11 @@ from services.catalog.db.models import User
 from services.catalog.db.types import utcnow
 from services.catalog.repository.errors import (
     InvalidCredentials,
+    LastAdmin,
     UserExists,
     UserNotFound,
-    WeakPassword,
 )
+from services.catalog.repository.passwords import check_password
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,13 @@ class UserRecord:
     role: str
     created_at: datetime
     last_login_at: datetime | None
+    token_version: int
 
 
 def _record(user: User) -> UserRecord:
     return UserRecord(id=user.id, username=user.username, role=user.role,
-                      created_at=user.created_at, last_login_at=user.last_login_at)
+                      created_at=user.created_at, last_login_at=user.last_login_at,
+                      token_version=user.token_version or 0)
 
 
 def password_hasher(*, time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher:
@@ -44,9 +47,8 @@ def password_hasher(*, time_cost: int, memory_kib: int, parallelism: int) -> Pas
 
 
 def hash_password(hasher: PasswordHasher, password: str, *, min_length: int) -> str:
-    if len(password) < min_length:
-        raise WeakPassword(f"the password needs at least {min_length} characters",
-                           detail={"min_length": min_length})
+    """The argon2 hash of an acceptable password (`WeakPassword`: too short or common)."""
+    check_password(password, min_length=min_length)
     return hasher.hash(password)
 
 
@@ -55,7 +57,7 @@ def create_user(*, session: Session, username: str, password_hash: str, role: st
     """A new user with an already computed hash (hashing is slow: done outside the
     transaction). Raises `UserExists` for a taken username."""
     user = User(username=username, password_hash=password_hash, role=role,
-                created_at=utcnow())
+                created_at=utcnow(), token_version=0)
     session.add(user)
     try:
         session.commit()
@@ -71,6 +73,49 @@ def get_user(*, session: Session, username: str) -> UserRecord:
     if user is None:
         raise UserNotFound(f"user {username!r} does not exist", detail={"username": username})
     return _record(user)
+
+
+def _user_row(session: Session, username: str) -> User:
+    user = session.execute(sa.select(User).where(User.username == username)
+                           .with_for_update()).scalar_one_or_none()
+    if user is None:
+        raise UserNotFound(f"user {username!r} does not exist", detail={"username": username})
+    return user
+
+
+def _refuse_last_admin(session: Session, user: User, action: str) -> None:
+    admins = session.execute(sa.select(sa.func.count()).select_from(User)
+                             .where(User.role == "admin")).scalar_one()
+    if user.role == "admin" and admins <= 1:
+        raise LastAdmin(f"{user.username!r} is the only admin; {action} would leave none",
+                        detail={"username": user.username})
+
+
+def update_user(*, session: Session, username: str, password_hash: str | None = None,
+                role: str | None = None) -> UserRecord:
+    """A new password and/or role; either bumps `token_version`, so every token issued
+    before is refused. Raises `UserNotFound`, `LastAdmin` (demoting the only admin)."""
+    user = _user_row(session, username)
+    if role is not None and role != user.role and role != "admin":
+        _refuse_last_admin(session, user, "demoting it")
+    if password_hash is not None:
+        user.password_hash = password_hash
+    if role is not None:
+        user.role = role
+    user.token_version = (user.token_version or 0) + 1
+    session.commit()
+    logger.info("user %s updated (role %s, token version %d)", username, user.role,
+                user.token_version)
+    return _record(user)
+
+
+def delete_user(*, session: Session, username: str) -> None:
+    """Remove a user (their tokens stop working); `LastAdmin` for the only admin."""
+    user = _user_row(session, username)
+    _refuse_last_admin(session, user, "deleting it")
+    session.delete(user)
+    session.commit()
+    logger.info("user %s deleted", username)
 
 
 def list_users(*, session: Session) -> list[UserRecord]:

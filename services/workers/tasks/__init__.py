@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, Task
@@ -34,6 +36,8 @@ TASKS: dict[str, Callable[..., Any]] = {
     queue.RECONCILE: reconcile,
 }
 LONG_TASKS = frozenset({queue.BULK_INGEST, queue.REINDEX, queue.RECONCILE})
+# Tasks of one image: while one runs it holds the image's lease (see TaskContext).
+IMAGE_TASKS = frozenset({queue.INGEST, queue.DELETE})
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -59,7 +63,41 @@ def task_context(app: Celery, settings: WorkersSettings) -> TaskContext:
         queue.send_task(name, kwargs, producer=app)
 
     return TaskContext(settings=settings, clients=process_clients(settings),
-                       data_dir=common_settings().data_dir, enqueue=enqueue)
+                       data_dir=common_settings().data_dir, enqueue=enqueue,
+                       queue_depth=lambda: queue.queue_depth(app))
+
+
+@contextmanager
+def signs_of_life(ctx: TaskContext, image_id: int | None, job_id: int | None
+                  ) -> Iterator[None]:
+    """While the body runs, hold the image's lease and keep the job's heartbeat fresh,
+    renewed every third of `image_lease_s` by a thread; a kill -9 stops the renewals, the
+    lease lapses and the heartbeat ages, and reconcile re-drives the work."""
+    seconds = ctx.settings.image_lease_s
+    stop = threading.Event()
+
+    def mark() -> None:
+        if image_id is not None:
+            ctx.lease_image(image_id, seconds)
+        if job_id is not None:
+            ctx.heartbeat(job_id)
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                mark()
+            except OSError as exc:
+                logger.warning("task of image %s / job %s: lease not renewed: %s", image_id,
+                               job_id, exc)
+
+    mark()
+    renewer = threading.Thread(target=renew, name="signs-of-life", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
 
 
 def register_tasks(app: Celery, settings: Callable[[], WorkersSettings]) -> None:
@@ -73,8 +111,17 @@ def _register(app: Celery, name: str, fn: Callable[..., Any],
     def run(self: Task, **kwargs: Any) -> Any:
         current = settings()
         ctx = task_context(self.app, current)
+        image_id = kwargs.get("image_id") if name in IMAGE_TASKS else None
+        job_id = kwargs.get("job_id") if name != queue.RECONCILE else None
         try:
-            return fn(ctx, **kwargs)
+            if image_id is None and job_id is None:
+                return fn(ctx, **kwargs)
+            with signs_of_life(ctx, None if image_id is None else int(image_id),
+                               None if job_id is None else int(job_id)):
+                result = fn(ctx, **kwargs)
+            if image_id is not None:
+                ctx.release_image(int(image_id))
+            return result
         except Exception as exc:
             if not is_transient(exc):
                 logger.exception("task %s %s failed permanently", name, kwargs)
@@ -85,6 +132,9 @@ def _register(app: Celery, name: str, fn: Callable[..., Any],
                              self.request.retries, exc)
                 raise
             countdown = backoff_s(self.request.retries, current.retry_backoff_max_s)
+            if image_id is not None:
+                # The retry is this task still: hold the image until it is due, and then some.
+                ctx.lease_image(int(image_id), countdown + current.image_lease_s)
             logger.warning("task %s %s: transient error, retry %d in %.1fs: %s", name, kwargs,
                            self.request.retries + 1, countdown, exc)
             raise self.retry(exc=exc, countdown=countdown,

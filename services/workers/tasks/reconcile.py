@@ -4,12 +4,18 @@
   (pending rows keep theirs: an ingest may be between its upsert and its transition);
 - an indexed row without a vector is re-queued for ingest, which re-embeds it and upserts
   (the row stays indexed: no transition is needed, so search never loses it by our doing);
-- a pending row older than `pending_timeout_s` is re-queued for ingest (its message was lost:
-  a broker restarted empty, a worker killed on a broker without redelivery);
-- a deleting row older than `pending_timeout_s` is re-queued for delete;
-- a queued or running job nobody has worked on for `pending_timeout_s` is re-driven: its task is
-  enqueued again with the job's own params (every task is idempotent).
-Runs from celery beat every `reconcile_every_s` and on demand (`imgsearch reconcile`).
+- a pending row whose task is gone is re-queued for ingest (its message was lost: a broker
+  restarted empty, a worker killed on a broker without redelivery). Gone means: no task holds
+  the image's lease (a running task renews it) and the row is `pending_grace_s` old with the
+  queue empty, or `pending_timeout_s` old whatever the queue holds;
+- a deleting row whose task is gone, likewise, is re-queued for delete;
+- a queued or running job nobody has worked on (its heartbeat, renewed by its running tasks,
+  is as old as the rows above) is re-driven: its task is enqueued again with the job's own
+  params (every task is idempotent);
+- the embedded SQLite broker's delivered messages are deleted.
+The first two (the vector scans) are the full pass; the rest is the light recovery pass.
+Celery beat runs the light pass every `recover_every_s` and the full one every
+`reconcile_every_s`; `imgsearch reconcile` runs the full one on demand.
 """
 
 from __future__ import annotations
@@ -35,26 +41,53 @@ _PER_IMAGE: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def reconcile(ctx: TaskContext, job_id: int | None = None) -> dict[str, int]:
-    """Repair drift between catalog, index and queue; returns what was done, by kind."""
+def reconcile(ctx: TaskContext, job_id: int | None = None, full: bool = True
+              ) -> dict[str, int]:
+    """Repair drift between catalog, index and queue; returns what was done, by kind.
+    `full=False`: only the light pass (stuck rows and jobs, the broker's delivered messages)."""
     report = {"orphan_vectors": 0, "missing_vectors": 0, "stale_pending": 0,
-              "stale_deleting": 0, "redriven_jobs": 0}
-    report["orphan_vectors"] = _remove_orphan_vectors(ctx)
-    report["missing_vectors"] = _requeue_missing_vectors(ctx)
-    timeout = ctx.settings.pending_timeout_s
-    for image in ctx.clients.catalog.stale(status="pending", older_than_s=timeout,
-                                           limit=ctx.settings.page_size):
-        ctx.enqueue(queue.INGEST, {"image_id": int(image["id"])})
-        report["stale_pending"] += 1
-    for image in ctx.clients.catalog.stale(status="deleting", older_than_s=timeout,
-                                           limit=ctx.settings.page_size):
-        ctx.enqueue(queue.DELETE, {"image_id": int(image["id"])})
-        report["stale_deleting"] += 1
-    report["redriven_jobs"] = _redrive_jobs(ctx, exclude=job_id)
-    logger.info("reconcile: %s", report)
+              "stale_deleting": 0, "redriven_jobs": 0, "broker_messages_purged": 0}
+    if full:
+        report["orphan_vectors"] = _remove_orphan_vectors(ctx)
+        report["missing_vectors"] = _requeue_missing_vectors(ctx)
+    depth = ctx.queue_depth()
+    # Jobs first: their images are re-queued with the job id (so the job completes) and
+    # leased, which the row passes then leave alone.
+    report["redriven_jobs"] = _redrive_jobs(ctx, exclude=job_id, depth=depth)
+    report["stale_pending"] = _redrive_stuck(ctx, "pending", queue.INGEST, depth)
+    report["stale_deleting"] = _redrive_stuck(ctx, "deleting", queue.DELETE, depth)
+    report["broker_messages_purged"] = queue.purge_consumed(queue.broker_url(ctx.settings))
+    if any(report.values()) or full:
+        logger.info("reconcile: %s", report)
     if job_id is not None:
         ctx.clients.catalog.finish_job(job_id, "succeeded")
     return report
+
+
+def _quiet_for(ctx: TaskContext, depth: int | None) -> float:
+    """Seconds without sign of life after which work counts as lost: with messages waiting
+    (or an unknown queue), its message may be among them, so the long timeout."""
+    timeout = ctx.settings.pending_timeout_s
+    return min(timeout, ctx.settings.pending_grace_s) if depth == 0 else timeout
+
+
+def _redrive_stuck(ctx: TaskContext, status: str, task: str, depth: int | None) -> int:
+    """Re-queue rows in `status` whose task is neither running nor possibly still queued."""
+    settings = ctx.settings
+    older_than = _quiet_for(ctx, depth)
+    redriven = 0
+    for image in ctx.clients.catalog.stale(status=status, older_than_s=older_than,
+                                           limit=settings.page_size):
+        image_id = int(image["id"])
+        if ctx.image_leased(image_id):
+            continue
+        ctx.enqueue(task, {"image_id": image_id})
+        # Give the new message its chance before another re-drive.
+        ctx.lease_image(image_id, settings.pending_grace_s)
+        logger.info("reconcile: re-queued %s image %s (%s)", status, image_id,
+                    "queue empty" if depth == 0 else "past the timeout")
+        redriven += 1
+    return redriven
 
 
 def _remove_orphan_vectors(ctx: TaskContext) -> int:
@@ -93,9 +126,11 @@ def _requeue_missing_vectors(ctx: TaskContext) -> int:
             return requeued
 
 
-def _redrive_jobs(ctx: TaskContext, exclude: int | None) -> int:
+def _redrive_jobs(ctx: TaskContext, exclude: int | None, depth: int | None) -> int:
+    """Re-drive queued or running jobs nobody has worked on lately (a running task renews
+    its job's heartbeat, so a quiet job's task is gone)."""
     redriven = 0
-    timeout = ctx.settings.pending_timeout_s
+    timeout = _quiet_for(ctx, depth)
     for status in ("queued", "running"):
         for job in ctx.clients.catalog.list_jobs(status=status):
             job_id = int(job["id"])
@@ -113,6 +148,7 @@ def _redrive_jobs(ctx: TaskContext, exclude: int | None) -> int:
                 extra = {k: params[k] for k in keys if k in params}
                 for image_id in params.get("image_ids") or []:
                     ctx.enqueue(name, {"image_id": int(image_id), "job_id": job_id, **extra})
+                    ctx.lease_image(int(image_id), ctx.settings.pending_grace_s)
             else:
                 name, keys = _REDRIVE[job["kind"]]
                 kwargs = {k: params[k] for k in keys if k in params}
