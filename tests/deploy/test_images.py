@@ -247,6 +247,8 @@ def stack(built: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
         "IMGSEARCH_GATEWAY_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "IMGSEARCH_RANDOM_WEIGHTS": "1",
         "IMGSEARCH_EMBEDDING_MODEL": "dinov2_vits14",
+        # Not the default (2): the worker must run what .env says.
+        "IMGSEARCH_WORKERS_CONCURRENCY": "3",
     }
     ports = {name: free_port() for name in HTTP_SERVICES}
     # Host networking on a shared machine: every peer on 127.0.0.1 at a free port, the
@@ -411,13 +413,13 @@ def test_the_worker_healthcheck_answers_for_its_own_worker_only(
 def test_the_worker_runs_the_concurrency_it_is_given(stack: dict[str, Any]) -> None:
     worker = stack["containers"]["worker"]
     env = stack["envs"]["worker"]
-    assert env["IMGSEARCH_WORKERS_CONCURRENCY"] == "2"
+    assert env["IMGSEARCH_WORKERS_CONCURRENCY"] == "3"
     stats = worker.exec(["sh", "-c", "celery -A services.workers.app:app inspect stats --json "
                          "--timeout 8 -d \"celery@$(hostname)\""], env, timeout=60)
     assert stats.returncode == 0, stats.stdout + stats.stderr
     reply = json.loads(stats.stdout.strip().splitlines()[-1])
     [node] = reply.values()
-    assert node["pool"]["max-concurrency"] == 2
+    assert node["pool"]["max-concurrency"] == 3
 
 
 def test_a_volume_on_a_path_the_image_lacks_is_not_writable(
