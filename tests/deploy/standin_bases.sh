@@ -4,7 +4,10 @@
 # mirror) with this machine's CPython 3.11 under /usr/local, the layout of python:3.11-slim
 # (python, pip and site-packages under /usr/local), tagged docker.io/library/python:3.11-slim;
 # and the same with this machine's Node.js 20 and npm added, tagged docker.io/library/node:20-slim.
-# An image already built from this same recipe (label org.imgsearch.standin) is kept.
+# Both trust the certificate authorities this machine adds (/usr/local/share/ca-certificates:
+# the network's TLS proxy, where there is one) and point pip and npm at that bundle, which the
+# real images need not do. An image already built from this same recipe (label
+# org.imgsearch.standin) is kept.
 # Usage: standin_bases.sh [PYTHON]   (PYTHON: a CPython 3.11 interpreter, default python3)
 set -euo pipefail
 PY=${1:-python3}
@@ -45,10 +48,18 @@ chroot "$root" /sbin/ldconfig
 chroot "$root" /usr/local/bin/python3.11 -m ensurepip --default-pip >/dev/null
 ln -sf pip3 "$root/usr/local/bin/pip"
 chroot "$root" /usr/local/bin/python -c 'import ssl, sqlite3, ctypes, lzma, bz2, zlib, uuid; import pip'
+# This machine's extra certificate authorities, for pip and npm inside the builds.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" /usr/sbin/update-ca-certificates >/dev/null
+fi
 rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/"*.bin "$root/var/log/"*
 
 changes=(--change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin'
-         --change 'ENV LANG=C.UTF-8' --change "LABEL org.imgsearch.standin=$recipe")
+         --change 'ENV LANG=C.UTF-8' --change "LABEL org.imgsearch.standin=$recipe"
+         --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt'
+         --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt')
 tar -C "$root" -cf - . | podman import "${changes[@]}" --change 'CMD ["python3"]' - "$PY_IMAGE"
 
 # Node.js 20 and npm under /usr/local, as node:20-slim has them.
