@@ -98,6 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         app.state.gateway = state
         bootstrap = asyncio.create_task(ensure_first_admin(settings, upstreams.catalog))
+        app.state.bootstrap = bootstrap
         logger.info("gateway ready", extra={"services": settings.urls(),
                                             "public_search": settings.public_search})
         try:
@@ -122,6 +123,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 else:
                     checks[name] = ok
         checks["optional"] = optional
+        # Not ready before the first admin exists (or creating it was given up): a client
+        # that logs in as that admin once the gateway is ready must not race its creation.
+        bootstrap = getattr(app.state, "bootstrap", None)
+        checks["first_admin"] = bootstrap is None or bootstrap.done()
         return checks
 
     app = create_service_app(name="gateway", lifespan=lifespan, readiness=readiness,
