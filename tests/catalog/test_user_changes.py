@@ -24,6 +24,8 @@ def test_changes_bump_the_token_version(db: Database, hasher: PasswordHasher) ->
     _create(db, hasher, "root", "admin")
     user = _create(db, hasher, "ann", "admin")
     assert user.token_version == 0
+    same = transact(db, users.update_user, username="ann", role="admin")
+    assert same.token_version == 0  # nothing changed, nothing revoked
     demoted = transact(db, users.update_user, username="ann", role="viewer")
     assert (demoted.role, demoted.token_version) == ("viewer", 1)
     new_hash = users.hash_password(hasher, "another-long-one", min_length=8)

@@ -40,6 +40,10 @@ def private_gateway(stack: Stack) -> Iterator[ServiceProcess]:
     proc.stop()
 
 
+# The limits count in fixed one-minute windows: a window may end during a test's burst, and
+# the count starts again. So the tests ask for "limited after at most N", not an exact list.
+
+
 def _wrong_logins(url: str, names: list[str]) -> list[int]:
     codes = []
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -59,7 +63,7 @@ def test_forwarded_for_does_not_rotate_the_client_address(
     # address (10 a minute) still applies, to the real one.
     codes = _wrong_logins(private_gateway.url, [f"nobody-{i}" for i in range(30)])
     assert codes[:10] == [401] * 10
-    assert codes[10:] == [429] * 20
+    assert codes.count(429) >= 10 and set(codes) == {401, 429}
 
 
 def test_forwarded_for_from_a_trusted_proxy_names_the_client(stack: Stack) -> None:
@@ -76,8 +80,8 @@ def test_forwarded_for_from_a_trusted_proxy_names_the_client(stack: Stack) -> No
             one = [client.post("/api/v1/auth/login",
                                json={"username": f"other-{i}", "password": "wrong-guess-x"},
                                headers={"X-Forwarded-For": "198.51.100.7"}).status_code
-                   for i in range(12)]
-        assert one[:10] == [401] * 10 and one[10:] == [429, 429]
+                   for i in range(25)]
+        assert one[:10] == [401] * 10 and one.count(429) >= 5
     finally:
         proc.stop()
 
@@ -85,8 +89,10 @@ def test_forwarded_for_from_a_trusted_proxy_names_the_client(stack: Stack) -> No
 def test_wrong_logins_on_one_account_are_throttled(stack: Stack) -> None:
     stack.create_user("victim", "victim-password-9")
     codes = _wrong_logins(stack.url, ["victim"] * 30)
-    assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}
+    assert codes[:10] == [401] * 10 and codes.count(429) >= 10
     with stack.client() as client:  # the right password waits for the window too
+        while _wrong_logins(stack.url, ["victim"])[-1] != 429:
+            pass  # (a new window began: fill it again)
         right = client.post("/api/v1/auth/login",
                             json={"username": "victim", "password": "victim-password-9"})
         assert right.status_code == 429

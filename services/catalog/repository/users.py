@@ -93,16 +93,19 @@ def _refuse_last_admin(session: Session, user: User, action: str) -> None:
 
 def update_user(*, session: Session, username: str, password_hash: str | None = None,
                 role: str | None = None) -> UserRecord:
-    """A new password and/or role; either bumps `token_version`, so every token issued
-    before is refused. Raises `UserNotFound`, `LastAdmin` (demoting the only admin)."""
+    """A new password and/or role; either bumps `token_version` (a role the user already
+    has does not), so every token issued before is refused. Raises `UserNotFound`,
+    `LastAdmin` (demoting the only admin)."""
     user = _user_row(session, username)
     if role is not None and role != user.role and role != "admin":
         _refuse_last_admin(session, user, "demoting it")
+    changed = password_hash is not None or (role is not None and role != user.role)
     if password_hash is not None:
         user.password_hash = password_hash
     if role is not None:
         user.role = role
-    user.token_version = (user.token_version or 0) + 1
+    if changed:  # giving the role the user already has revokes nothing
+        user.token_version = (user.token_version or 0) + 1
     session.commit()
     logger.info("user %s updated (role %s, token version %d)", username, user.role,
                 user.token_version)
