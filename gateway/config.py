@@ -68,6 +68,12 @@ class GatewaySettings(SectionSettings, section="gateway"):
     max_concurrent_searches: int = Field(default=4, ge=1)
     search_queue: int = Field(default=16, ge=0)
     search_queue_timeout_s: float = Field(default=10.0, gt=0)
+    # Segmentation (clicks, and encoding a query image as it is chosen) has a gate of its
+    # own: bounded and shed with 503 like search, without queueing searches behind an image
+    # encoder pass (seconds on a busy host).
+    max_concurrent_segmentations: int = Field(default=2, ge=1)
+    segmentation_queue: int = Field(default=8, ge=0)
+    segmentation_queue_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: int = Field(default=2, ge=1)
 
     max_upload_bytes: int = Field(default=20_000_000, ge=1)

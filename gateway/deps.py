@@ -36,6 +36,7 @@ class GatewayState:
     signer: UrlSigner
     limiter: Limiter
     search_gate: CapacityGate
+    segment_gate: CapacityGate
     images_dir: Path
     thumbs_dir: Path
     producer: Any

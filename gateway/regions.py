@@ -5,8 +5,10 @@ the request and answer with what these functions return.
 
 Every call to the segmentation service names the caller's scope (`client_key`: the user, or
 the anonymous client's address): an image named by hash, or a selection by id, is answered
-only for the scope that sent the image. Segmentation takes a search slot like any search
-(`state.search_gate`), so clicks are shed with 503 under load instead of slowing searches.
+only for the scope that sent the image. Clicks and encodings take a slot of their own gate
+(`state.segment_gate`, bounded like search's), so under load they are shed with 503 and
+Retry-After instead of piling up, and searches never queue behind an image encoder pass; a
+region search is a search (`state.search_gate`).
 """
 
 from __future__ import annotations
@@ -168,19 +170,19 @@ async def segment(state: GatewayState, caller: Caller, prompts: str, *,
         if file is not None or image_id is not None:
             raise InvalidRequest("give image_sha256 alone, without file or image_id")
         sha256 = parse_sha256(image_sha256)
-        async with state.search_gate.slot():
+        async with state.segment_gate.slot():
             answer = await call_segmentation(state, "/v1/segment", caller.scope, parsed,
                                              sha256=sha256, outputs=outputs)
     elif file is None and image_id is not None:
         image = await visible_image(state, image_id, admin=caller.admin)
-        async with state.search_gate.slot():
+        async with state.segment_gate.slot():
             answer = await segment_cached_first(state, caller.scope,
                                                 str(image.get("sha256") or ""),
                                                 lambda: stored_bytes(state, image), parsed,
                                                 outputs)
     else:
         data = await image_bytes(state, file, image_id, admin=caller.admin)
-        async with state.search_gate.slot():
+        async with state.segment_gate.slot():
             answer = await call_segmentation(state, "/v1/segment", caller.scope, parsed,
                                              data=data, outputs=outputs)
     return answer.content
@@ -191,7 +193,7 @@ async def prepare(state: GatewayState, caller: Caller, *, file: UploadFile | Non
     """Encode the query image now, as it is chosen: its first click pays for the decoder
     only. The answer's `image_sha256` names the image in the clicks."""
     data = await image_bytes(state, file, image_id, admin=caller.admin)
-    async with state.search_gate.slot():
+    async with state.segment_gate.slot():
         answer = await call_segmentation(state, "/v1/encode", caller.scope, data=data)
     body: dict[str, Any] = answer.json()
     return body

@@ -191,7 +191,7 @@ def test_cached_images_are_scoped_to_who_sent_them(stack: Stack) -> None:
         assert _runs(stack)[0] == encoder
 
 
-async def _burst(stack: Stack, blobs: list[bytes]) -> collections.Counter[str]:
+async def _burst(stack: Stack, blobs: list[bytes]) -> tuple[collections.Counter[str], int]:
     outcomes: collections.Counter[str] = collections.Counter()
     async with httpx.AsyncClient(base_url=stack.url, timeout=120,
                                  limits=httpx.Limits(max_connections=len(blobs) + 2)) as client:
@@ -201,15 +201,22 @@ async def _burst(stack: Stack, blobs: list[bytes]) -> collections.Counter[str]:
             retry = "+retry-after" if response.headers.get("Retry-After") else ""
             outcomes[f"{response.status_code}{retry}"] += 1
 
-        await asyncio.gather(*(one(blob) for blob in blobs))
-    return outcomes
+        async def search() -> int:
+            await asyncio.sleep(0.5)  # while the encodings hold every segmentation slot
+            response = await client.post("/api/v1/search", files={"file": ("q.png", blobs[0])})
+            return response.status_code
+
+        *_, status = await asyncio.gather(*(one(blob) for blob in blobs), search())
+    return outcomes, status
 
 
 def test_segmentation_is_shed_like_search(stack: Stack) -> None:
-    """Past the search capacity (4 running + 16 queued in this stack), segmentation answers
-    503 with Retry-After at once instead of queueing behind the model."""
-    blobs = [png_bytes(616_400 + i, size=(64, 48)) for i in range(32)]
-    outcomes = asyncio.run(_burst(stack, blobs))
+    """Past the segmentation capacity (2 running + 8 queued by default), clicks and
+    encodings answer 503 with Retry-After at once instead of queueing behind the model; a
+    search meanwhile is not queued behind them."""
+    blobs = [png_bytes(616_400 + i, size=(64, 48)) for i in range(24)]
+    outcomes, search = asyncio.run(_burst(stack, blobs))
     assert outcomes["200"] > 0, outcomes
     assert outcomes["503+retry-after"] > 0, outcomes
     assert set(outcomes) <= {"200", "503+retry-after"}, outcomes
+    assert search == 200
