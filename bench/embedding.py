@@ -196,18 +196,21 @@ SIDES = ("ours", "ours_full", "ort", "torch")
 
 
 def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
-               detected: str | None, onnx_dir: Path) -> list[list[object]]:
+               detected: str | None, onnx_dir: Path,
+               wanted: tuple[str, ...] = SIDES) -> list[list[object]]:
     """One row per (arch, batch). Each round runs every side in a fresh child process (so no
     side's threads, spinning or sleeping, share a process with another's): ours (CLS
     features), ours (the whole last hidden state), ONNX Runtime, torch, ours with OpenBLAS'
     `detected` kernels when given, and the 2048^3 sgemm peak; the order reverses every other
-    round. Times are medians over all timed calls; the peak is the median of the rounds'."""
+    round. Times are medians over all timed calls; the peak is the median of the rounds'.
+    `wanted` leaves sides out (ours and ORT always run); their cells read "-"."""
     rows: list[list[object]] = []
     for arch in archs:
         config = _config(arch)
         for batch in batches:
             reps = 5 if batch == 1 else 3
-            sides = (*SIDES, *(("ours_detected",) if detected else ()), "sgemm")
+            sides = (*(side for side in SIDES if side in {"ours", "ort", *wanted}),
+                     *(("ours_detected",) if detected else ()), "sgemm")
             times: dict[str, list[float]] = {side: [] for side in sides}
             paired: list[float] = []  # per round: ours / ORT of that round's medians
             for round_ in range(rounds):
@@ -227,12 +230,16 @@ def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
             peak = float(np.median(times["sgemm"]))
             full, cls = flops_per_image(config, 224, 224) / 1e9, flops_cls(config, 224, 224) / 1e9
 
-            row = [arch, batch, f"{ms['ours']:.0f}", f"{ms['ours_full']:.0f}",
-                   f"{ms['ort']:.0f}", f"{ms['torch']:.0f}",
+            has_full, has_torch = "ours_full" in ms, "torch" in ms
+            row = [arch, batch, f"{ms['ours']:.0f}",
+                   f"{ms['ours_full']:.0f}" if has_full else "-",
+                   f"{ms['ort']:.0f}", f"{ms['torch']:.0f}" if has_torch else "-",
                    f"**{ms['ours'] / ms['ort']:.2f}**",
                    f"{float(np.median(paired)):.2f} ({min(paired):.2f}-{max(paired):.2f})",
-                   f"{ms['ours_full'] / ms['ort']:.2f}", f"{ms['ours'] / ms['torch']:.2f}",
-                   f"{peak:.0f}", _rate(cls, ms["ours"], peak), _rate(full, ms["ours_full"], peak),
+                   f"{ms['ours_full'] / ms['ort']:.2f}" if has_full else "-",
+                   f"{ms['ours'] / ms['torch']:.2f}" if has_torch else "-",
+                   f"{peak:.0f}", _rate(cls, ms["ours"], peak),
+                   _rate(full, ms["ours_full"], peak) if has_full else "-",
                    _rate(full, ms["ort"], peak)]
             if detected:
                 row += [f"{ms['ours_detected']:.0f}", f"{ms['ours_detected'] / ms['ort']:.2f}"]
@@ -348,6 +355,8 @@ def main() -> None:
                         help="rounds per row (each: one child process per side)")
     parser.add_argument("--archs", default="dinov2_vits14,dinov2_vitb14")
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="sides to run besides ours and ORT (ours_full, torch)")
     parser.add_argument("--child", nargs=5, metavar=("SIDE", "ARCH", "BATCH", "THREADS", "REPS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--onnx-dir", type=Path, help=argparse.SUPPRESS)
@@ -380,7 +389,8 @@ def main() -> None:
                   flush=True)
             if not diff < 1e-4:
                 raise SystemExit(f"{arch}: ONNX Runtime does not compute torch's model")
-        rows = speed_rows(threads, reps, batches, archs, detected, Path(onnx_dir))
+        rows = speed_rows(threads, reps, batches, archs, detected, Path(onnx_dir),
+                          tuple(args.sides.split(",")))
     load_after = os.getloadavg()[0]
     workdir = Path(os.environ.get("TMPDIR", "/tmp"))
     rss_arch = "dinov2_vits14" if args.quick else "dinov2_vitb14"
@@ -394,6 +404,7 @@ def main() -> None:
     import onnxruntime
     import torch
 
+    left_out = [side for side in SIDES if side not in {"ours", "ort", *args.sides.split(",")}]
     body = "\n\n".join([
         f"Input 224x224, float32, random weights (the same for every side), {threads} threads "
         "for every side. `ORT` is ONNX Runtime "
@@ -417,6 +428,8 @@ def main() -> None:
         + (f"`ours, detected kernels` is `ours` with the OpenBLAS kernels it detects "
            f"({detected}) instead of those in effect ({CORETYPE_ENV}={CHOSEN_CORETYPE}, table "
            "below), as another process of each round. " if detected else "")
+        + (f"Left out of this run (`--sides`): {', '.join(left_out)}; their cells read `-`. "
+           if left_out else "")
         + f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after"
         + (": the machine was shared with other jobs, read the ratios within rows. "
            if max(load_before, load_after) > 1.5 * threads else ". ")
