@@ -196,18 +196,22 @@ SIDES = ("ours", "ours_full", "ort", "torch")
 
 
 def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
-               detected: str | None, onnx_dir: Path) -> list[list[object]]:
+               detected: str | None, onnx_dir: Path,
+               wanted: tuple[str, ...] = SIDES,
+               on_row: Callable[[list[list[object]]], None] | None = None) -> list[list[object]]:
     """One row per (arch, batch). Each round runs every side in a fresh child process (so no
     side's threads, spinning or sleeping, share a process with another's): ours (CLS
     features), ours (the whole last hidden state), ONNX Runtime, torch, ours with OpenBLAS'
     `detected` kernels when given, and the 2048^3 sgemm peak; the order reverses every other
-    round. Times are medians over all timed calls; the peak is the median of the rounds'."""
+    round. Times are medians over all timed calls; the peak is the median of the rounds'.
+    `wanted` leaves sides out (ours and ORT always run); their cells read "-"."""
     rows: list[list[object]] = []
     for arch in archs:
         config = _config(arch)
         for batch in batches:
             reps = 5 if batch == 1 else 3
-            sides = (*SIDES, *(("ours_detected",) if detected else ()), "sgemm")
+            sides = (*(side for side in SIDES if side in {"ours", "ort", *wanted}),
+                     *(("ours_detected",) if detected else ()), "sgemm")
             times: dict[str, list[float]] = {side: [] for side in sides}
             paired: list[float] = []  # per round: ours / ORT of that round's medians
             for round_ in range(rounds):
@@ -227,17 +231,23 @@ def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
             peak = float(np.median(times["sgemm"]))
             full, cls = flops_per_image(config, 224, 224) / 1e9, flops_cls(config, 224, 224) / 1e9
 
-            row = [arch, batch, f"{ms['ours']:.0f}", f"{ms['ours_full']:.0f}",
-                   f"{ms['ort']:.0f}", f"{ms['torch']:.0f}",
+            has_full, has_torch = "ours_full" in ms, "torch" in ms
+            row = [arch, batch, f"{ms['ours']:.0f}",
+                   f"{ms['ours_full']:.0f}" if has_full else "-",
+                   f"{ms['ort']:.0f}", f"{ms['torch']:.0f}" if has_torch else "-",
                    f"**{ms['ours'] / ms['ort']:.2f}**",
                    f"{float(np.median(paired)):.2f} ({min(paired):.2f}-{max(paired):.2f})",
-                   f"{ms['ours_full'] / ms['ort']:.2f}", f"{ms['ours'] / ms['torch']:.2f}",
-                   f"{peak:.0f}", _rate(cls, ms["ours"], peak), _rate(full, ms["ours_full"], peak),
+                   f"{ms['ours_full'] / ms['ort']:.2f}" if has_full else "-",
+                   f"{ms['ours'] / ms['torch']:.2f}" if has_torch else "-",
+                   f"{peak:.0f}", _rate(cls, ms["ours"], peak),
+                   _rate(full, ms["ours_full"], peak) if has_full else "-",
                    _rate(full, ms["ort"], peak)]
             if detected:
                 row += [f"{ms['ours_detected']:.0f}", f"{ms['ours_detected'] / ms['ort']:.2f}"]
             print(row, f"load {os.getloadavg()[0]:.1f}", flush=True)
             rows.append(row)
+            if on_row is not None:
+                on_row(rows)
     return rows
 
 
@@ -348,6 +358,8 @@ def main() -> None:
                         help="rounds per row (each: one child process per side)")
     parser.add_argument("--archs", default="dinov2_vits14,dinov2_vitb14")
     parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help="sides to run besides ours and ORT (ours_full, torch)")
     parser.add_argument("--child", nargs=5, metavar=("SIDE", "ARCH", "BATCH", "THREADS", "REPS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--onnx-dir", type=Path, help=argparse.SUPPRESS)
@@ -370,6 +382,79 @@ def main() -> None:
     batches = [1] if args.quick else [int(b) for b in args.batches.split(",")]
     kernels = kernel_rows(3 if args.quick else 5)
     detected = kernels[2] if kernels is not None and kernels[2] != CHOSEN_CORETYPE else None
+    workdir = Path(os.environ.get("TMPDIR", "/tmp"))
+    rss_arch = "dinov2_vits14" if args.quick else "dinov2_vitb14"
+    rss_batch = 1 if args.quick else 8
+    rss, weights = peak_rss(rss_arch, threads, rss_batch, workdir)
+    print(f"peak RSS {rss_arch}: {rss:.0f} MB for {weights:.0f} MB of weights", flush=True)
+    sizes = installed_mb(embedding_group())
+    print(sizes, flush=True)
+    left_out = [side for side in SIDES if side not in {"ours", "ort", *args.sides.split(",")}]
+    expected_rows = len(archs) * len(batches)
+
+    def report(rows: list[list[object]]) -> None:
+        """Write the section with the rows measured so far (after every row, so a run
+        stopped early leaves what it measured, saying so)."""
+        load_after = os.getloadavg()[0]
+        partial = (f"**Partial: {len(rows)} of {expected_rows} rows; the run stopped or is "
+                   "still going.** " if len(rows) < expected_rows else "")
+        body = "\n\n".join([
+            partial + "Input 224x224, float32, random weights (the same for every side), "
+            f"{threads} threads for every side. `ORT` is ONNX Runtime "
+            f"{md.version('onnxruntime')} (CPU execution provider, {threads} intra-op threads, "
+            "all graph optimisations) running transformers' `Dinov2Model` exported with "
+            f"`torch.onnx.export` (opset 17; its output checked against torch's, max abs "
+            f"difference below 1e-4); `torch` is that model in torch {md.version('torch')} under "
+            "`torch.inference_mode` (`torch.set_num_threads`). Two ways for ours (the engine's "
+            "`threads`): `ours` is `embed` as the service runs it for CLS features (its default "
+            "request), which computes the last block for the CLS token alone "
+            "(docs/embedding-engine.md); `ours full` is `forward`, the whole last hidden state, "
+            "the same work as ORT's and torch's. "
+            f"{reps} rounds; each runs every side in a fresh process (5 timed calls at batch 1, "
+            "3 at batch 8, after a warm-up), the order reversed every other round, so load from "
+            "other processes hits every side and no side's idle threads share a process with "
+            "another's; times are medians; `paired` is the median over rounds of ours/ORT "
+            "within a round, with its range. Each round also measures the float32 2048^3 sgemm "
+            f"peak (NumPy's OpenBLAS, {threads} threads) in a process of its own; the row's peak "
+            "is the median of its rounds, and GFLOP/s count matrix products and attention (for "
+            "`ours`, the work of the CLS-only last block instead of the whole one). "
+            + (f"`ours, detected kernels` is `ours` with the OpenBLAS kernels it detects "
+               f"({detected}) instead of those in effect ({CORETYPE_ENV}={CHOSEN_CORETYPE}, table "
+               "below), as another process of each round. " if detected else "")
+            + (f"Left out of this run (`--sides`): {', '.join(left_out)}; their cells read `-`. "
+               if left_out else "")
+            + f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after"
+            + (": the machine was shared with other jobs, read the ratios within rows. "
+               if max(load_before, load_after) > 1.5 * threads else ". ")
+            + "Targets: ours/ORT <= 0.85 at batch 1 and 8; ours at >= 85% of the sgemm peak at "
+            "batch 8.",
+            markdown_table(["model", "batch", "ours ms/image", "ours full ms/image",
+                            "ORT ms/image", "torch ms/image", "ours/ORT", "paired (range)",
+                            "ours full/ORT", "ours/torch", "sgemm peak GFLOP/s",
+                            "ours GFLOP/s (of peak)", "ours full GFLOP/s (of peak)",
+                            "ORT GFLOP/s (of peak)",
+                            *(["ours, detected kernels ms/image", "ours, detected kernels/ORT"]
+                              if detected else [])], rows),
+            f"Peak RSS of a process loading {rss_arch} from safetensors and embedding a batch of "
+            f"{rss_batch}: **{rss:.0f} MB** for {weights:.0f} MB of float32 weights "
+            f"({rss / weights:.2f}x; target <= 1.5x).",
+            "Installed size of the embedding group (pyproject `embedding` plus numpy and pillow): "
+            + ", ".join(f"{n} {mb:.0f} MB" for n, mb in sizes)
+            + f" (total {sum(mb for _, mb in sizes):.0f} MB; no torch, no ONNX Runtime).",
+        ])
+        if kernels is not None:
+            body += "\n\n" + "\n\n".join([
+                f"OpenBLAS kernels (the table above ran with those in effect): {kernels[1]}. One "
+                "thread, GFLOP/s of the engine's ViT-B/14 products, medians of 5 child processes "
+                "per side, alternating:",
+                markdown_table(["product (rows x in @ in x out)", "detected GFLOP/s",
+                                "in effect GFLOP/s", "in effect/detected"], kernels[0]),
+            ])
+        if args.print_only:
+            print(body)
+        else:
+            write_section("embedding", "Embedding engine: NumPy vs ONNX Runtime and PyTorch", body)
+
     with tempfile.TemporaryDirectory(prefix="onnx-") as onnx_dir:
         for arch in archs:  # in a child: this process never loads torch
             done = subprocess.run([sys.executable, __file__, "--export", arch,
@@ -380,74 +465,8 @@ def main() -> None:
                   flush=True)
             if not diff < 1e-4:
                 raise SystemExit(f"{arch}: ONNX Runtime does not compute torch's model")
-        rows = speed_rows(threads, reps, batches, archs, detected, Path(onnx_dir))
-    load_after = os.getloadavg()[0]
-    workdir = Path(os.environ.get("TMPDIR", "/tmp"))
-    rss_arch = "dinov2_vits14" if args.quick else "dinov2_vitb14"
-    rss_batch = 1 if args.quick else 8
-    rss, weights = peak_rss(rss_arch, threads, rss_batch, workdir)
-    print(f"peak RSS {rss_arch}: {rss:.0f} MB for {weights:.0f} MB of weights", flush=True)
-    sizes = installed_mb(embedding_group())
-    print(sizes, flush=True)
-    if args.quick:
-        return
-    import onnxruntime
-    import torch
-
-    body = "\n\n".join([
-        f"Input 224x224, float32, random weights (the same for every side), {threads} threads "
-        "for every side. `ORT` is ONNX Runtime "
-        f"{onnxruntime.__version__} (CPU execution provider, {threads} intra-op threads, "
-        "all graph optimisations) running transformers' `Dinov2Model` exported with "
-        f"`torch.onnx.export` (opset 17; its output checked against torch's, max abs "
-        f"difference below 1e-4); `torch` is that model in torch {torch.__version__} under "
-        "`torch.inference_mode` (`torch.set_num_threads`). Two ways for ours (the engine's "
-        "`threads`): `ours` is `embed` as the service runs it for CLS features (its default "
-        "request), which computes the last block for the CLS token alone "
-        "(docs/embedding-engine.md); `ours full` is `forward`, the whole last hidden state, "
-        "the same work as ORT's and torch's. "
-        f"{reps} rounds; each runs every side in a fresh process (5 timed calls at batch 1, "
-        "3 at batch 8, after a warm-up), the order reversed every other round, so load from "
-        "other processes hits every side and no side's idle threads share a process with "
-        "another's; times are medians; `paired` is the median over rounds of ours/ORT "
-        "within a round, with its range. Each round also measures the float32 2048^3 sgemm "
-        f"peak (NumPy's OpenBLAS, {threads} threads) in a process of its own; the row's peak "
-        "is the median of its rounds, and GFLOP/s count matrix products and attention (for "
-        "`ours`, the work of the CLS-only last block instead of the whole one). "
-        + (f"`ours, detected kernels` is `ours` with the OpenBLAS kernels it detects "
-           f"({detected}) instead of those in effect ({CORETYPE_ENV}={CHOSEN_CORETYPE}, table "
-           "below), as another process of each round. " if detected else "")
-        + f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after"
-        + (": the machine was shared with other jobs, read the ratios within rows. "
-           if max(load_before, load_after) > 1.5 * threads else ". ")
-        + "Targets: ours/ORT <= 0.85 at batch 1 and 8; ours at >= 85% of the sgemm peak at "
-        "batch 8.",
-        markdown_table(["model", "batch", "ours ms/image", "ours full ms/image",
-                        "ORT ms/image", "torch ms/image", "ours/ORT", "paired (range)",
-                        "ours full/ORT", "ours/torch", "sgemm peak GFLOP/s",
-                        "ours GFLOP/s (of peak)", "ours full GFLOP/s (of peak)",
-                        "ORT GFLOP/s (of peak)",
-                        *(["ours, detected kernels ms/image", "ours, detected kernels/ORT"]
-                          if detected else [])], rows),
-        f"Peak RSS of a process loading {rss_arch} from safetensors and embedding a batch of "
-        f"{rss_batch}: **{rss:.0f} MB** for {weights:.0f} MB of float32 weights "
-        f"({rss / weights:.2f}x; target <= 1.5x).",
-        "Installed size of the embedding group (pyproject `embedding` plus numpy and pillow): "
-        + ", ".join(f"{n} {mb:.0f} MB" for n, mb in sizes)
-        + f" (total {sum(mb for _, mb in sizes):.0f} MB; no torch, no ONNX Runtime).",
-    ])
-    if kernels is not None:
-        body += "\n\n" + "\n\n".join([
-            f"OpenBLAS kernels (the table above ran with those in effect): {kernels[1]}. One "
-            "thread, GFLOP/s of the engine's ViT-B/14 products, medians of 5 child processes "
-            "per side, alternating:",
-            markdown_table(["product (rows x in @ in x out)", "detected GFLOP/s",
-                            "in effect GFLOP/s", "in effect/detected"], kernels[0]),
-        ])
-    if args.print_only:
-        print(body)
-    else:
-        write_section("embedding", "Embedding engine: NumPy vs ONNX Runtime and PyTorch", body)
+        speed_rows(threads, reps, batches, archs, detected, Path(onnx_dir),
+                   tuple(args.sides.split(",")), on_row=None if args.quick else report)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@ step; the script checks its loop against `forward` before it reports anything.""
 
 from __future__ import annotations
 
-from bench.engine_profile import STEPS, profile
+import pytest
+
+from bench.engine_profile import ORT_GROUPS, ORT_OTHER, STEPS, profile, profile_ort
+from tests.embedding.conftest import require
 
 
 def test_profiled_loop_is_the_engine_and_every_step_is_timed() -> None:
@@ -11,3 +14,15 @@ def test_profiled_loop_is_the_engine_and_every_step_is_timed() -> None:
     assert set(steps) == set(STEPS)
     assert all(ms > 0 for ms in steps.values())
     assert total == sum(steps.values())
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_onnx_runtime_profile_groups_its_operators() -> None:
+    """The peer's profile: every operator's kernel time lands in a group, products lead."""
+    require("torch")
+    require("onnxruntime")
+    groups, total = profile_ort("dinov2_vits14", images=1, rounds=1)
+    assert set(groups) <= {*ORT_GROUPS.values(), ORT_OTHER}
+    assert {"matrix products", "GELU", "softmax", "layer norms"} <= set(groups)
+    assert total == sum(groups.values()) and groups["matrix products"] > 0.3 * total

@@ -1,4 +1,5 @@
-"""The DINOv2 ViT forward pass in NumPy.
+"""The DINOv2 ViT forward pass in NumPy, fast: the same function as reference.py (read that one
+first), with folded weights, scratch buffers and threads.
 
     pixels (B, 3, H, W) -> patch embedding (B, N, D) + interpolated position embeddings
     -> [CLS, registers..., patches] (B, T, D), T = 1 + R + N
@@ -9,7 +10,8 @@ Work is split over `threads` Python threads (NumPy and BLAS release the GIL), ea
 single-threaded BLAS, so the elementwise passes, which NumPy runs on one core, are parallel
 as well as the products. A batch that is a multiple of `threads` goes whole images per
 thread; otherwise (batch 1) the threads split the rows (tokens), each attending to the keys
-and values of all. See docs/embedding-engine.md for measurements.
+and values of all. Both run the one block step, `Dinov2Model.block_step`. See
+docs/embedding-engine.md for measurements.
 """
 
 from __future__ import annotations
