@@ -290,7 +290,7 @@ def list_images(
         conditions.append(Image.status.in_(list(statuses)))
     names = tag_repo.normalize_tags(tags)
     if names:
-        conditions.append(Image.id.in_(tag_repo.having_all_tags(names)))
+        conditions.append(tag_repo.carries_all_tags(names))
     if uploader is not None:
         conditions.append(Image.uploader == uploader)
     if created_from is not None:
