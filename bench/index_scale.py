@@ -32,6 +32,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -261,12 +262,15 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=int, default=20, help="chunks between checkpoints")
     parser.add_argument("--refine-max", type=int, default=2_000_000,
                         help="build Faiss IVF-PQ + IndexRefine (float16 in RAM) up to this n")
-    parser.add_argument("--work", required=True, help="working directory (about 3.5 GB per "
-                        "million vectors at the peak of a checkpoint)")
+    parser.add_argument("--work", help="working directory (about 3.5 GB per million vectors "
+                        "at the peak of a checkpoint; default: a directory under the temp "
+                        "directory named for n, kept so that a second run resumes)")
     parser.add_argument("--phase", choices=["ours", "faiss"], help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write the doc")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
+    if not args.work:
+        args.work = str(Path(tempfile.gettempdir()) / f"imgsearch-index-scale-{args.n}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.phase:
