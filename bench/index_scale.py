@@ -188,6 +188,7 @@ def phase_faiss(args: argparse.Namespace) -> dict[str, Any]:
         curve.append({"nprobe": nprobe, "recall": recall(found, truth), "p50": p50, "p99": p99})
         print("faiss ivfpq", curve[-1], flush=True)
     out["ivfpq"] = {"curve": curve, "memory": memory()}
+    (work / "faiss-partial.json").write_text(json.dumps(out, indent=1))  # if the rest is cut
     if args.n <= args.refine_max:
         ivf.reset()
         refine = faiss.IndexRefine(ivf, faiss.IndexScalarQuantizer(
