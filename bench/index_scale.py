@@ -148,7 +148,7 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
     curve = []
     for nprobe in NPROBES:
         for rf in RERANKS:
-            index.tune({"ivf_nprobe": nprobe, "rerank_factor": rf})
+            index.tune({"ivf_nprobe": nprobe, "pq_rerank_factor": rf})
             p50, p99, found = timed(lambda q: index.search(q, K)[1][0], xq)
             curve.append({"nprobe": nprobe, "rerank": rf, "recall": recall(found, I),
                           "p50": p50, "p99": p99})
@@ -156,7 +156,7 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
     out["curve"] = curve
     # A tag holding 10% of the images, as the catalog's tag filter sends it today.
     best = next((c for c in curve if c["recall"] >= 0.95), curve[-1])
-    index.tune({"ivf_nprobe": best["nprobe"], "rerank_factor": best["rerank"]})
+    index.tune({"ivf_nprobe": best["nprobe"], "pq_rerank_factor": best["rerank"]})
     tag = np.arange(0, args.n, 10, dtype=np.int64)
     nqf = min(len(xq), 200)
     p50u, p99u, _ = timed(lambda q: index.search(q, K)[1][0], xq[:nqf])

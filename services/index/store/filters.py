@@ -95,7 +95,7 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
     if ann is None or len(rows) <= params.filter_exact_max:
         return exact_over_store(store, xq, k, params.exact_engine, rows)
     labels = ann.labels_of(found)
-    candidates = ann.search(xq, k * params.rerank_factor, allowed_labels=labels)
+    candidates = ann.search(xq, params.candidates(ann.index_type, k), allowed_labels=labels)
     if extra is not None:
         extra = extra[np.isin(extra, found)]
         candidates = np.hstack([candidates, np.broadcast_to(extra, (len(xq), len(extra)))])
