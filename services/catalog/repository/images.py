@@ -303,13 +303,14 @@ def list_images(
     if after is not None:
         stamp, last_id = after
         # Spelled out rather than a row comparison, which MariaDB does not turn into an
-        # index range.
+        # index range; the plain bound on created_at is what starts the walk at the
+        # cursor (with only the OR, a status filter walks its rows from the top).
         if descending:
-            conditions.append(sa.or_(Image.created_at < stamp, sa.and_(
-                Image.created_at == stamp, Image.id < last_id)))
+            conditions += [Image.created_at <= stamp,
+                           sa.or_(Image.created_at < stamp, Image.id < last_id)]
         else:
-            conditions.append(sa.or_(Image.created_at > stamp, sa.and_(
-                Image.created_at == stamp, Image.id > last_id)))
+            conditions += [Image.created_at >= stamp,
+                           sa.or_(Image.created_at > stamp, Image.id > last_id)]
     order = (Image.created_at.desc(), Image.id.desc()) if descending else (
         Image.created_at.asc(), Image.id.asc())
     rows = session.execute(
