@@ -95,7 +95,12 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
     if extra is not None:
         extra = extra[np.isin(extra, allowed)]
     labels = ann.labels_of_sorted(allowed) if ann is not None else None
-    if labels is None or len(labels) <= params.filter_exact_max:
+    exact_max = params.filter_exact_max
+    if store.on_disk and ann is not None:
+        # Each row is a read from the file: past a few times the rows a re-ranking reads,
+        # the approximate path with the bitmap is cheaper.
+        exact_max = min(exact_max, 4 * params.candidates(ann.index_type, k))
+    if labels is None or len(labels) <= exact_max:
         small = allowed if labels is None else np.unique(np.concatenate([
             ann.label_ids[labels] if ann is not None else allowed,
             extra if extra is not None else np.empty(0, np.int64)]))
