@@ -286,7 +286,12 @@ def list_images(
     conditions: list[sa.ColumnElement[bool]] = []
     if q:
         conditions.append(filename_contains(q))
-    if statuses:
+    if len(statuses) == 1 and after is not None:
+        # As a range, not an equality: MariaDB answers `status = x` by walking every x row
+        # from the newest (ref access) whatever the created_at bound; a range lets it start
+        # at the cursor. Several statuses are a range already.
+        conditions.append(Image.status.between(statuses[0], statuses[0]))
+    elif statuses:
         conditions.append(Image.status.in_(list(statuses)))
     names = tag_repo.normalize_tags(tags)
     if names:
