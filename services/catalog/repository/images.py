@@ -289,8 +289,9 @@ def list_images(
     if len(statuses) == 1 and after is not None:
         # As a range, not an equality: MariaDB answers `status = x` by walking every x row
         # from the newest (ref access) whatever the created_at bound; a range lets it start
-        # at the cursor. Several statuses are a range already.
-        conditions.append(Image.status.between(statuses[0], statuses[0]))
+        # at the cursor. Several statuses are a range already. (BETWEEN x AND x is folded
+        # back into an equality; two comparisons are not.)
+        conditions += [Image.status >= statuses[0], Image.status <= statuses[0]]
     elif statuses:
         conditions.append(Image.status.in_(list(statuses)))
     names = tag_repo.normalize_tags(tags)
