@@ -174,8 +174,10 @@ def main() -> None:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
         admin.dispose()
     body = (f"{args.rows:,} image rows on {version} (InnoDB buffer pool "
-            f"{int(pool) / 2**20:.0f} MB, shared with other work), loaded in bulk in "
-            f"{load_s / 60:.0f} min; tags on 10% and 0.1% of the images. Each query through "
+            f"{int(pool) / 2**20:.0f} MB, shared with other work), "
+            + (f"loaded in bulk by an earlier run (--reuse {args.reuse})" if args.reuse
+               else f"loaded in bulk in {load_s / 60:.0f} min")
+            + "; tags on 10% and 0.1% of the images. Each query through "
             "the repository function its route calls, one connection; median and slowest of "
             f"{args.repeat} runs after a warm-up (contrast rows: one run).\n\n"
             + markdown_table(["what", "query", "median (ms)", "slowest (ms)"], table))
