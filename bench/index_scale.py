@@ -32,6 +32,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,7 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
     curve = []
     for nprobe in NPROBES:
         for rf in RERANKS:
-            index.tune({"ivf_nprobe": nprobe, "rerank_factor": rf})
+            index.tune({"ivf_nprobe": nprobe, "pq_rerank_factor": rf})
             p50, p99, found = timed(lambda q: index.search(q, K)[1][0], xq)
             curve.append({"nprobe": nprobe, "rerank": rf, "recall": recall(found, I),
                           "p50": p50, "p99": p99})
@@ -155,7 +156,7 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
     out["curve"] = curve
     # A tag holding 10% of the images, as the catalog's tag filter sends it today.
     best = next((c for c in curve if c["recall"] >= 0.95), curve[-1])
-    index.tune({"ivf_nprobe": best["nprobe"], "rerank_factor": best["rerank"]})
+    index.tune({"ivf_nprobe": best["nprobe"], "pq_rerank_factor": best["rerank"]})
     tag = np.arange(0, args.n, 10, dtype=np.int64)
     nqf = min(len(xq), 200)
     p50u, p99u, _ = timed(lambda q: index.search(q, K)[1][0], xq[:nqf])
@@ -187,6 +188,7 @@ def phase_faiss(args: argparse.Namespace) -> dict[str, Any]:
         curve.append({"nprobe": nprobe, "recall": recall(found, truth), "p50": p50, "p99": p99})
         print("faiss ivfpq", curve[-1], flush=True)
     out["ivfpq"] = {"curve": curve, "memory": memory()}
+    (work / "faiss-partial.json").write_text(json.dumps(out, indent=1))  # if the rest is cut
     if args.n <= args.refine_max:
         ivf.reset()
         refine = faiss.IndexRefine(ivf, faiss.IndexScalarQuantizer(
@@ -261,12 +263,15 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=int, default=20, help="chunks between checkpoints")
     parser.add_argument("--refine-max", type=int, default=2_000_000,
                         help="build Faiss IVF-PQ + IndexRefine (float16 in RAM) up to this n")
-    parser.add_argument("--work", required=True, help="working directory (about 3.5 GB per "
-                        "million vectors at the peak of a checkpoint)")
+    parser.add_argument("--work", help="working directory (about 3.5 GB per million vectors "
+                        "at the peak of a checkpoint; default: a directory under the temp "
+                        "directory named for n, kept so that a second run resumes)")
     parser.add_argument("--phase", choices=["ours", "faiss"], help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="print, do not write the doc")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
+    if not args.work:
+        args.work = str(Path(tempfile.gettempdir()) / f"imgsearch-index-scale-{args.n}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.phase:

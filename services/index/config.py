@@ -32,6 +32,8 @@ class IndexSettings(SectionSettings, section="index"):
     pq_nbits: int = Field(default=8, ge=4, le=12)
     train_min: int = Field(default=10000, ge=0)
     rerank_factor: int = Field(default=4, ge=1)
+    pq_rerank_factor: int = Field(default=64, ge=1)  # rerank_factor of ivf_pq
+    rerank_max: int = Field(default=8192, ge=1)  # candidates re-scored per query at most
     filter_exact_max: int = Field(default=20000, ge=0)
     compact_fraction: float = Field(default=0.2, gt=0, le=1)
     retrain_growth: float = Field(default=4.0, gt=1)

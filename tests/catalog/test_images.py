@@ -220,7 +220,7 @@ def test_keyset_pages_match_offset_pages_with_tied_timestamps(db: Database,
                         .values(created_at=same))
         session.commit()
     for descending in (True, False):
-        for filters in ({}, {"tags": ["even"]}):
+        for filters in ({}, {"tags": ["even"]}, {"statuses": ["pending"]}):
             everything, _ = read(db, images.list_images, limit=50, descending=descending,
                                  **filters)
             paged: list[int] = []

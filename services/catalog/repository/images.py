@@ -286,11 +286,17 @@ def list_images(
     conditions: list[sa.ColumnElement[bool]] = []
     if q:
         conditions.append(filename_contains(q))
-    if statuses:
+    if len(statuses) == 1 and after is not None:
+        # As a range, not an equality: MariaDB answers `status = x` by walking every x row
+        # from the newest (ref access) whatever the created_at bound; a range lets it start
+        # at the cursor. Several statuses are a range already. (BETWEEN x AND x is folded
+        # back into an equality; two comparisons are not.)
+        conditions += [Image.status >= statuses[0], Image.status <= statuses[0]]
+    elif statuses:
         conditions.append(Image.status.in_(list(statuses)))
     names = tag_repo.normalize_tags(tags)
     if names:
-        conditions.append(Image.id.in_(tag_repo.having_all_tags(names)))
+        conditions.append(tag_repo.carries_all_tags(names))
     if uploader is not None:
         conditions.append(Image.uploader == uploader)
     if created_from is not None:
@@ -303,13 +309,14 @@ def list_images(
     if after is not None:
         stamp, last_id = after
         # Spelled out rather than a row comparison, which MariaDB does not turn into an
-        # index range.
+        # index range; the plain bound on created_at is what starts the walk at the
+        # cursor (with only the OR, a status filter walks its rows from the top).
         if descending:
-            conditions.append(sa.or_(Image.created_at < stamp, sa.and_(
-                Image.created_at == stamp, Image.id < last_id)))
+            conditions += [Image.created_at <= stamp,
+                           sa.or_(Image.created_at < stamp, Image.id < last_id)]
         else:
-            conditions.append(sa.or_(Image.created_at > stamp, sa.and_(
-                Image.created_at == stamp, Image.id > last_id)))
+            conditions += [Image.created_at >= stamp,
+                           sa.or_(Image.created_at > stamp, Image.id > last_id)]
     order = (Image.created_at.desc(), Image.id.desc()) if descending else (
         Image.created_at.asc(), Image.id.asc())
     rows = session.execute(

@@ -98,6 +98,8 @@ class AnnIndex:
                                                     live.tolist(), strict=True))
         self.tombstones = (self.next_label - len(live)) if index_type == "hnsw" else 0
         self._bitmap: NDArray[np.uint8] | None = None
+        # (ids ascending, their labels) of the live labels, for filters: rebuilt after writes.
+        self._by_id: tuple[Ids, Ids] | None = None
         self.trained_at = int(index.ntotal)
 
     @classmethod
@@ -171,6 +173,7 @@ class AnnIndex:
         else:
             self.tombstones += len(arr)
         self._bitmap = None
+        self._by_id = None
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         """(n,) unique ids, (n, dim) vectors; an id already present is replaced."""
@@ -186,6 +189,7 @@ class AnnIndex:
         self.id_to_label.update(zip(ids.tolist(), labels.tolist(), strict=True))
         self.next_label += len(ids)
         self._bitmap = None
+        self._by_id = None
 
     def remove(self, ids: Ids) -> None:
         labels = [self.id_to_label.pop(i) for i in ids.tolist() if i in self.id_to_label]
@@ -194,6 +198,19 @@ class AnnIndex:
     def labels_of(self, ids: Ids) -> Ids:
         return np.asarray([self.id_to_label[i] for i in ids.tolist() if i in self.id_to_label],
                           dtype=np.int64)
+
+    def labels_of_sorted(self, ids: Ids) -> Ids:
+        """Labels of the live ones among (m,) ascending unique `ids`, without a loop over
+        them: a binary search in the live (id, label) pairs, kept until the next write."""
+        if self._by_id is None:
+            live = np.flatnonzero(self.label_ids[: self.next_label] >= 0)
+            order = np.argsort(self.label_ids[live], kind="stable")
+            self._by_id = (self.label_ids[live][order], live[order].astype(np.int64))
+        sorted_ids, labels = self._by_id
+        if not len(sorted_ids):
+            return np.empty(0, np.int64)
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        return labels[pos[sorted_ids[pos] == ids]]
 
     def _live_bitmap(self) -> NDArray[np.uint8]:
         bitmap = self._bitmap
@@ -207,8 +224,13 @@ class AnnIndex:
         keep: list[Any] = []
         sel: Any = None
         if allowed_labels is not None:
-            sel = faiss.IDSelectorBatch(allowed_labels)
-            keep.append(allowed_labels)
+            # A bitmap over the labels: one bit test per code scanned, and built in O(m)
+            # vectorised (an IDSelectorBatch hashes every id first).
+            mask = np.zeros(self.next_label, dtype=bool)
+            mask[allowed_labels] = True
+            bitmap = np.packbits(mask, bitorder="little")
+            keep.append(bitmap)
+            sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(bitmap))
         elif self.tombstones:
             bitmap = self._live_bitmap()
             keep.append(bitmap)

@@ -22,6 +22,7 @@ def faiss_params(settings: IndexSettings) -> FaissParams:
         hnsw_ef_search=settings.hnsw_ef_search, ivf_nlist=settings.ivf_nlist,
         ivf_nprobe=settings.ivf_nprobe, pq_m=settings.pq_m, pq_nbits=settings.pq_nbits,
         train_min=settings.train_min, rerank_factor=settings.rerank_factor,
+        pq_rerank_factor=settings.pq_rerank_factor, rerank_max=settings.rerank_max,
         filter_exact_max=settings.filter_exact_max, compact_fraction=settings.compact_fraction,
         retrain_growth=settings.retrain_growth, exact_engine=settings.exact_engine,
         train_points_per_list=settings.train_points_per_list,

@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 _Op = tuple[str, Ids, Vectors | None]
 
 # Parameters read only at search time: changed by `tune` with no rebuild.
-SEARCH_PARAMS = ("ivf_nprobe", "hnsw_ef_search", "rerank_factor", "filter_exact_max")
+SEARCH_PARAMS = ("ivf_nprobe", "hnsw_ef_search", "rerank_factor", "pq_rerank_factor",
+                 "rerank_max", "filter_exact_max")
 
 # Queued writes are applied to Faiss for about this long per hold of the write lock (at least
 # one write: never longer than that write took to arrive the normal way).
@@ -238,7 +239,7 @@ class FaissIndex:
             # Small galleries (or what tombstones left of one) are cheaper to brute-force.
             if self._ann is None or len(store) <= self._params.filter_exact_max:
                 return exact_over_store(store, xq, k, self._params.exact_engine)
-            candidates = self._ann.search(xq, k * self._params.rerank_factor)
+            candidates = self._ann.search(xq, self._params.candidates(self._type, k))
             if delta is not None:
                 candidates = np.hstack([candidates,
                                         np.broadcast_to(delta, (len(xq), len(delta)))])

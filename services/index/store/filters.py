@@ -88,17 +88,32 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
                     ) -> tuple[NDArray[np.float32], Ids]:
     """(nq, d) queries over the live vectors whose ids are in `allowed` -> D, I (nq, k).
 
-    `extra`: (m,) ids not yet in `ann` (upserted during a snapshot), always re-scored."""
-    found, rows = store.rows_of(np.unique(allowed))
-    if not len(rows):
-        return empty_result(len(xq), k)
-    if ann is None or len(rows) <= params.filter_exact_max:
-        return exact_over_store(store, xq, k, params.exact_engine, rows)
-    labels = ann.labels_of(found)
-    candidates = ann.search(xq, k * params.rerank_factor, allowed_labels=labels)
+    `extra`: (m,) ids not yet in `ann` (upserted during a snapshot), always re-scored.
+    Large sets never loop over their ids in Python: their labels come from a binary search
+    (`AnnIndex.labels_of_sorted`) and reach Faiss as a bitmap."""
+    allowed = np.unique(allowed)
     if extra is not None:
-        extra = extra[np.isin(extra, found)]
+        extra = extra[np.isin(extra, allowed)]
+    labels = ann.labels_of_sorted(allowed) if ann is not None else None
+    exact_max = params.filter_exact_max
+    if store.on_disk and ann is not None:
+        # Each row is a read from the file: past a few times the rows a re-ranking reads,
+        # the approximate path with the bitmap is cheaper.
+        exact_max = min(exact_max, 4 * params.candidates(ann.index_type, k))
+    if labels is None or len(labels) <= exact_max:
+        small = allowed if labels is None else np.unique(np.concatenate([
+            ann.label_ids[labels] if ann is not None else allowed,
+            extra if extra is not None else np.empty(0, np.int64)]))
+        _, rows = store.rows_of(small)
+        if not len(rows):
+            return empty_result(len(xq), k)
+        return exact_over_store(store, xq, k, params.exact_engine, rows)
+    assert ann is not None
+    candidates = ann.search(xq, params.candidates(ann.index_type, k), allowed_labels=labels)
+    if extra is not None and len(extra):
         candidates = np.hstack([candidates, np.broadcast_to(extra, (len(xq), len(extra)))])
     D, I = rerank(store, xq, candidates, k)
-    fill_short(store, xq, k, D, I, rows, params)
+    if ((I >= 0).sum(axis=1) < k).any():  # rare: gather the rows only then
+        _, rows = store.rows_of(allowed)
+        fill_short(store, xq, k, D, I, rows, params)
     return D, I

@@ -64,6 +64,12 @@ class MilvusIndex:
     def _load_meta(self) -> None:
         if not self._client.has_collection(self._meta_name):
             return
+        # A Milvus server keeps collections released after it restarts (a cluster, after
+        # a release elsewhere): searches and gets need them loaded. milvus-lite's embedded
+        # mode loads them by itself.
+        for name in (self._meta_name, self.collection):
+            if self._client.has_collection(name):
+                self._client.load_collection(name)
         rows = self._client.get(self._meta_name, ids=[0])
         if rows:
             meta = json.loads(rows[0]["meta"])
