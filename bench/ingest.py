@@ -49,6 +49,13 @@ from bench._report import markdown_table, write_section  # noqa: E402
 from tests.helpers.procs import ServiceProcess, free_port  # noqa: E402
 from tests.helpers.stack import Stack, start_stack  # noqa: E402
 
+REPLICAS_NOTE = (
+    "Both rows use the machine's 2 cores (2 BLAS threads in all). The client spreads evenly "
+    "(the shares); the throughput gain is not from more cores; most likely, on a machine "
+    "shared with other work, a two-thread replica waits at every matrix product for whichever "
+    "of its threads was preempted, while two one-thread replicas never wait on each other. On "
+    "an idle machine expect the two rows to be close; replicas add throughput when they run on "
+    "more cores or more hosts.")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -231,6 +238,8 @@ def _measure(stack: Stack, folder: Path, tmp: Path, args: argparse.Namespace) ->
                      f"{last.rss.get(name, 0):.0f}", f"{peak:.0f}", f"{grow:+.0f}",
                      f"{last.cpu.get(name, 0):.0f}"])
     cpu_total = sum(last.cpu.get(n, 0.0) for n in names)
+    embedding_share = last.cpu.get("embedding", 0.0) / max(cpu_total, 1e-9)
+    outside_ms = (cpu_total - last.cpu.get("embedding", 0.0)) / args.count * 1000
     series = [s for s in samples[:: max(1, len(samples) // 10)]] + [last]
     trend = markdown_table(["t (s)", "indexed", *[f"{n} MB" for n in names]],
                            [[f"{s.t:.0f}", s.indexed, *[f"{s.rss.get(n, 0):.0f}" for n in names]]
@@ -244,8 +253,11 @@ def _measure(stack: Stack, folder: Path, tmp: Path, args: argparse.Namespace) ->
         f"images per ingest task), {args.model} (random weights) at a {args.image_size}-pixel "
         f"input, all on this machine. Wall time {elapsed:.0f} s: **{args.count / elapsed:.1f} "
         f"images/s** end to end. At the end the catalog has {n_indexed} indexed rows and the "
-        f"index {n_vectors} vectors ({ok} to the {args.count} files). The engine's share of "
-        f"the stack's CPU time: {last.cpu.get('embedding', 0) / max(cpu_total, 1e-9):.0%}.\n\n"
+        f"index {n_vectors} vectors ({ok} to the {args.count} files). The embedding service's "
+        f"share of the stack's CPU time: {embedding_share:.0%}; "
+        f"CPU per image outside the embedding service: {outside_ms:.0f} ms. "
+        f"The index keeps its vectors in RAM: {n_vectors} x {index.get('dim')} float32 are "
+        f"{n_vectors * int(index.get('dim') or 0) * 4 / 2**20:.0f} MB, its expected growth.\n\n"
         "Resident memory (MB) of each process tree at 10%, 50% and 100% of the images "
         "indexed, its maximum, the growth from 10% to the end, and the CPU seconds it used "
         "(the worker includes its pool processes):\n\n"
@@ -353,6 +365,7 @@ def replicas(args: argparse.Namespace) -> str:
             "behind one name that resolves to all of them; the client is the workers' own.\n\n"
             + markdown_table(["replicas", "BLAS threads each", "client threads", "images/s",
                               "vs 1 replica", "share of each replica"], rows)
+            + "\n\n" + REPLICAS_NOTE
             + f"\n\nLoad average (1 min): {loads[0]:.1f} at the start, {loads[1]:.1f} at the "
             f"end, on {os.cpu_count()} cores (other work shared the machine when it is above "
             "that).")

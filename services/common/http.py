@@ -222,6 +222,7 @@ class ServiceClient:
                                    resolver=resolver)
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
+        self._lock = threading.Lock()
 
     def _headers(self, extra: dict[str, str] | None, endpoint: Endpoint) -> dict[str, str]:
         headers = {INTERNAL_TOKEN_HEADER: self._token, REQUEST_ID_HEADER: request_id_var.get()}
@@ -242,9 +243,10 @@ class ServiceClient:
     def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                 **kwargs: Any) -> httpx.Response:
         """Blocking call with retries; returns the response of a 2xx/3xx answer."""
-        if self._sync is None:
-            self._sync = httpx.Client(timeout=self.timeout)
-        client = self._sync
+        with self._lock:  # called from several threads (the gateway's thread pool)
+            if self._sync is None:
+                self._sync = httpx.Client(timeout=self.timeout)
+            client = self._sync
         for attempt in Retrying(**self._retry_kwargs()):
             with attempt:
                 try:

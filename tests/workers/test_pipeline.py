@@ -32,16 +32,35 @@ from tests.workers.stack import Stack
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def model_calls(stack: Stack) -> tuple[float, float]:
+    """(model calls, images embedded) of the embedding service so far (its /metrics)."""
+    import re
+
+    import httpx
+
+    text = httpx.get(stack.embedding.url + "/metrics", timeout=10).text
+    values = []
+    for name in ("embedding_batch_size_count", "embedding_images_total"):
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        values.append(float(match.group(1)) if match else 0.0)
+    return values[0], values[1]
+
+
 def test_bulk_ingest_then_delete(shared_stack: Stack, tmp_path: Path) -> None:
     stack = shared_stack
     before = len(stack.catalog_ids("indexed"))
     folder = gallery(tmp_path / "in", 30)
     worker = stack.worker(tmp_path).start()
+    calls, images = model_calls(stack)
     try:
         job_id = stack.new_job("bulk_ingest", {"folder": str(folder)})
         stack.enqueue(queue.BULK_INGEST, {"job_id": job_id, "folder": str(folder)})
         assert_gallery_indexed(stack, folder, wait_job(stack, job_id, 240))
         assert_consistent(stack, before + 30)
+        # Embedded in batches (tasks of 8 images), not one model call per image.
+        calls_after, images_after = model_calls(stack)
+        assert images_after - images == 30
+        assert calls_after - calls <= 6, (calls, calls_after)
 
         doomed = gallery_ids(stack, folder)[:5]
         marked = stack.call(stack.catalog, "POST", "/v1/images/transition",
