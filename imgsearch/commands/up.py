@@ -48,12 +48,19 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def out_path(self) -> Path:
+        """What the child prints outside its logging (a crash before logging is set up)."""
+        return self.log_path.with_suffix(".out")
+
     def start(self, env: dict[str, str]) -> None:
-        self.env = env
+        # The child writes its log itself, rotated (common `log_max_bytes`, `log_backups`).
+        self.env = {**env, "IMGSEARCH_LOG_FILE": str(self.log_path)}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        with self.out_path.open("ab") as out:
+            self.proc = subprocess.Popen(self.command, cwd=REPO_ROOT, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -70,11 +77,12 @@ class Child:
         self.start(self.env)
 
     def tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        """The last lines of its log, then of its printed output (a traceback comes last)."""
+        text = []
+        for path in (self.log_path, self.out_path):
+            with contextlib.suppress(OSError):
+                text += path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(text[-lines:])
 
     def failure(self) -> str:
         """Why the child stopped: its logged errors (JSON or text lines), else its log tail."""

@@ -9,6 +9,7 @@ same object.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -92,10 +93,13 @@ def create_celery(settings: WorkersSettings | None = None) -> WorkerCelery:
 
 
 def _log_to_file(logger: Any, **_: Any) -> None:
-    """With `log_file` set, the worker's log goes to that file too, rotated (Celery's own
-    --logfile never rotates)."""
+    """With `log_file` set, the worker's log goes to that file instead of the terminal,
+    rotated (Celery's own --logfile never rotates), as the services' logs do."""
     common = common_settings()
     if common.log_path is not None:
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
         logger.addHandler(rotating_file_handler(common.log_path, fmt=common.log_format,
                                                max_bytes=common.log_max_bytes,
                                                backups=common.log_backups))
