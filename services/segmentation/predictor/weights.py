@@ -8,13 +8,10 @@ request and retry transient failures. No torch here: the CLI uses this module.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from tqdm import tqdm
 
 from services.common.settings import CommonSettings
+from services.common.storage import exclusive_lock
 from services.segmentation.config import SegmentationSettings
 from services.segmentation.predictor.errors import WeightsChecksumMismatch, WeightsUnavailable
 
@@ -166,18 +164,6 @@ def download_weights(
     return WeightsFile(dest, digest)
 
 
-@contextmanager
-def _download_lock(dest: Path) -> Iterator[None]:
-    """One downloader per file: replicas sharing a data volume would interleave the .part."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with dest.with_name(dest.name + ".lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _what_to_do(settings: SegmentationSettings, path: Path) -> str:
     return (
         f"Download {settings.weights_url} and put it at {path} (or run "
@@ -216,7 +202,7 @@ def ensure_weights(
             f"no MobileSAM weights at {path} and downloading is off. "
             + _what_to_do(settings, path), detail={"path": str(path)})
     try:
-        with _download_lock(path):
+        with exclusive_lock(path):
             if path.is_file():  # another process finished the download meanwhile
                 return WeightsFile(path, verify_weights(path, pinned=settings.weights_sha256))
             return download_weights(
