@@ -21,6 +21,6 @@ ENV IMGSEARCH_DATA_DIR=/data IMGSEARCH_EMBEDDING_HOST=0.0.0.0 IMGSEARCH_EMBEDDIN
     PYTHONUNBUFFERED=1
 USER imgsearch
 EXPOSE 8101
-HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=5 \
+HEALTHCHECK --interval=15s --timeout=5s --start-period=900s --retries=5 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8101/readyz', timeout=4)"]
 CMD ["imgsearch", "serve", "embedding"]
