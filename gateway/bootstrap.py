@@ -9,6 +9,7 @@ import logging
 from gateway.config import GatewaySettings
 from services.common.errors import DomainError
 from services.common.http import ServiceClient
+from services.common.vocabulary import Role
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,10 @@ async def ensure_first_admin(settings: GatewaySettings, catalog: ServiceClient,
     for attempt in range(attempts):
         try:
             users = (await catalog.arequest("GET", "/v1/users")).json()["users"]
-            if any(user.get("role") == "admin" for user in users):
+            if any(user.get("role") == Role.admin for user in users):
                 return False
             await catalog.arequest("POST", "/v1/users", json={
-                "username": username, "password": password, "role": "admin"})
+                "username": username, "password": password, "role": Role.admin})
             logger.info("first admin created", extra={"username": username})
             return True
         except DomainError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.common.errors import NotFound
 from services.common.http import ServiceClient
+from services.common.vocabulary import ImageStatus
 
 # Ids per catalog lookup (under the catalog's `max_lookup_ids`, 10000 by default): a deep
 # result page asks for more than one call carries.
@@ -42,7 +43,8 @@ class Upstreams:
         image: dict[str, Any] = response.json()
         return image
 
-    async def lookup(self, ids: list[int], status: str | None = "indexed") -> list[dict[str, Any]]:
+    async def lookup(self, ids: list[int],
+                     status: str | None = ImageStatus.indexed) -> list[dict[str, Any]]:
         """Catalog rows of `ids` in that order; missing (or other-status) ids left out."""
         images: list[dict[str, Any]] = []
         for start in range(0, len(ids), LOOKUP_CHUNK):

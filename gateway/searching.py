@@ -17,6 +17,7 @@ from gateway.signing import KINDS
 from services.common.errors import NotFound
 from services.common.images import probe_image
 from services.common.storage import InvalidStorageKey, resolve
+from services.common.vocabulary import SEARCHABLE, ImageStatus, Role
 
 # Rounds of doubling the index fetch when filtered-out rows leave the page short.
 MAX_ROUNDS = 4
@@ -64,7 +65,7 @@ async def query_from_image(state: GatewayState, data: bytes, kind: str = "image"
 async def visible_image(state: GatewayState, image_id: int, *, admin: bool) -> dict[str, Any]:
     """The row of `image_id` if the caller may see it (viewers: `indexed` only), else 404."""
     image = await state.upstreams.get_image(image_id)
-    if not admin and image.get("status") != "indexed":
+    if not admin and image.get("status") not in SEARCHABLE:
         raise NotFound(f"image {image_id} does not exist", code="image_not_found")
     return image
 
@@ -95,9 +96,9 @@ def image_urls(state: GatewayState, image: dict[str, Any],
     needs a login or the image is not indexed (an admin's view), since <img> tags cannot
     send the Authorization header."""
     image_id = int(image["id"])
-    if state.settings.public_search and image.get("status", "indexed") == "indexed":
+    if state.settings.public_search and image.get("status", ImageStatus.indexed) in SEARCHABLE:
         return {kind + "_url": f"/api/v1/images/{image_id}/{kind}" for kind in KINDS}
-    role = principal.role if principal is not None else "viewer"
+    role = principal.role if principal is not None else Role.viewer
     return {kind + "_url": state.signer.url(image_id, kind, role) for kind in KINDS}
 
 
@@ -122,7 +123,7 @@ async def allowed_ids(state: GatewayState, tags: tuple[str, ...]) -> list[int] |
     if not tags:
         return None
     response = await state.upstreams.catalog.arequest(
-        "POST", "/v1/images/ids", json={"tags": list(tags), "status": "indexed"})
+        "POST", "/v1/images/ids", json={"tags": list(tags), "status": ImageStatus.indexed})
     ids: list[int] = response.json()["ids"]
     return ids
 
@@ -151,7 +152,7 @@ async def search_page(state: GatewayState, query: QueryVector, params: SearchPar
             pairs = [(int(i), float(s)) for i, s in zip(result["ids"], result["scores"],
                                                         strict=False) if int(i) >= 0]
             exhausted = len(result["ids"]) < fetch
-            rows = await state.upstreams.lookup([i for i, _ in pairs], status="indexed")
+            rows = await state.upstreams.lookup([i for i, _ in pairs], status=ImageStatus.indexed)
             by_id = {row["id"]: row for row in rows}
             hits = [(by_id[i], s) for i, s in pairs
                     if i in by_id and s >= params.min_score and file_exists(state, by_id[i])]

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 import jwt
 
 from services.common.errors import Forbidden, Unauthorized
+from services.common.vocabulary import ROLES, Role
 
 ALGORITHM = "HS256"
-Role = Literal["admin", "viewer"]
-ROLES: tuple[str, ...] = ("admin", "viewer")
 
 
 class NotAuthenticated(Unauthorized):
@@ -39,10 +37,6 @@ class AdminRequired(Forbidden):
     code = "admin_required"
 
 
-class InvalidCredentials(Unauthorized):
-    code = "invalid_credentials"
-
-
 @dataclass(frozen=True)
 class Principal:
     username: str
@@ -52,7 +46,7 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == Role.admin
 
 
 class TokenIssuer:

@@ -16,9 +16,9 @@ import time
 from urllib.parse import urlencode
 
 from services.common.errors import Unauthorized
+from services.common.vocabulary import ROLES
 
 KINDS = ("file", "thumbnail")
-ROLES = ("admin", "viewer")
 
 
 class InvalidSignature(Unauthorized):

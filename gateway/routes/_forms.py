@@ -7,12 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
-from services.common.errors import DomainError
-
-
-class InvalidRequest(DomainError):
-    code = "invalid_request"
-    status = 422
+from services.common.errors import InvalidRequest
 
 
 async def json_fields(request: Request) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from gateway.routes._forms import as_tags
 from gateway.uploads import clean_filename, read_limited
 from services.common.errors import DomainError, NotFound
 from services.common.queue import DELETE, RECONCILE, REINDEX
+from services.common.vocabulary import Role
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ async def stats(state: StateDep, _: AdminUser) -> dict[str, Any]:
 class NewUser(BaseModel):
     username: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(..., min_length=8, max_length=1024)
-    role: Literal["admin", "viewer"] = "viewer"
+    role: Role = Role.viewer
 
 
 @router.post("/users", status_code=201)
@@ -162,7 +163,7 @@ USERNAME = Path(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
 
 class UserChange(BaseModel):
     password: str | None = Field(None, min_length=8, max_length=1024)
-    role: Literal["admin", "viewer"] | None = None
+    role: Role | None = None
 
 
 @router.get("/users")

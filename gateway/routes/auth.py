@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from gateway.deps import StateDep, User, client_key
 from gateway.ratelimit import enforce
 from gateway.routes._forms import InvalidRequest, json_fields, pick
-from gateway.security import InvalidCredentials, Principal
-from services.common.errors import DomainError
+from gateway.security import Principal
+from services.common.errors import DomainError, InvalidCredentials
 
 router = APIRouter(tags=["auth"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
@@ -14,10 +14,11 @@ from gateway.searching import image_urls, visible_image
 from gateway.security import NotAuthenticated, Principal
 from services.common.errors import NotFound
 from services.common.storage import InvalidStorageKey, resolve
+from services.common.vocabulary import SEARCHABLE, ImageStatus
+from services.common.vocabulary import Role as RoleName
 
 router = APIRouter(tags=["images"])
 
-STATUSES = ("pending", "indexed", "failed", "deleting", "removed")
 # Fields only admins see: who uploaded, the content hash (which names the file, and would let
 # anyone test whether a given picture is in the gallery) and where it is stored.
 ADMIN_FIELDS = ("uploader", "sha256", "storage_key", "thumbnail_key", "error")
@@ -36,7 +37,7 @@ async def list_images(
     principal: SearchUser,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=1_000_000),
-    status: str | None = Query(None, pattern="^(pending|indexed|failed|deleting|removed)$"),
+    status: ImageStatus | None = Query(None),
     tag: str | None = Query(None, max_length=64),
     q: str | None = Query(None, max_length=255,
                           description="part of the original filename (case-insensitive)"),
@@ -50,9 +51,10 @@ async def list_images(
                               "total": total}
     if after:
         params["after"] = after
-    params["status"] = (status or "") if admin else "indexed"
-    if not params["status"]:
-        del params["status"]
+    if not admin:
+        params["status"] = [s.value for s in SEARCHABLE]
+    elif status:
+        params["status"] = status.value
     if tag:
         params["tag"] = tag
     if q and q.strip():
@@ -86,7 +88,7 @@ def reader_is_admin(request: Request, state: GatewayState, principal: Principal 
     if "sig" in query:
         role = state.signer.verify(image_id, kind, exp=query.get("exp"),
                                    role=query.get("role"), sig=query.get("sig"))
-        return role == "admin"
+        return role == RoleName.admin
     if principal is None and not state.settings.public_search:
         raise NotAuthenticated("log in, or use the signed URL of a search result")
     return bool(principal and principal.is_admin)
@@ -113,7 +115,7 @@ def _file_response(root: Any, key: str | None, mime: str, image_id: int,
 @router.get("/images/{image_id}/file", response_class=FileResponse)
 async def image_file(
     request: Request, image_id: int, state: StateDep, principal: OptionalUser,
-    exp: int | None = Exp, role: Literal["admin", "viewer"] | None = Role,
+    exp: int | None = Exp, role: RoleName | None = Role,
     sig: str | None = Sig,
 ) -> FileResponse:
     """The original file (with a token, or through a signed URL)."""
@@ -127,7 +129,7 @@ async def image_file(
 @router.get("/images/{image_id}/thumbnail", response_class=FileResponse)
 async def image_thumbnail(
     request: Request, image_id: int, state: StateDep, principal: OptionalUser,
-    exp: int | None = Exp, role: Literal["admin", "viewer"] | None = Role,
+    exp: int | None = Exp, role: RoleName | None = Role,
     sig: str | None = Sig,
 ) -> FileResponse:
     """The WebP thumbnail (the original until the worker has made it); with a token, or

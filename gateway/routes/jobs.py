@@ -14,10 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from gateway.deps import AdminUser, GatewayState, StateDep, StreamAdmin
 from services.common.errors import DomainError, NotFound
+from services.common.vocabulary import JOB_FINISHED
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 JobId = Path(..., ge=1, le=2**63 - 1)
 
 
@@ -27,7 +27,7 @@ def public_job(job: dict[str, Any]) -> dict[str, Any]:
     settled = int(job.get("done") or 0) + int(job.get("failed") or 0) + int(
         job.get("skipped") or 0)
     progress = min(1.0, settled / total) if total else 0.0
-    if job.get("status") in TERMINAL:
+    if job.get("status") in JOB_FINISHED:
         progress = 1.0
     return {
         "id": job["id"],
@@ -128,7 +128,7 @@ async def job_events(request: Request, state: StateDep, _: StreamAdmin,
             if job != last:
                 yield _event("progress", job)
                 last, idle = job, 0.0
-            if job["status"] in TERMINAL:
+            if job["status"] in JOB_FINISHED:
                 yield _event("done", job)
                 return
             await asyncio.sleep(state.settings.job_poll_s)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import httpx
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+from services.common.vocabulary import JOB_FINISHED, JobStatus
 
 
 class ApiError(click.ClickException):
@@ -102,7 +102,7 @@ class Api:
                 settled = job["done"] + job["failed"] + job["skipped"]
                 bar.update(task, total=job["total"] or None, completed=settled,
                            description=f"{label} ({job['status']})")
-                if job["status"] in TERMINAL:
+                if job["status"] in JOB_FINISHED:
                     return job
                 time.sleep(poll_s)
 
@@ -145,7 +145,7 @@ def run_admin_job(kind: str, url: str, username: str | None, *, wait: bool) -> N
         if wait:
             job = api.follow(job_id, label=kind)
             report_job(job)
-            if job["status"] != "succeeded":
+            if job["status"] != JobStatus.succeeded:
                 raise SystemExit(1)
     finally:
         api.close()

@@ -29,8 +29,8 @@ from typing import Any
 
 import click
 
-from imgsearch.commands._api import TERMINAL, Api, api_options, raise_for
-from services.common.gallery import IMAGE_SUFFIXES
+from imgsearch.commands._api import Api, api_options, raise_for
+from services.common.vocabulary import GONE, IMAGE_SUFFIXES, JOB_FINISHED
 
 Parts = tuple[str, ...]
 
@@ -178,7 +178,7 @@ class Ingestion:
         job_id = self.jobs[0]
         while True:
             job: dict[str, Any] = self.api.call("GET", f"/jobs/{job_id}")
-            if job["status"] in TERMINAL:
+            if job["status"] in JOB_FINISHED:
                 break
             if progress is not None:
                 progress.settled(self.state, job)
@@ -245,7 +245,7 @@ def reset_gallery(api: Api) -> int:
     while True:
         page = api.call("GET", "/images", params={"limit": 500, "offset": offset})
         ids += [img["id"] for img in page["images"]
-                if img["status"] not in ("deleting", "removed")]
+                if img["status"] not in GONE]
         offset += len(page["images"])
         if not page["images"] or offset >= page["total"]:
             break
@@ -272,7 +272,7 @@ def follow_all(api: Api, job_ids: list[int], *, label: str, poll_s: float = 0.5,
             total = sum(j["total"] for j in jobs)
             settled = sum(j["done"] + j["failed"] + j["skipped"] for j in jobs)
             bar.update(task, total=total or None, completed=settled)
-            if all(j["status"] in TERMINAL for j in jobs):
+            if all(j["status"] in JOB_FINISHED for j in jobs):
                 return jobs
             time.sleep(poll_s)
 

@@ -17,9 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.common.errors import DomainError
+from services.common.vocabulary import IMAGE_SUFFIXES
 
 ASSETS = Path(__file__).resolve().parents[2] / "services" / "embedding" / "assets"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)

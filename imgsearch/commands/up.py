@@ -33,6 +33,7 @@ import httpx
 from imgsearch.commands.supervise import GaveUp, Supervisor
 from services.common.peers import Peer, address, peer_url
 from services.common.settings import REPO_ROOT
+from services.common.vocabulary import Role
 
 SECRETS_FILE = "secrets.env"
 SUPERVISE_EVERY_S = 0.5
@@ -247,13 +248,13 @@ def first_admin(catalog_url: str, token: str, username: str,
     exists and none are configured here.
     """
     users = catalog_call(catalog_url, token, "GET", "/v1/users")["users"]
-    if any(u.get("role") == "admin" for u in users):
+    if any(u.get("role") == Role.admin for u in users):
         return username, password, False, False
     generated = not (username and password)
     if generated:
         username, password = "admin", secrets.token_urlsafe(12)
     catalog_call(catalog_url, token, "POST", "/v1/users",
-                 json={"username": username, "password": password, "role": "admin"})
+                 json={"username": username, "password": password, "role": Role.admin})
     return username, password, True, generated
 
 

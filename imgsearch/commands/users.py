@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from services.common.vocabulary import Role
+
 
 @click.group()
 def users() -> None:
@@ -52,7 +54,7 @@ def create(username: str, admin: bool, password_stdin: bool) -> None:
         if settings.migrate_on_start:
             upgrade(database.engine)
         user = transact(database, repo.create_user, username=username,
-                        password_hash=password_hash, role="admin" if admin else "viewer")
+                        password_hash=password_hash, role=Role.admin if admin else Role.viewer)
     except DomainError as exc:
         raise click.ClickException(f"{exc.message} ({exc.code})") from exc
     finally:
@@ -130,7 +132,7 @@ def passwd(username: str, password_stdin: bool) -> None:
 
 @users.command()
 @click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "viewer"]))
+@click.argument("role", type=click.Choice([r.value for r in Role]))
 def role(username: str, role: str) -> None:
     """Give USERNAME the ROLE admin or viewer; the user's existing tokens stop working."""
     from services.catalog.repository import users as repo

@@ -2,55 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from services.common.vocabulary import (
+    ITEM_OUTCOMES,
+    JOB_FINISHED,
+    ImageStatus,
+    ItemState,
+    JobKind,
+    JobStatus,
+    Role,
+)
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 
-class ImageStatus(StrEnum):
-    pending = "pending"
-    indexed = "indexed"
-    failed = "failed"
-    deleting = "deleting"
-    removed = "removed"
+def _one_of(allowed: Iterable[str]) -> AfterValidator:
+    """Narrow a vocabulary enum to the members a caller may send here."""
+    names = tuple(allowed)
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"expected one of {', '.join(names)}")
+        return value
+
+    return AfterValidator(check)
 
 
-class JobKind(StrEnum):
-    ingest = "ingest"
-    bulk_ingest = "bulk_ingest"
-    delete = "delete"
-    reindex = "reindex"
-    reconcile = "reconcile"
-
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class FinishStatus(StrEnum):
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class ItemOutcome(StrEnum):
-    done = "done"
-    failed = "failed"
-    skipped = "skipped"
-
-
-class Role(StrEnum):
-    admin = "admin"
-    viewer = "viewer"
+# How a job may be finished, and what one of its items may become.
+FinishStatus = Annotated[JobStatus, _one_of(s for s in JobStatus if s in JOB_FINISHED)]
+ItemOutcome = Annotated[ItemState, _one_of(ITEM_OUTCOMES)]
 
 
 class Order(StrEnum):

@@ -68,6 +68,43 @@ class Overloaded(DomainError):
     status = 503
 
 
+class InvalidRequest(DomainError):
+    """The request is well formed HTTP but its fields do not make sense together (422, as
+    FastAPI's own validation errors)."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class InvalidCredentials(Unauthorized):
+    """Unknown user or wrong password: one error for both, so neither can be probed."""
+
+    code = "invalid_credentials"
+
+
+class StatusConflict(Conflict):
+    """A compare-and-set lost: the row was not in the status the caller expected.
+
+    Raised by the catalog and rebuilt from its answer by the workers' client: the detail is
+    `{"id", "current", "expected"}`, `current` also kept as an attribute.
+    """
+
+    code = "status_conflict"
+
+    def __init__(self, message: str, *, image_id: int | None, current: str | None,
+                 expected: str | list[str] | None) -> None:
+        super().__init__(message, detail={"id": image_id, "current": current,
+                                          "expected": expected})
+        self.current = current
+
+    @classmethod
+    def from_error(cls, exc: DomainError) -> StatusConflict:
+        """The conflict a peer answered with (its 409 body, as `ServiceClient` raised it)."""
+        detail = exc.detail if isinstance(exc.detail, dict) else {}
+        return cls(exc.message, image_id=detail.get("id"), current=detail.get("current"),
+                   expected=detail.get("expected"))
+
+
 class UpstreamError(DomainError):
     """A service this one depends on failed or is unreachable."""
 
@@ -84,7 +121,7 @@ _STATUS_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
-    422: "invalid_request",
+    422: InvalidRequest.code,
     429: "rate_limited",
     503: "unavailable",
 }
@@ -122,8 +159,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_request", "request validation failed",
-                              _jsonable_errors(exc))
+        return error_response(InvalidRequest.status, InvalidRequest.code,
+                              "request validation failed", _jsonable_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -29,13 +29,10 @@ from typing import Any
 from services.common.errors import DomainError
 from services.common.images import ImageInfo, decode_image
 from services.common.storage import image_key, resolve, write_atomic
+from services.common.vocabulary import GONE, ImageStatus
 
 # (method, path, JSON body) -> the catalog's JSON answer; raises DomainError on an error answer
 CatalogCall = Callable[[str, str, dict[str, Any]], Any]
-
-# Image files by suffix (what a folder walk keeps; the content is checked when read).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-
 
 class ImageBeingDeleted(DomainError):
     """The same image exists and is being deleted: it cannot be added until that finishes."""
@@ -105,17 +102,17 @@ def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: 
     if body["created"]:
         return Registered(row, to_ingest=True, duplicate=False)
     image_id, status = int(row["id"]), row.get("status")
-    if status in ("deleting", "removed"):
+    if status in GONE:
         raise ImageBeingDeleted(
             f"image {image_id} is being deleted; add it again when that has finished",
             detail={"id": image_id})
     if tags:
         row = call("POST", f"/v1/images/{image_id}/tags", {"tags": tags})
-    if status == "failed":
+    if status == ImageStatus.failed:
         # A failed image added again is another try, not a duplicate.
         try:
             row = call("POST", f"/v1/images/{image_id}/transition",
-                       {"from": "failed", "to": "pending"})
+                       {"from": ImageStatus.failed, "to": ImageStatus.pending})
         except DomainError as exc:
             if exc.status != 409:
                 raise
@@ -124,4 +121,4 @@ def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: 
         return Registered(row, to_ingest=True, duplicate=False)
     # Adding a pending image again re-drives it: the upload may be what the user does because
     # its first task was lost.
-    return Registered(row, to_ingest=status == "pending", duplicate=True)
+    return Registered(row, to_ingest=status == ImageStatus.pending, duplicate=True)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from services.common.errors import DomainError
+from services.common.errors import DomainError, InvalidRequest
 from services.common.images import PayloadTooLarge, decode_image
 from services.common.vectors import as_json_lists, encode_b64
 from services.embedding.batching import ItemResult, MicroBatcher
@@ -40,11 +40,6 @@ _IMAGE_BODY = {
         "required": True,
     }
 }
-
-
-class InvalidRequest(DomainError):
-    code = "invalid_request"
-    status = 422
 
 
 @dataclass

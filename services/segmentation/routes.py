@@ -15,12 +15,13 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.common.errors import DomainError, NotFound
+from services.common.errors import InvalidRequest, NotFound
 from services.common.http import ServiceClient
 from services.common.images import decode_image
 from services.common.masks import encode_png, encode_rle
 from services.common.settings import CommonSettings
 from services.common.storage import parse_sha256, resolve
+from services.common.vocabulary import GONE
 from services.segmentation.config import SegmentationSettings
 from services.segmentation.forms import parse_outputs
 from services.segmentation.predictor.cache import ByteLRU, Grants
@@ -44,10 +45,6 @@ from services.segmentation.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["segmentation"])
-
-# Rows in these states are on their way out: they are not segmented any more.
-_GONE = frozenset({"deleting", "removed"})
-
 
 class Metrics:
     """Prometheus series of the service: clicks, encoder passes, cache size."""
@@ -87,7 +84,7 @@ def _read_by_row(common: CommonSettings, row: dict[str, Any]) -> bytes:
 async def _catalog_image(catalog: ServiceClient, image_id: int) -> dict[str, Any]:
     response = await catalog.arequest("GET", f"/v1/images/{image_id}")
     row: dict[str, Any] = response.json()
-    if row.get("status") in _GONE:
+    if row.get("status") in GONE:  # on their way out: not segmented any more
         raise NotFound(f"image {image_id} is being deleted", code="image_not_found")
     return row
 
@@ -182,8 +179,7 @@ async def _source(request: Request, file: UploadFile | None, image_id: int | Non
     selections: Selections = request.app.state.selections
     segmenter: Segmenter = request.app.state.holder.get()
     if sum(source is not None for source in (file, image_id, image_sha256)) != 1:
-        raise DomainError("give exactly one of file, image_id or image_sha256",
-                          code="invalid_request", status=422)
+        raise InvalidRequest("give exactly one of file, image_id or image_sha256")
     if image_sha256 is not None:
         sha256 = parse_sha256(image_sha256)
         if segmenter.cached_size(sha256) is None or not selections.grants.allows(sha256, scope):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from services.common.errors import DomainError
+from services.common.errors import DomainError, StatusConflict
 from services.common.http import ServiceClient
 from services.common.settings import common_settings
 from services.common.vectors import decode_b64, encode_b64
@@ -23,18 +23,8 @@ from services.workers.config import WorkersSettings
 Image = dict[str, Any]
 Job = dict[str, Any]
 
+# `StatusConflict.current` when the row no longer exists (the catalog answered 404).
 ABSENT = "absent"
-
-
-class StatusConflict(DomainError):
-    """The row was not in the expected status (another worker or the gateway moved it)."""
-
-    code = "status_conflict"
-    status = 409
-
-    def __init__(self, message: str, current: str | None) -> None:
-        super().__init__(message, detail={"status": current})
-        self.current = current
 
 
 def _is_not_found(exc: DomainError) -> bool:
@@ -71,11 +61,10 @@ class CatalogApi:
                 "POST", f"/v1/images/{image_id}/transition", json=body).json()
         except DomainError as exc:
             if _is_not_found(exc):
-                raise StatusConflict(exc.message, ABSENT) from exc
-            if exc.status == 409:
-                detail = exc.detail if isinstance(exc.detail, dict) else {}
-                current = detail.get("status") or detail.get("current")
-                raise StatusConflict(exc.message, current) from exc
+                raise StatusConflict(exc.message, image_id=image_id, current=ABSENT,
+                                     expected=frm) from exc
+            if exc.status == StatusConflict.status:
+                raise StatusConflict.from_error(exc) from exc
             raise
         return image
 

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from services.catalog.db.engine import Database
 from services.catalog.db.models import Image, Tag
 from services.catalog.repository import images, jobs
-from services.catalog.repository.errors import StatusConflict
 from services.catalog.repository.images import ImageRecord
 from services.catalog.repository.session import read, transact
+from services.common.errors import StatusConflict
 from tests.catalog.conftest import sha
 
 THREADS = 8

@@ -16,11 +16,12 @@ from services.catalog.repository.errors import (
     InvalidCursor,
     InvalidTag,
     InvalidTransition,
-    StatusConflict,
 )
 from services.catalog.repository.images import ImageRecord
 from services.catalog.repository.session import read, transact
-from services.catalog.repository.transitions import EDGES, STATUSES
+from services.common.errors import StatusConflict
+from services.common.vocabulary import IMAGE_EDGES as EDGES
+from services.common.vocabulary import ImageStatus
 from tests.catalog.conftest import sha
 
 MakeImage = Callable[..., ImageRecord]
@@ -74,8 +75,8 @@ def test_only_graph_edges_are_allowed(db: Database, make_image: MakeImage) -> No
     paths = {"pending": [], "indexed": ["indexed"], "failed": ["failed"],
              "deleting": ["deleting"], "removed": ["deleting", "removed"]}
     allowed = set()
-    for source in STATUSES:
-        for target in STATUSES:
+    for source in ImageStatus:
+        for target in ImageStatus:
             record = _move(db, make_image().id, *paths[source])
             assert record.status == source
             if target in EDGES[source]:

@@ -9,13 +9,9 @@ from argon2 import PasswordHasher
 from services.catalog.db.engine import Database
 from services.catalog.db.models import User
 from services.catalog.repository import users
-from services.catalog.repository.errors import (
-    InvalidCredentials,
-    UserExists,
-    UserNotFound,
-    WeakPassword,
-)
+from services.catalog.repository.errors import UserExists, UserNotFound, WeakPassword
 from services.catalog.repository.session import read, transact
+from services.common.errors import InvalidCredentials
 
 
 def _create(db: Database, hasher: PasswordHasher, username: str, password: str,

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from services.common import queue
+from services.common.vocabulary import JOB_FINISHED
 from tests.workers.images import make_png
 from tests.workers.stack import Stack
-
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def gallery(folder: Path, count: int, offset: int = 0) -> Path:
@@ -29,7 +28,7 @@ def wait_job(stack: Stack, job_id: int, timeout: float) -> dict[str, Any]:
     job = stack.job(job_id)
     while time.monotonic() < deadline:
         job = stack.job(job_id)
-        if job["status"] in TERMINAL:
+        if job["status"] in JOB_FINISHED:
             return job
         time.sleep(0.5)
     raise TimeoutError(f"job {job_id} not finished: {job}")
@@ -53,7 +52,7 @@ def wait_job_reconciling(stack: Stack, job_id: int, timeout: float, stall_s: flo
     seen, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         job = stack.job(job_id)
-        if job["status"] in TERMINAL:
+        if job["status"] in JOB_FINISHED:
             return job, reconciles
         settled = job["done"] + job["failed"] + job["skipped"]
         if settled != seen:
@@ -72,7 +71,7 @@ def wait_progress(stack: Stack, job_id: int, settled: int, timeout: float) -> di
     job = stack.job(job_id)
     while time.monotonic() < deadline:
         job = stack.job(job_id)
-        if job["done"] + job["failed"] + job["skipped"] >= settled or job["status"] in TERMINAL:
+        if job["done"] + job["failed"] + job["skipped"] >= settled or job["status"] in JOB_FINISHED:
             return job
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} below {settled} settled items: {job}")

@@ -12,15 +12,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from services.common.errors import DomainError
+from services.common.errors import DomainError, StatusConflict
 from services.common.http import TransientUpstream
-from services.workers.clients import StatusConflict
+from services.common.vocabulary import GONE, JOB_FINISHED, ImageStatus, JobStatus, is_edge
+from services.workers.clients import ABSENT
 from services.workers.config import WorkersSettings
 from services.workers.tasks.context import TaskContext
-
-ALLOWED = {("pending", "indexed"), ("pending", "failed"), ("indexed", "deleting"),
-           ("deleting", "removed"), ("failed", "pending"), ("failed", "deleting"),
-           ("pending", "deleting")}
 
 
 class FakeCatalog:
@@ -34,8 +31,9 @@ class FakeCatalog:
     def add(self, **fields: Any) -> dict[str, Any]:
         image_id = self.next_id
         self.next_id += 1
-        row = {"id": image_id, "status": "pending", "thumbnail_key": None, "model_id": None,
-               "error": None, "near_duplicate_of": None, "created": time.time(), **fields}
+        row = {"id": image_id, "status": ImageStatus.pending, "thumbnail_key": None,
+               "model_id": None, "error": None, "near_duplicate_of": None,
+               "created": time.time(), **fields}
         self.images[image_id] = row
         return row
 
@@ -68,9 +66,11 @@ class FakeCatalog:
     def transition(self, image_id: int, frm: str, to: str, **fields: Any) -> dict[str, Any]:
         row = self.images.get(image_id)
         if row is None:
-            raise StatusConflict("no such image", "absent")
-        if row["status"] != frm or (frm, to) not in ALLOWED:
-            raise StatusConflict("status conflict", row["status"])
+            raise StatusConflict("no such image", image_id=image_id, current=ABSENT,
+                                 expected=frm)
+        if row["status"] != frm or not is_edge(frm, to):
+            raise StatusConflict("status conflict", image_id=image_id, current=row["status"],
+                                 expected=frm)
         row["status"] = to
         row.update({k: v for k, v in fields.items() if v is not None})
         return dict(row)
@@ -79,15 +79,16 @@ class FakeCatalog:
         row = self.images.get(image_id)
         if row is None:
             return False
-        if row["status"] not in ("deleting", "removed"):
-            raise StatusConflict("status conflict", row["status"])
+        if row["status"] not in GONE:
+            raise StatusConflict("status conflict", image_id=image_id, current=row["status"],
+                                 expected=sorted(GONE))
         del self.images[image_id]
         return True
 
     def set_model(self, ids: list[int], model_id: str) -> list[int]:
         self.model_calls += 1
         updated = [i for i in dict.fromkeys(ids)
-                   if i in self.images and self.images[i]["status"] == "indexed"]
+                   if i in self.images and self.images[i]["status"] == ImageStatus.indexed]
         for i in updated:
             self.images[i]["model_id"] = model_id
         return updated
@@ -110,7 +111,7 @@ class FakeCatalog:
 
     def new_job(self, kind: str, total: int = 0, params: dict[str, Any] | None = None) -> int:
         job_id = len(self.jobs) + 1
-        self.jobs[job_id] = {"id": job_id, "kind": kind, "status": "queued", "total": total,
+        self.jobs[job_id] = {"id": job_id, "kind": kind, "status": JobStatus.queued, "total": total,
                              "params": params or {}, "created_at": None, "error": None}
         self.items[job_id] = {}
         return job_id
@@ -130,20 +131,20 @@ class FakeCatalog:
         for image_id in image_ids:
             self.items[job_id].setdefault(image_id, ("pending", None))
         self.jobs[job_id]["total"] = len(self.items[job_id])
-        if self.jobs[job_id]["status"] == "queued":
-            self.jobs[job_id]["status"] = "running"
+        if self.jobs[job_id]["status"] == JobStatus.queued:
+            self.jobs[job_id]["status"] = JobStatus.running
 
     def record_item(self, job_id: int, image_id: int, state: str,
                     error: str | None = None) -> dict[str, Any]:
         self.items[job_id][image_id] = (state, error)
-        if self.jobs[job_id]["status"] == "queued":
-            self.jobs[job_id]["status"] = "running"
+        if self.jobs[job_id]["status"] == JobStatus.queued:
+            self.jobs[job_id]["status"] = JobStatus.running
         job = self.get_job(job_id)
         assert job is not None
         return job
 
     def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
-        if self.jobs[job_id]["status"] not in ("succeeded", "failed", "cancelled"):
+        if self.jobs[job_id]["status"] not in JOB_FINISHED:
             self.jobs[job_id].update(status=status, error=error)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from services.common import queue
+from services.common.vocabulary import JOB_FINISHED
 from tests.workers.checks import (
-    TERMINAL,
     assert_consistent,
     assert_gallery_indexed,
     gallery,
@@ -99,7 +99,7 @@ def test_worker_killed_repeatedly_during_bulk_ingest(shared_stack: Stack, tmp_pa
         for settled in (None, *moments):
             if settled is not None:
                 job = wait_progress(stack, job_id, settled, timeout=300)
-                assert job["status"] not in TERMINAL, "the ingest finished before the kill"
+                assert job["status"] not in JOB_FINISHED, "the ingest finished before the kill"
                 time.sleep(rng.uniform(0.0, 1.0))
             worker.kill()
             worker = stack.worker(tmp_path, env).start()

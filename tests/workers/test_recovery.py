@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from services.common import queue
+from services.common.vocabulary import JOB_FINISHED
 from tests.helpers.worker import WorkerProcess
 from tests.workers.checks import (
-    TERMINAL,
     assert_consistent,
     assert_gallery_indexed,
     gallery,
@@ -51,7 +51,7 @@ def test_work_lost_with_a_killed_worker_is_redriven_by_beat(shared_stack: Stack,
         worker.kill()
         stack.embedding.start()
         stalled = stack.job(job_id)
-        assert stalled["status"] not in TERMINAL, stalled
+        assert stalled["status"] not in JOB_FINISHED, stalled
         recovering = WorkerProcess(env, tmp_path, concurrency=2, beat=True,
                                    extra_args=("--without-mingle", "--without-gossip"))
         recovering.start()

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from services.common import queue
+from services.common.vocabulary import JOB_FINISHED
 from tests.helpers.worker import WorkerProcess
 from tests.workers.checks import (
-    TERMINAL,
     assert_consistent,
     assert_gallery_indexed,
     gallery,
@@ -61,7 +61,7 @@ def test_index_killed_and_restarted_during_bulk_ingest(shared_stack: Stack,
         for round_ in range(2):
             job = wait_progress(stack, job_id, (round_ + 1) * count // 4 + rng.randrange(5),
                                 timeout=180)
-            assert job["status"] not in TERMINAL, "the ingest finished before the kill"
+            assert job["status"] not in JOB_FINISHED, "the ingest finished before the kill"
             retries = len(RETRY_LINE.findall(worker.log()))
             stack.index.kill()
             # Down until a task has met the outage and scheduled a Celery retry: the HTTP
@@ -110,7 +110,7 @@ def test_redis_restarted_empty_during_bulk_ingest(shared_stack: Stack, tmp_path:
         stack.enqueue(queue.BULK_INGEST, {"job_id": job_id, "folder": str(folder)},
                       producer=producer)
         job = wait_progress(stack, job_id, 10, timeout=180)
-        assert job["status"] not in TERMINAL, "the ingest finished before the restart"
+        assert job["status"] not in JOB_FINISHED, "the ingest finished before the restart"
         connected = len(CONNECTED_LINE.findall(worker.log()))
         assert server.dbsize() > 0  # the queued ingests live only in Redis
         server.kill()
@@ -121,7 +121,7 @@ def test_redis_restarted_empty_during_bulk_ingest(shared_stack: Stack, tmp_path:
             worker = stack.worker(tmp_path, env).start()
 
         stalled = stack.job(job_id)
-        assert stalled["status"] not in TERMINAL and stalled["done"] < count, stalled
+        assert stalled["status"] not in JOB_FINISHED and stalled["done"] < count, stalled
         assert reconcile(stack, producer, timeout=120)["status"] == "succeeded"
         job = wait_job(stack, job_id, 300)
         assert_gallery_indexed(stack, folder, job)

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from services.catalog.config import CatalogSettings
 from services.catalog.db.engine import Database
-from services.common.errors import DomainError
+from services.common.errors import InvalidRequest
 
 
 def get_db(request: Request) -> Database:
@@ -32,15 +32,10 @@ SettingsDep = Annotated[CatalogSettings, Depends(get_settings)]
 HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
 
 
-def invalid_request(message: str, detail: object = None) -> DomainError:
-    """A 422 with the same code as FastAPI's own validation errors."""
-    return DomainError(message, code="invalid_request", status=422, detail=detail)
-
-
 def check_count(name: str, given: int, limit: int) -> None:
     if given > limit:
-        raise invalid_request(f"at most {limit} {name} per request",
-                              {"given": given, "max": limit})
+        raise InvalidRequest(f"at most {limit} {name} per request",
+                             detail={"given": given, "max": limit})
 
 
 def page_limit(limit: int | None, max_page_size: int, default: int = 50) -> int:

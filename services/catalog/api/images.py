@@ -12,7 +12,6 @@ from services.catalog.api.deps import (
     DbDep,
     SettingsDep,
     check_count,
-    invalid_request,
     page_limit,
 )
 from services.catalog.repository import images as repo
@@ -29,7 +28,6 @@ from services.catalog.schemas import (
     ImageList,
     ImageOut,
     Images,
-    ImageStatus,
     Lookup,
     ModelUpdate,
     ModelUpdateResult,
@@ -40,6 +38,8 @@ from services.catalog.schemas import (
     TagsBody,
     Transition,
 )
+from services.common.errors import InvalidRequest
+from services.common.vocabulary import ImageStatus
 
 router = APIRouter(tags=["images"])
 
@@ -100,7 +100,7 @@ def list_images(
     page's `next` as `after` (constant time at any depth) and `total=false`."""
     limit = page_limit(limit, settings.max_page_size)
     if created_from and created_to and created_from > created_to:
-        raise invalid_request("created_from is after created_to")
+        raise InvalidRequest("created_from is after created_to")
     records, count = read(
         db, repo.list_images, statuses=[s.value for s in status or []], tags=tag or [],
         uploader=uploader, created_from=created_from, created_to=created_to, q=q, limit=limit,

@@ -16,11 +16,10 @@ from services.catalog.schemas import (
     JobCreate,
     JobFinish,
     JobItems,
-    JobKind,
     JobList,
     JobOut,
-    JobStatus,
 )
+from services.common.vocabulary import JobKind, JobStatus
 
 router = APIRouter(tags=["jobs"])
 

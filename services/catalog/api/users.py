@@ -13,7 +13,7 @@ from services.catalog.repository import users as repo
 from services.catalog.repository.session import read, transact
 from services.catalog.repository.users import UserRecord
 from services.catalog.schemas import Credentials, UserCreate, UserList, UserOut, UserUpdate
-from services.common.errors import DomainError
+from services.common.errors import InvalidRequest
 
 router = APIRouter(tags=["users"])
 
@@ -51,18 +51,13 @@ def list_users(db: DbDep) -> UserList:
     return UserList(users=[_out(r) for r in read(db, repo.list_users)])
 
 
-class EmptyUpdate(DomainError):
-    code = "invalid_request"
-    status = 422
-
-
 @router.patch("/v1/users/{username}", response_model=UserOut)
 def update_user(username: str, body: UserUpdate, db: DbDep, settings: SettingsDep,
                 hasher: HasherDep) -> UserOut:
     """A new password and/or role; the user's earlier tokens stop working. 409 last_admin
     when demoting the only admin."""
     if body.password is None and body.role is None:
-        raise EmptyUpdate("give a new password, a new role, or both")
+        raise InvalidRequest("give a new password, a new role, or both")
     password_hash = None
     if body.password is not None:
         password_hash = repo.hash_password(hasher, body.password,

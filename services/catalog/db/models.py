@@ -7,19 +7,16 @@ ENUMs, so adding a status is a plain migration on both backends.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.catalog.db.types import BigId, UTCDateTime, utcnow, utf8_bin
-
-IMAGE_STATUSES = ("pending", "indexed", "failed", "deleting", "removed")
-USER_ROLES = ("admin", "viewer")
-JOB_KINDS = ("ingest", "bulk_ingest", "delete", "reindex", "reconcile")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-ITEM_STATES = ("pending", "done", "failed", "skipped")
+from services.common.vocabulary import ImageStatus, ItemState, JobKind, JobStatus, Role
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -32,8 +29,8 @@ NAMING = {
 MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: Iterable[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -43,7 +40,7 @@ class Base(DeclarativeBase):
 class Image(Base):
     __tablename__ = "images"
     __table_args__: Any = (
-        sa.CheckConstraint(_in("status", IMAGE_STATUSES), name="status"),
+        sa.CheckConstraint(_in("status", ImageStatus), name="status"),
         # Lists by status newest first, and the stale-row sweep (status + updated_at).
         sa.Index(None, "status", "created_at"),
         sa.Index(None, "status", "updated_at"),
@@ -95,7 +92,7 @@ class ImageTag(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__: Any = (sa.CheckConstraint(_in("role", USER_ROLES), name="role"), MYSQL_TABLE)
+    __table_args__: Any = (sa.CheckConstraint(_in("role", Role), name="role"), MYSQL_TABLE)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(utf8_bin(64), unique=True)
@@ -110,8 +107,8 @@ class User(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__: Any = (
-        sa.CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
-        sa.CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        sa.CheckConstraint(_in("kind", JobKind), name="kind"),
+        sa.CheckConstraint(_in("status", JobStatus), name="status"),
         sa.Index(None, "kind", "created_at"),
         sa.Index(None, "status", "created_at"),
         MYSQL_TABLE,
@@ -138,7 +135,7 @@ class JobItem(Base):
     __tablename__ = "job_items"
     # No foreign key to images: a delete job's items outlive the rows they removed.
     __table_args__: Any = (
-        sa.CheckConstraint(_in("state", ITEM_STATES), name="state"),
+        sa.CheckConstraint(_in("state", ItemState), name="state"),
         sa.Index(None, "job_id", "state"),
         MYSQL_TABLE,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.errors import Conflict, DomainError, NotFound, Unauthorized
+from services.common.errors import Conflict, DomainError, NotFound
 
 
 class ImageNotFound(NotFound):
@@ -15,12 +15,6 @@ class JobNotFound(NotFound):
 
 class UserNotFound(NotFound):
     code = "user_not_found"
-
-
-class StatusConflict(Conflict):
-    """The row is not in the status the caller expected (compare-and-set lost)."""
-
-    code = "status_conflict"
 
 
 class InvalidTransition(DomainError):
@@ -54,10 +48,6 @@ class UserExists(Conflict):
 class WeakPassword(DomainError):
     code = "weak_password"
     status = 422
-
-
-class InvalidCredentials(Unauthorized):
-    code = "invalid_credentials"
 
 
 class LastAdmin(Conflict):

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from services.catalog.db.models import Image
 from services.catalog.db.types import utcnow
 from services.catalog.repository import tags as tag_repo
-from services.catalog.repository.errors import ImageNotFound, InvalidCursor, StatusConflict
-from services.catalog.repository.transitions import STATUSES, check_edge
+from services.catalog.repository.errors import ImageNotFound, InvalidCursor
+from services.catalog.repository.transitions import check_edge
+from services.common.errors import StatusConflict
+from services.common.vocabulary import GONE, ImageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ def create_image(
     now = utcnow()
     row = Image(
         sha256=sha256, original_filename=original_filename, storage_key=storage_key,
-        mime=mime, width=width, height=height, bytes=bytes, status="pending",
+        mime=mime, width=width, height=height, bytes=bytes, status=ImageStatus.pending,
         uploader=uploader, created_at=now, updated_at=now,
     )
     try:
@@ -135,13 +137,13 @@ def transition(
     """
     check_edge(from_, to)
     values: dict[str, object] = {"status": to, "updated_at": utcnow()}
-    if to == "indexed":
+    if to == ImageStatus.indexed:
         values["error"] = None
         if model_id is not None:
             values["model_id"] = model_id
-    elif to == "failed":
+    elif to == ImageStatus.failed:
         values["error"] = error or "unknown error"
-    elif to == "pending":
+    elif to == ImageStatus.pending:
         values["error"] = None
     elif error is not None:
         values["error"] = error
@@ -156,10 +158,8 @@ def transition(
     session.commit()
     if result.rowcount != 1:  # type: ignore[attr-defined]
         current = get_image(session=session, image_id=image_id)
-        raise StatusConflict(
-            f"image {image_id} is {current.status}, not {from_}",
-            detail={"id": image_id, "current": current.status, "expected": from_},
-        )
+        raise StatusConflict(f"image {image_id} is {current.status}, not {from_}",
+                             image_id=image_id, current=current.status, expected=from_)
     return get_image(session=session, image_id=image_id)
 
 
@@ -198,12 +198,12 @@ def set_model(*, session: Session, ids: Sequence[int], model_id: str
     now = utcnow()
     for part in tag_repo.chunks(wanted):
         hits = session.execute(
-            sa.select(Image.id).where(Image.id.in_(part), Image.status == "indexed")
+            sa.select(Image.id).where(Image.id.in_(part), Image.status == ImageStatus.indexed)
             .with_for_update()
         ).scalars().all()
         if hits:
             session.execute(
-                sa.update(Image).where(Image.id.in_(hits), Image.status == "indexed")
+                sa.update(Image).where(Image.id.in_(hits), Image.status == ImageStatus.indexed)
                 .values(model_id=model_id, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -216,7 +216,7 @@ def delete_image(*, session: Session, image_id: int) -> None:
     """Remove the row (its tags go with it); only once it is `deleting` or `removed`."""
     result = session.execute(
         sa.delete(Image).where(Image.id == image_id,
-                               Image.status.in_(("deleting", "removed")))
+                               Image.status.in_(sorted(GONE)))
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -224,9 +224,7 @@ def delete_image(*, session: Session, image_id: int) -> None:
         current = get_image(session=session, image_id=image_id)
         raise StatusConflict(
             f"image {image_id} is {current.status}; only deleting or removed rows are deleted",
-            detail={"id": image_id, "current": current.status,
-                    "expected": ["deleting", "removed"]},
-        )
+            image_id=image_id, current=current.status, expected=sorted(GONE))
 
 
 def lookup(*, session: Session, ids: Sequence[int], status: str | None = None
@@ -366,7 +364,7 @@ def remove_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> Imag
 
 def status_counts(*, session: Session) -> dict[str, int]:
     """Rows per status; every status present, zero where none."""
-    counts = dict.fromkeys(STATUSES, 0)
+    counts = dict.fromkeys((s.value for s in ImageStatus), 0)
     rows = session.execute(sa.select(Image.status, sa.func.count()).group_by(Image.status))
     for status, n in rows:
         counts[status] = int(n)

@@ -20,8 +20,7 @@ from services.catalog.db.models import Job, JobItem
 from services.catalog.db.types import utcnow
 from services.catalog.repository.errors import JobNotFound, TooManyItems
 from services.catalog.repository.tags import chunks
-
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+from services.common.vocabulary import JOB_FINISHED, ItemState, JobStatus
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class JobRecord:
 
 # Outcomes whose message is kept on the item: why it failed, why it was skipped (a near
 # duplicate the uploader chose to skip, an image deleted meanwhile).
-NOTED_STATES = ("failed", "skipped")
+NOTED_STATES = (ItemState.failed, ItemState.skipped)
 
 
 def _items(session: Session, job_id: int, state: str, limit: int
@@ -86,14 +85,14 @@ def _job(session: Session, job_id: int, *, lock: bool = False) -> Job:
 
 
 def _start(job: Job) -> None:
-    if job.status == "queued":
-        job.status = "running"
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.running
         job.started_at = utcnow()
 
 
 def create_job(*, session: Session, kind: str, total: int = 0, creator: str | None = None,
                params: dict[str, Any] | None = None) -> JobRecord:
-    job = Job(kind=kind, status="queued", total=total, done=0, failed=0, skipped=0,
+    job = Job(kind=kind, status=JobStatus.queued, total=total, done=0, failed=0, skipped=0,
               creator=creator, params=params, created_at=utcnow())
     session.add(job)
     session.commit()
@@ -182,7 +181,7 @@ def finish_job(*, session: Session, job_id: int, status: str, error: str | None 
     """Mark the job finished. The first finish wins: finishing a finished job (a retried
     task, or a job cancelled meanwhile) returns it unchanged."""
     job = _job(session, job_id, lock=True)
-    if job.status not in FINISHED:
+    if job.status not in JOB_FINISHED:
         now = utcnow()
         job.status = status
         job.error = error

@@ -15,13 +15,9 @@ from sqlalchemy.orm import Session
 from services.catalog.db.engine import Database
 from services.catalog.db.models import User
 from services.catalog.db.types import utcnow
-from services.catalog.repository.errors import (
-    InvalidCredentials,
-    LastAdmin,
-    UserExists,
-    UserNotFound,
-)
+from services.catalog.repository.errors import LastAdmin, UserExists, UserNotFound
 from services.catalog.repository.passwords import check_password
+from services.common.errors import InvalidCredentials
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from services.common import queue
-from services.common.gallery import IMAGE_SUFFIXES, ImageBeingDeleted, check_image, register
+from services.common.gallery import ImageBeingDeleted, check_image, register
 from services.common.images import ImageError
 from services.common.queue import ingest_messages
+from services.common.vocabulary import IMAGE_SUFFIXES, ImageStatus, ItemState, JobStatus
 from services.workers.tasks.context import TaskContext
 from services.workers.tasks.progress import finish_if_settled, record_items
 
@@ -90,7 +91,7 @@ def store_file(ctx: TaskContext, path: Path, *, tags: list[str] | None,
     except OSError as exc:
         logger.warning("skipping %s: %s", path.name, exc)
         return None
-    status = "pending" if added.to_ingest else str(added.image["status"])
+    status = ImageStatus.pending if added.to_ingest else str(added.image["status"])
     return int(added.image["id"]), status
 
 
@@ -115,9 +116,9 @@ def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
         count += 1
         image_id, status = stored
         page.append(image_id)
-        if status == "pending":
+        if status == ImageStatus.pending:
             pending.append(image_id)
-        elif status == "indexed":
+        elif status == ImageStatus.indexed:
             indexed.append(image_id)
         else:
             gone.append((image_id, status))
@@ -129,16 +130,16 @@ def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
     ctx.heartbeat(job_id)
     logger.info("bulk job %s: %d images registered, %d to ingest", job_id, count, len(pending))
     for start in range(0, len(indexed), ctx.settings.page_size):
-        record_items(ctx, job_id, [(image_id, "done", None) for image_id in
+        record_items(ctx, job_id, [(image_id, ItemState.done, None) for image_id in
                                    indexed[start:start + ctx.settings.page_size]])
-    record_items(ctx, job_id, [(image_id, "skipped", f"image is {status}")
+    record_items(ctx, job_id, [(image_id, ItemState.skipped, f"image is {status}")
                                for image_id, status in gone])
     for kwargs in ingest_messages(pending.tolist(), job_id=job_id,
                                   on_near_duplicate=on_near_duplicate,
                                   batch=ctx.settings.ingest_batch):
         ctx.enqueue(queue.INGEST, kwargs)
     if not count:
-        ctx.clients.catalog.finish_job(job_id, "succeeded")
+        ctx.clients.catalog.finish_job(job_id, JobStatus.succeeded)
         ctx.forget_heartbeat(job_id)
     else:
         finish_if_settled(ctx, job_id)

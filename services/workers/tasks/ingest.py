@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from services.common.errors import DomainError
+from services.common.errors import DomainError, StatusConflict
 from services.common.storage import resolve
-from services.workers.clients import StatusConflict
+from services.common.vocabulary import GONE, ImageStatus, ItemState
 from services.workers.tasks import removal
 from services.workers.tasks.context import TaskContext
 from services.workers.tasks.progress import Outcome, record_items
@@ -69,13 +69,13 @@ class _Batch:
     def fail(self, row: dict[str, Any], message: str) -> None:
         image_id = int(row["id"])
         logger.warning("ingest of image %s failed: %s", image_id, message)
-        if row["status"] == "pending":
+        if row["status"] == ImageStatus.pending:
             try:
-                self.ctx.clients.catalog.transition(image_id, "pending", "failed",
-                                                    error=message)
+                self.ctx.clients.catalog.transition(
+                    image_id, ImageStatus.pending, ImageStatus.failed, error=message)
             except StatusConflict as exc:
                 logger.info("image %s moved to %s meanwhile", image_id, exc.current)
-        self.settle(image_id, "failed", "failed", message)
+        self.settle(image_id, "failed", ItemState.failed, message)
 
 
 def ingest(ctx: TaskContext, image_id: int | None = None, job_id: int | None = None,
@@ -102,20 +102,20 @@ def ingest_batch(ctx: TaskContext, image_ids: list[int], job_id: int | None = No
     if not ids:
         return batch.outcomes
     rows = {int(r["id"]): r for r in ctx.clients.catalog.lookup(ids)}
-    indexed = [i for i in ids if i in rows and rows[i]["status"] == "indexed"]
+    indexed = [i for i in ids if i in rows and rows[i]["status"] == ImageStatus.indexed]
     present = ctx.clients.index.present(indexed) if indexed else set()
     items: list[_Item] = []
     for image_id in ids:
         row = rows.get(image_id)
         status = row["status"] if row is not None else None
         if row is None:
-            batch.settle(image_id, "absent", "skipped", "image_not_found")
-        elif status == "indexed" and image_id in present:
-            batch.settle(image_id, "noop", "done")
-        elif status in ("deleting", "removed"):
-            batch.settle(image_id, "skipped", "skipped", f"image is {status}")
-        elif status == "failed":
-            batch.settle(image_id, "failed", "failed", row.get("error") or "failed")
+            batch.settle(image_id, "absent", ItemState.skipped, "image_not_found")
+        elif status == ImageStatus.indexed and image_id in present:
+            batch.settle(image_id, "noop", ItemState.done)
+        elif status in GONE:
+            batch.settle(image_id, "skipped", ItemState.skipped, f"image is {status}")
+        elif status == ImageStatus.failed:
+            batch.settle(image_id, "failed", ItemState.failed, row.get("error") or "failed")
         else:
             try:
                 items.append(_prepare(ctx, row))
@@ -219,7 +219,7 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
             duplicate_of = skipped[duplicate_of]
             duplicates[j] = (duplicate_of, score)
         if (duplicate_of is not None and on_near_duplicate == "skip"
-                and item.row["status"] == "pending"):
+                and item.row["status"] == ImageStatus.pending):
             _skip(ctx, batch, item.row, duplicate_of, score)
             skipped[item.id] = duplicate_of
         else:
@@ -235,7 +235,7 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
         raise
     # Re-queued by reconcile: the row said indexed but its vector was missing (after a
     # reindex, the model may have changed too: the row names the model of its vector).
-    stale_model = [items[j].id for j in keep if items[j].row["status"] == "indexed"
+    stale_model = [items[j].id for j in keep if items[j].row["status"] == ImageStatus.indexed
                    and items[j].row.get("model_id") != model]
     if stale_model:
         ctx.clients.catalog.set_model(stale_model, model)
@@ -247,23 +247,23 @@ def _finish(ctx: TaskContext, batch: _Batch, item: _Item, model: str,
             duplicate: tuple[int | None, float]) -> None:
     """pending -> indexed with the model, thumbnail and near duplicate of the vector upserted."""
     duplicate_of, score = duplicate
-    if item.row["status"] == "indexed":
-        batch.settle(item.id, "indexed", "done")
+    if item.row["status"] == ImageStatus.indexed:
+        batch.settle(item.id, "indexed", ItemState.done)
         return
     try:
-        ctx.clients.catalog.transition(item.id, "pending", "indexed", model_id=model,
-                                       thumbnail_key=item.thumb_key,
+        ctx.clients.catalog.transition(item.id, ImageStatus.pending, ImageStatus.indexed,
+                                       model_id=model, thumbnail_key=item.thumb_key,
                                        near_duplicate_of=duplicate_of)
     except StatusConflict as exc:
-        if exc.current != "indexed":
+        if exc.current != ImageStatus.indexed:
             # Deleted while we embedded: the delete may have run before our upsert, so take
             # the vector out again (removal is idempotent) rather than leave an orphan.
             ctx.clients.index.remove([item.id])
-            batch.settle(item.id, "skipped", "skipped", f"image is {exc.current}")
+            batch.settle(item.id, "skipped", ItemState.skipped, f"image is {exc.current}")
             return
     message = (f"near_duplicate_of={duplicate_of} score={score:.4f}"
                if duplicate_of is not None else None)
-    batch.settle(item.id, "indexed", "done", message)
+    batch.settle(item.id, "indexed", ItemState.done, message)
 
 
 def _near_duplicates(ctx: TaskContext, items: list[_Item], vectors: NDArray[np.float32],
@@ -303,16 +303,16 @@ def _skip(ctx: TaskContext, batch: _Batch, row: dict[str, Any], duplicate_of: in
     """The uploader asked to skip near duplicates: pending -> deleting -> removed, file gone."""
     image_id = int(row["id"])
     try:
-        ctx.clients.catalog.transition(image_id, "pending", "deleting",
+        ctx.clients.catalog.transition(image_id, ImageStatus.pending, ImageStatus.deleting,
                                        near_duplicate_of=duplicate_of)
     except StatusConflict as exc:
-        if exc.current != "deleting":
+        if exc.current != ImageStatus.deleting:
             raise
     removal.remove_artifacts(ctx, row)
     try:
-        ctx.clients.catalog.transition(image_id, "deleting", "removed")
+        ctx.clients.catalog.transition(image_id, ImageStatus.deleting, ImageStatus.removed)
     except StatusConflict as exc:
-        if exc.current != "removed":
+        if exc.current != ImageStatus.removed:
             raise
-    batch.settle(image_id, "skipped", "skipped",
+    batch.settle(image_id, "skipped", ItemState.skipped,
                  f"near_duplicate_of={duplicate_of} score={score:.4f}")

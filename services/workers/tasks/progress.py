@@ -7,11 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from services.common.vocabulary import JOB_FINISHED, JobStatus
 from services.workers.tasks.context import TaskContext
 
 logger = logging.getLogger(__name__)
-
-TERMINAL_JOB = frozenset({"succeeded", "failed", "cancelled"})
 
 # (image id, state: done | failed | skipped, message or None)
 Outcome = tuple[int, str, str | None]
@@ -45,7 +44,7 @@ def finish_if_settled(ctx: TaskContext, job_id: int, job: dict[str, Any] | None 
         job = ctx.clients.catalog.get_job(job_id)
     if job is None:
         return True
-    if job["status"] in TERMINAL_JOB:
+    if job["status"] in JOB_FINISHED:
         return True
     total = int(job.get("total") or 0)
     settled = int(job.get("done") or 0) + int(job.get("failed") or 0) + int(
@@ -54,7 +53,7 @@ def finish_if_settled(ctx: TaskContext, job_id: int, job: dict[str, Any] | None 
         return False
     all_failed = int(job.get("failed") or 0) == total
     ctx.clients.catalog.finish_job(
-        job_id, "failed" if all_failed else "succeeded",
+        job_id, JobStatus.failed if all_failed else JobStatus.succeeded,
         "every item failed" if all_failed else None)
     ctx.forget_heartbeat(job_id)
     logger.info("job %s finished: %s of %s done", job_id, job.get("done"), total)

@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from services.common import queue
+from services.common.vocabulary import JOB_ACTIVE, ImageStatus, JobStatus
 from services.workers.tasks.context import TaskContext
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,13 @@ def reconcile(ctx: TaskContext, job_id: int | None = None, full: bool = True
     # Jobs first: their images are re-queued with the job id (so the job completes) and
     # leased, which the row passes then leave alone.
     report["redriven_jobs"] = _redrive_jobs(ctx, exclude=job_id, depth=depth)
-    report["stale_pending"] = _redrive_stuck(ctx, "pending", queue.INGEST, depth)
-    report["stale_deleting"] = _redrive_stuck(ctx, "deleting", queue.DELETE, depth)
+    report["stale_pending"] = _redrive_stuck(ctx, ImageStatus.pending, queue.INGEST, depth)
+    report["stale_deleting"] = _redrive_stuck(ctx, ImageStatus.deleting, queue.DELETE, depth)
     report["broker_messages_purged"] = queue.purge_consumed(queue.broker_url(ctx.settings))
     if any(report.values()) or full:
         logger.info("reconcile: %s", report)
     if job_id is not None:
-        ctx.clients.catalog.finish_job(job_id, "succeeded")
+        ctx.clients.catalog.finish_job(job_id, JobStatus.succeeded)
     return report
 
 
@@ -97,7 +98,8 @@ def _remove_orphan_vectors(ctx: TaskContext) -> int:
         ids, after_next = ctx.clients.index.ids_page(after, ctx.settings.page_size)
         if ids:
             rows = {int(r["id"]): r["status"] for r in ctx.clients.catalog.lookup(ids)}
-            orphans = [i for i in ids if rows.get(i) not in ("indexed", "pending")]
+            kept = (ImageStatus.indexed, ImageStatus.pending)
+            orphans = [i for i in ids if rows.get(i) not in kept]
             if orphans:
                 ctx.clients.index.remove(orphans)
                 removed += len(orphans)
@@ -111,7 +113,7 @@ def _requeue_missing_vectors(ctx: TaskContext) -> int:
     requeued = 0
     after: str | None = None
     while True:
-        images, after = ctx.clients.catalog.list_images(status="indexed",
+        images, after = ctx.clients.catalog.list_images(status=ImageStatus.indexed,
                                                         limit=ctx.settings.page_size,
                                                         after=after)
         if not images:
@@ -131,7 +133,7 @@ def _redrive_jobs(ctx: TaskContext, exclude: int | None, depth: int | None) -> i
     its job's heartbeat, so a quiet job's task is gone)."""
     redriven = 0
     timeout = _quiet_for(ctx, depth)
-    for status in ("queued", "running"):
+    for status in JOB_ACTIVE:
         for job in ctx.clients.catalog.list_jobs(status=status):
             job_id = int(job["id"])
             if job_id == exclude or job["kind"] not in (*_REDRIVE, *_PER_IMAGE):

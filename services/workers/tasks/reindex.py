@@ -19,8 +19,8 @@ import numpy as np
 
 from services.common.errors import DomainError
 from services.common.storage import resolve
+from services.common.vocabulary import JOB_FINISHED, ImageStatus, ItemState, JobStatus
 from services.workers.tasks.context import TaskContext
-from services.workers.tasks.progress import TERMINAL_JOB
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
     catalog, index, embedding = ctx.clients.catalog, ctx.clients.index, ctx.clients.embedding
     if job_id is not None:
         job = catalog.get_job(job_id)
-        if job is not None and job["status"] in TERMINAL_JOB:
+        if job is not None and job["status"] in JOB_FINISHED:
             return 0
     info = embedding.info()
     model, dim = str(info["model"]), int(info["dim"])
@@ -42,8 +42,8 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
     staged = array("q")
     after: str | None = None
     while True:
-        images, after = catalog.list_images(status="indexed", limit=ctx.settings.page_size,
-                                            after=after)
+        images, after = catalog.list_images(status=ImageStatus.indexed,
+                                            limit=ctx.settings.page_size, after=after)
         if not images:
             break
         ids = [int(image["id"]) for image in images]
@@ -60,7 +60,7 @@ def reindex(ctx: TaskContext, job_id: int | None = None) -> int:
     logger.info("reindex job %s: %d images embedded, staging committed", job_id, len(staged))
     _record_model(ctx, staged, model)
     if job_id is not None:
-        catalog.finish_job(job_id, "succeeded")
+        catalog.finish_job(job_id, JobStatus.succeeded)
         ctx.forget_heartbeat(job_id)
     return len(staged)
 
@@ -87,7 +87,7 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
             files.append(resolve(ctx.images_dir, str(image["storage_key"])).read_bytes())
         except FileNotFoundError:
             if job_id is not None:
-                catalog.record_item(job_id, image_id, "failed", "the image file is missing")
+                catalog.record_item(job_id, image_id, ItemState.failed, "the image file is missing")
             continue
         ids.append(image_id)
     if not ids:
@@ -107,7 +107,7 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
     ctx.clients.index.staging_upsert(ids, np.asarray(vectors, dtype=np.float32), model)
     if job_id is not None:
         for image_id in ids:
-            catalog.record_item(job_id, image_id, "done")
+            catalog.record_item(job_id, image_id, ItemState.done)
     return ids
 
 
@@ -115,5 +115,5 @@ def _record_failed(ctx: TaskContext, job_id: int | None, ids: list[int],
                    message: str) -> list[int]:
     if job_id is not None:
         for image_id in ids:
-            ctx.clients.catalog.record_item(job_id, image_id, "failed", message)
+            ctx.clients.catalog.record_item(job_id, image_id, ItemState.failed, message)
     return []

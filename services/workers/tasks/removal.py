@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from services.common.storage import resolve, thumbnail_key
+from services.common.vocabulary import GONE, ItemState
 from services.workers.tasks.context import TaskContext
 from services.workers.tasks.progress import record_item
 
@@ -42,14 +43,14 @@ def delete(ctx: TaskContext, image_id: int, job_id: int | None = None) -> str:
     row = catalog.get_image(image_id)
     if row is None:
         ctx.clients.index.remove([image_id])
-        record_item(ctx, job_id, image_id, "done")
+        record_item(ctx, job_id, image_id, ItemState.done)
         return "absent"
-    if row["status"] not in ("deleting", "removed"):
+    if row["status"] not in GONE:
         message = f"image is {row['status']}, not deleting"
         logger.warning("delete of image %s refused: %s", image_id, message)
-        record_item(ctx, job_id, image_id, "failed", message)
+        record_item(ctx, job_id, image_id, ItemState.failed, message)
         return "refused"
     remove_artifacts(ctx, row)
     catalog.delete_image(image_id)
-    record_item(ctx, job_id, image_id, "done")
+    record_item(ctx, job_id, image_id, ItemState.done)
     return "deleted"
