@@ -12,13 +12,9 @@ from pydantic import Field, SecretStr
 
 from services.common.peers import peer_url, port_field
 from services.common.settings import REPO_ROOT, SectionSettings
+from services.common.vocabulary import INDEX_MAX_K
 
 MIN_JWT_SECRET = 32
-
-
-# The most hits one index search returns, by default: the gateway's deepest result page
-# (offset 10000 + k 200, plus the rows it over-fetches) fits in it.
-INDEX_MAX_K = 16384
 
 
 class _IndexLimits(SectionSettings, section="index"):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from gateway import regions
 from gateway.deps import SearchLimited, SearchUser, StateDep, client_key
 from gateway.regions import Caller, Heatmap, RegionPage
-from gateway.routes._forms import as_tags
+from gateway.routes._forms import as_int, as_tags
 from gateway.searching import SearchParams
 from gateway.security import Principal
 from services.segmentation.schemas import EncodeResponse, SegmentResponse
@@ -71,14 +71,14 @@ async def search_region(
     file: UploadFile | None = File(None),
     image_id: int | None = Form(None, ge=1, le=MAX_ID),
     mode: Literal["crop", "pool"] = Form("crop"),
-    k: int = Form(20, ge=1, le=200),
+    k: int = Form(20, ge=1, description="at most the gateway's max_k"),
     offset: int = Form(0, ge=0, le=10_000),
     min_score: float = Form(0.0, ge=-1, le=1),
     tags: str | None = Form(None),
 ) -> RegionPage:
     """Images most similar to one object of the query image."""
-    params = SearchParams(k=min(k, state.settings.max_k), offset=offset, min_score=min_score,
-                          tags=tuple(as_tags(tags)))
+    params = SearchParams(k=as_int("k", k, 20, 1, state.settings.max_k), offset=offset,
+                          min_score=min_score, tags=tuple(as_tags(tags)))
     return await regions.search_region(state, caller(request, principal), prompts, params,
                                        mode, file=file, image_id=image_id)
 

@@ -34,6 +34,16 @@ def config_path() -> Path:
     return local if local.is_file() else REPO_ROOT / "config" / "config.yaml"
 
 
+def images_dir_of(data_dir: Path) -> Path:
+    """Where the gallery's files live under a data directory (every process reads them)."""
+    return data_dir / "images"
+
+
+def thumbs_dir_of(data_dir: Path) -> Path:
+    """Where the workers write thumbnails and the gateway serves them from."""
+    return data_dir / "thumbs"
+
+
 class _YamlSettings(BaseSettings):
     """Base class wiring the YAML file (one section of it) under the environment."""
 
@@ -97,11 +107,11 @@ class CommonSettings(_YamlSettings):
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "images"
+        return images_dir_of(self.data_dir)
 
     @property
     def thumbs_dir(self) -> Path:
-        return self.data_dir / "thumbs"
+        return thumbs_dir_of(self.data_dir)
 
     def require_internal_token(self) -> str:
         """The internal token, refusing an empty or short one: there is no default secret."""

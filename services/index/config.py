@@ -9,6 +9,7 @@ from pydantic import Field
 
 from services.common.peers import port_field
 from services.common.settings import SectionSettings, common_settings
+from services.common.vocabulary import INDEX_MAX_K
 
 
 class IndexSettings(SectionSettings, section="index"):
@@ -42,9 +43,8 @@ class IndexSettings(SectionSettings, section="index"):
     # faiss.cvar.distance_compute_blas_threshold (used when exact_engine is faiss)
     faiss_blas_threshold: int = Field(default=20, ge=1)
     threads: int = Field(default=0, ge=0)  # faiss.omp_set_num_threads; 0: every CPU it may use
-    # Hits per search; the gateway's deepest result page (offset 10000 + k 200, plus the rows
-    # it over-fetches) needs this many (gateway.config.INDEX_MAX_K reads the same key).
-    max_k: int = Field(default=16384, ge=1)
+    # Hits per search (the gateway reads the same key: its deepest page ends there).
+    max_k: int = Field(default=INDEX_MAX_K, ge=1)
     max_batch: int = Field(default=10000, ge=1)  # vectors (or ids) per request
     maintenance_interval_s: float = Field(default=1.0, gt=0)
     milvus_uri: str = ""  # empty: milvus-lite file $dir/milvus.db

@@ -69,6 +69,22 @@ def test_search_reads_json_form_and_query(client: TestClient) -> None:
         assert not_json.status_code == 422
 
 
+def test_the_page_size_limit_is_max_k_for_forms_too(monkeypatch: pytest.MonkeyPatch,
+                                                    request: pytest.FixtureRequest) -> None:
+    monkeypatch.setenv("IMGSEARCH_GATEWAY_MAX_K", "300")
+    client: TestClient = request.getfixturevalue("client")
+    with client:
+        # Above the default 200, within max_k: the form passes and reaches the catalog (down).
+        form = client.post("/api/v1/search", data={"image_id": "3", "k": "250"})
+        assert form.status_code == 503, form.text
+        for route, fields in (("/api/v1/search", {"image_id": "3"}),
+                              ("/api/v1/search/region", {"image_id": "3", "prompts": "[]"})):
+            over = client.post(route, data={**fields, "k": "301"})
+            assert over.status_code == 422, over.text
+            assert over.json()["error"]["code"] == "invalid_request"
+            assert over.json()["error"]["detail"] == {"field": "k", "min": 1, "max": 300}
+
+
 def test_not_ready_while_the_first_admin_is_being_created(monkeypatch: pytest.MonkeyPatch,
                                                             tmp_path: Path) -> None:
     # The catalog is unreachable: the bootstrap keeps retrying, and a client that logs in as

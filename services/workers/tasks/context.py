@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.settings import images_dir_of, thumbs_dir_of
 from services.workers.clients import Clients
 from services.workers.config import WorkersSettings
 
@@ -37,11 +38,11 @@ class TaskContext:
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "images"
+        return images_dir_of(self.data_dir)
 
     @property
     def thumbs_dir(self) -> Path:
-        return self.data_dir / "thumbs"
+        return thumbs_dir_of(self.data_dir)
 
     @property
     def heartbeat_dir(self) -> Path:
