@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from gateway.deps import StateDep
 from services.common.errors import DomainError
+from services.common.vocabulary import LISTED
 
 router = APIRouter(tags=["config"])
 
@@ -73,4 +74,6 @@ async def get_config(state: StateDep) -> dict[str, Any]:
                    "fall_speed": state.sakura.fall_speed},
         "limits": {"max_upload_bytes": state.settings.max_upload_bytes,
                    "max_files_per_request": state.settings.max_files_per_request},
+        # The admin's status filter offers these (services/common/vocabulary.py defines them).
+        "image_statuses": [s.value for s in LISTED],
     }

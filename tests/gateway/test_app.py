@@ -85,6 +85,12 @@ def test_the_page_size_limit_is_max_k_for_forms_too(monkeypatch: pytest.MonkeyPa
             assert over.json()["error"]["detail"] == {"field": "k", "min": 1, "max": 300}
 
 
+def test_config_names_the_statuses_an_admin_filters_by(client: TestClient) -> None:
+    with client:
+        config = client.get("/api/v1/config").json()
+        assert config["image_statuses"] == ["pending", "indexed", "failed", "deleting"]
+
+
 def test_not_ready_while_the_first_admin_is_being_created(monkeypatch: pytest.MonkeyPatch,
                                                             tmp_path: Path) -> None:
     # The catalog is unreachable: the bootstrap keeps retrying, and a client that logs in as

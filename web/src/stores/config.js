@@ -9,6 +9,8 @@ export const DEFAULT_CONFIG = {
   // The original SakuraEffect.vue constants: SAKURA_COUNT, FALL_SPEED, SHOW_SAKURA.
   sakura: { enabled: true, count: 30, fall_speed: 1.5 },
   limits: { max_upload_bytes: 20_000_000, max_files_per_request: 32 },
+  // The statuses an admin may filter images by: the server's list (no copy kept here).
+  image_statuses: [],
 }
 
 export const configState = reactive({
