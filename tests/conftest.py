@@ -1,6 +1,7 @@
 """Shared fixtures. Service URLs come from the environment first
 (IMGSEARCH_TEST_MYSQL_URL, IMGSEARCH_TEST_REDIS_URL); where they are unset and a Docker engine
-answers, testcontainers starts mysql:8 / redis:7; otherwise the tests that need them skip.
+answers, testcontainers starts mysql:8 / redis:7; otherwise the tests that need them skip
+(fail under CI=true: tests/helpers/requirements.py).
 Every run uses its own database names and Redis key prefixes and removes them afterwards."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import common_settings
+from tests.helpers.requirements import missing
 
 RUN_ID = uuid.uuid4().hex[:8]
 
@@ -36,7 +38,8 @@ def mysql_server_url() -> Iterator[str]:
         yield url
         return
     if not _docker_available():
-        pytest.skip("no IMGSEARCH_TEST_MYSQL_URL and no Docker engine for testcontainers")
+        missing("a MySQL-compatible server",
+                "set IMGSEARCH_TEST_MYSQL_URL (or run a Docker engine for testcontainers)")
     from testcontainers.mysql import MySqlContainer  # type: ignore[import-not-found]
 
     with MySqlContainer("mysql:8") as container:
@@ -50,7 +53,7 @@ def redis_url() -> Iterator[str]:
         yield url
         return
     if not _docker_available():
-        pytest.skip("no IMGSEARCH_TEST_REDIS_URL and no Docker engine for testcontainers")
+        missing("Redis", "set IMGSEARCH_TEST_REDIS_URL (or run a Docker engine for testcontainers)")
     from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
 
     with RedisContainer("redis:7") as container:

@@ -23,6 +23,7 @@ import yaml
 
 from imgsearch.commands.serve import SERVICES
 from services.common.settings import CommonSettings
+from tests.helpers.requirements import optional
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -345,7 +346,7 @@ def _docker_engine() -> str | None:
 def test_stack_builds_and_answers(tmp_path: Path) -> None:
     reason = _docker_engine()
     if reason:
-        pytest.skip(f"Docker smoke test skipped: {reason}")
+        optional("a Docker engine", reason)
     env_file = tmp_path / ".env"
     import secrets
 

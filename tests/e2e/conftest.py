@@ -19,11 +19,8 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-try:
-    from tests.helpers.stack import running_stack
-except ImportError as exc:  # the whole-stack fixture is another part of the project
-    pytest.skip(f"tests.helpers.stack (the whole-stack fixture) is missing: {exc}",
-                allow_module_level=True)
+from tests.helpers.requirements import missing
+from tests.helpers.stack import running_stack
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
@@ -193,7 +190,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[
 def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
-        pytest.skip("no Chromium: apt-get install chromium (or set IMGSEARCH_TEST_CHROMIUM)")
+        missing("Chromium", "apt-get install chromium (or set IMGSEARCH_TEST_CHROMIUM)")
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=30_000)

@@ -7,12 +7,9 @@ loads the very same file the engine loads.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -90,9 +87,3 @@ def odd_image(width: int = 333, height: int = 517, seed: int = 3) -> Image.Image
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="RGB")
 
 
-def require(module: str) -> Any:
-    """Import `module` for a test module; without it the module's tests skip, except under
-    CI=true, where a missing requirement fails the run instead of hiding its tests."""
-    if os.environ.get("CI") == "true":
-        return importlib.import_module(module)
-    return pytest.importorskip(module)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.engine_profile import ORT_GROUPS, ORT_OTHER, STEPS, profile, profile_ort
-from tests.embedding.conftest import require
+from tests.helpers.requirements import require_module
 
 
 def test_profiled_loop_is_the_engine_and_every_step_is_timed() -> None:
@@ -20,8 +20,8 @@ def test_profiled_loop_is_the_engine_and_every_step_is_timed() -> None:
 @pytest.mark.slow
 def test_onnx_runtime_profile_groups_its_operators() -> None:
     """The peer's profile: every operator's kernel time lands in a group, products lead."""
-    require("torch")
-    require("onnxruntime")
+    require_module("torch")
+    require_module("onnxruntime")
     groups, total = profile_ort("dinov2_vits14", images=1, rounds=1)
     assert set(groups) <= {*ORT_GROUPS.values(), ORT_OTHER}
     assert {"matrix products", "GELU", "softmax", "layer norms"} <= set(groups)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from imgsearch.cli import cli
 from imgsearch.commands.selfcheck import bundled_images
 from services.embedding.engine import Dinov2Model, save_npz
-from tests.embedding.conftest import require
+from tests.helpers.requirements import require_module
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def test_bundled_images_are_there() -> None:
 @pytest.mark.torch
 @pytest.mark.parametrize("arch", ["dinov2_vits14", "dinov2_vits14_reg"])
 def test_selfcheck_passes_against_transformers(tmp_path: Path, arch: str) -> None:
-    require("transformers")
+    require_module("transformers")
     weights = _weights(tmp_path, arch)
     result = CliRunner().invoke(cli, ["selfcheck", "--weights", str(weights)])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ import pytest
 
 from services.embedding.engine import ARCHITECTURES, Dinov2Config, Dinov2Model
 from services.embedding.engine.interpolate import bicubic_aa_matrix, bicubic_matrix
-from tests.embedding.conftest import require
+from tests.helpers.requirements import require_module
 
 SMALL = Dinov2Config("small", 128, 2, 2, "gelu", 512, num_registers=4, pos_grid=8)
 
@@ -137,7 +137,7 @@ def test_engine_imports_no_torch() -> None:
 
 @pytest.mark.torch
 def test_interpolation_matches_torch() -> None:
-    torch = require("torch")
+    torch = require_module("torch")
     from services.embedding.engine.interpolate import resize_grid
 
     rng = np.random.default_rng(0)

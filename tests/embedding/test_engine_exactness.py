@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from services.embedding.engine import Dinov2Model, preprocess, reference, save_npz, to_canonical
-from tests.embedding.conftest import odd_image, require
+from tests.embedding.conftest import odd_image
+from tests.helpers.requirements import require_module
 
-torch = require("torch")
-transformers = require("transformers")
+torch = require_module("torch")
+transformers = require_module("transformers")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

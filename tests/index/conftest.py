@@ -21,6 +21,7 @@ import pytest
 from services.index.config import IndexSettings
 from services.index.store.factory import open_generation
 from services.index.store.protocol import VectorIndex
+from tests.helpers.requirements import missing
 from tests.index.data import gaussian_mixture, queries_near
 
 FAISS_TYPES = ["flat", "hnsw", "ivf_sq8", "ivf_pq"]
@@ -82,7 +83,7 @@ def kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     if request.param == "milvus":
         reason = milvus_available(tmp_path_factory.mktemp("probe"))
         if reason:
-            pytest.skip(reason)
+            missing("milvus-lite", reason)
     return str(request.param)
 
 

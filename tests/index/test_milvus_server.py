@@ -21,6 +21,7 @@ from services.index.config import IndexSettings
 from services.index.store.factory import open_generation
 from services.index.store.protocol import VectorIndex
 from tests.helpers.procs import free_port
+from tests.helpers.requirements import missing
 from tests.index.conftest import GEN, MODEL, SMALL, Data, K, milvus_available
 from tests.index.data import brute_force, recall_at_k
 
@@ -67,7 +68,7 @@ class MilvusServer:
 def server(tmp_path: Path) -> Iterator[MilvusServer]:
     reason = milvus_available(tmp_path)
     if reason:
-        pytest.skip(reason)
+        missing("milvus-lite", reason)
     srv = MilvusServer(tmp_path / "milvus-data", tmp_path / "milvus.log")
     srv.start()
     yield srv

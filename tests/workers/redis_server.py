@@ -11,17 +11,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.helpers.procs import free_port
+from tests.helpers.requirements import missing
 
 
 class RedisServer:
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed")
+            missing("redis-server", "apt-get install redis-server")
         self.binary = binary
         self.workdir = workdir
         self.port = port or free_port()
