@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr, field_validator
-from sqlalchemy.engine import URL, make_url
 
 from services.common.peers import port_field
 from services.common.settings import SectionSettings, common_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 class CatalogSettings(SectionSettings, section="catalog"):
@@ -66,6 +69,10 @@ class DatabaseSettings(SectionSettings, section="database"):
 
         (A method, not `url()`: the field `url` holds the override.)
         """
+        # Imported here: every process reads this module's keys (services/common/settings.py
+        # checks config.yaml against them), and only the catalog has SQLAlchemy.
+        from sqlalchemy.engine import URL, make_url
+
         explicit = self.url.get_secret_value().strip()
         if explicit:
             return make_url(explicit)

@@ -2,16 +2,26 @@
 
 Top-level keys come from `IMGSEARCH_<KEY>`, a section's keys from `IMGSEARCH_<SECTION>_<KEY>`.
 Each service has one settings class: a subclass of `SectionSettings` naming its section.
+
+Every process shares the one file, and each reads only its own sections, so a misspelt key
+would be ignored silently: `warn_unknown_settings` (run once, by `common_settings`) logs a
+warning for a key of config.yaml or an `IMGSEARCH_*` variable that no settings class of any
+service defines, naming the closest known one.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import json
+import logging
 import os
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -21,8 +31,31 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+logger = logging.getLogger(__name__)
+
 ENV_PREFIX = "IMGSEARCH_"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The modules whose settings classes declare the sections of config.yaml. They are imported by
+# name, only to read which keys exist, so no service's code depends on another's.
+SETTINGS_MODULES = (
+    "services.common.peers",
+    "services.common.queue",
+    "services.embedding.config",
+    "services.segmentation.config",
+    "services.index.config",
+    "services.catalog.config",
+    "services.workers.config",
+    "gateway.config",
+)
+# IMGSEARCH_* variables read outside the settings classes: the file in force, the command
+# line's gateway and login (imgsearch/commands/_api.py), the published port of
+# docker-compose.yml, the gateway `npm run dev` forwards to (web/vite.config.js), and the test
+# suite's own (tests/conftest.py and others).
+OTHER_VARIABLES = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}URL", f"{ENV_PREFIX}USERNAME",
+                             f"{ENV_PREFIX}PASSWORD", f"{ENV_PREFIX}PORT",
+                             f"{ENV_PREFIX}GATEWAY_URL"})
+OTHER_PREFIXES = (f"{ENV_PREFIX}TEST_",)
 
 
 def config_path() -> Path:
@@ -155,9 +188,13 @@ class SectionSettings(_YamlSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # Every class of each section, as the modules defining them are imported.
+    sections: ClassVar[dict[str, list[type[SectionSettings]]]] = {}
+
     def __init_subclass__(cls, section: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if section is not None:
+            SectionSettings.sections.setdefault(section, []).append(cls)
             cls.yaml_section = section
             cls.model_config = SettingsConfigDict(
                 env_prefix=f"{ENV_PREFIX}{section.upper()}_", extra="ignore"
@@ -167,4 +204,67 @@ class SectionSettings(_YamlSettings):
 @lru_cache(maxsize=1)
 def common_settings() -> CommonSettings:
     """The process-wide common settings (tests call `common_settings.cache_clear()`)."""
-    return CommonSettings()
+    settings = CommonSettings()
+    warn_unknown_settings()
+    return settings
+
+
+def known_keys() -> dict[str | None, frozenset[str]]:
+    """Every key a settings class defines: the top level under None, then each section."""
+    for module in SETTINGS_MODULES:
+        importlib.import_module(module)
+    keys: dict[str | None, frozenset[str]] = {None: frozenset(CommonSettings.model_fields)}
+    for section, classes in SectionSettings.sections.items():
+        keys[section] = frozenset(name for cls in classes for name in cls.model_fields)
+    return keys
+
+
+def _closest(name: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def unknown_settings(config: Mapping[str, Any], environ: Mapping[str, str],
+                     keys: Mapping[str | None, frozenset[str]]) -> list[str]:
+    """One sentence per key of `config` (config.yaml's content) and per IMGSEARCH_* name of
+    `environ` that `keys` (`known_keys()`) does not define."""
+    problems: list[str] = []
+    top = keys[None] | {s for s in keys if s is not None}
+    for key, value in config.items():
+        if key not in top:
+            problems.append(f"config.yaml: unknown key {key!r}{_closest(key, top)}")
+        elif key in keys and isinstance(value, Mapping):
+            for sub in value:
+                if sub not in keys[key]:
+                    problems.append(f"config.yaml: unknown key {key}.{sub}"
+                                    f"{_closest(sub, keys[key])}")
+    names = {ENV_PREFIX + key.upper() for key in keys[None]}
+    for section, fields in keys.items():
+        if section is not None:
+            names |= {f"{ENV_PREFIX}{section.upper()}_{key.upper()}" for key in fields}
+    for name in sorted(environ):
+        upper = name.upper()
+        if (not upper.startswith(ENV_PREFIX) or upper in names or upper in OTHER_VARIABLES
+                or upper.startswith(OTHER_PREFIXES)):
+            continue
+        problems.append(f"environment: unknown variable {name}{_closest(upper, names)}")
+    return problems
+
+
+def warn_unknown_settings() -> None:
+    """Log a warning per key of config.yaml and IMGSEARCH_* variable no service defines."""
+    try:
+        keys = known_keys()
+    except ImportError as exc:  # a process without some service's packages: cannot judge
+        logger.debug("settings keys not checked: %s", exc)
+        return
+    path = config_path()
+    config: Any = {}
+    if path.is_file():
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            config = {}  # the settings classes report an unreadable file themselves
+    for problem in unknown_settings(config if isinstance(config, Mapping) else {},
+                                    os.environ, keys):
+        logger.warning("%s (ignored)", problem)
