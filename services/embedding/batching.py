@@ -23,20 +23,9 @@ from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.errors import DomainError, Overloaded
+from services.embedding.engine.model import EmbedResult
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EmbedOutput:
-    """One model call's output, rows in input order (all L2-normalised float32).
-
-    cls (B, D); mean_pooled (B, D) or None; patch (B, gh, gw, D) or None.
-    """
-
-    cls: NDArray[np.float32]
-    mean_pooled: NDArray[np.float32] | None
-    patch: NDArray[np.float32] | None
 
 
 @dataclass(frozen=True)
@@ -49,7 +38,7 @@ class ItemResult:
 
 
 # (B, 3, H, W) float32 pixels, patch tokens wanted, mean-pooled patches wanted -> features
-EmbedFn = Callable[[NDArray[np.float32], bool, bool], EmbedOutput]
+EmbedFn = Callable[[NDArray[np.float32], bool, bool], EmbedResult]
 
 
 @dataclass

@@ -16,9 +16,9 @@ from numpy.typing import NDArray
 
 from services.common.app import create_service_app, internal_auth
 from services.common.settings import common_settings
-from services.embedding.batching import BatchMetrics, EmbedOutput, MicroBatcher
+from services.embedding.batching import BatchMetrics, MicroBatcher
 from services.embedding.config import EmbeddingSettings
-from services.embedding.engine import IMAGENET_MEAN, IMAGENET_STD, Dinov2Model
+from services.embedding.engine import IMAGENET_MEAN, IMAGENET_STD, Dinov2Model, EmbedResult
 from services.embedding.routes import ServiceState, create_router
 from services.embedding.schemas import InfoResponse, Preprocessing
 from services.embedding.weights_store import DownloadError
@@ -30,9 +30,8 @@ logger = logging.getLogger(__name__)
 
 
 def _embed_fn(model: Dinov2Model) -> Any:
-    def embed(pixels: NDArray[np.float32], patch_tokens: bool, mean_pooled: bool) -> EmbedOutput:
-        result = model.embed(pixels, patch_tokens=patch_tokens, mean_pooled=mean_pooled)
-        return EmbedOutput(result.cls, result.mean_pooled, result.patch)
+    def embed(pixels: NDArray[np.float32], patch_tokens: bool, mean_pooled: bool) -> EmbedResult:
+        return model.embed(pixels, patch_tokens=patch_tokens, mean_pooled=mean_pooled)
 
     return embed
 

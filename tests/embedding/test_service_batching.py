@@ -11,7 +11,8 @@ from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry
 
 from services.common.errors import Overloaded
-from services.embedding.batching import BatchMetrics, EmbedOutput, MicroBatcher
+from services.embedding.batching import BatchMetrics, MicroBatcher
+from services.embedding.engine import EmbedResult
 
 
 class Recorder:
@@ -25,7 +26,7 @@ class Recorder:
         self.release.set()
         self.delay = delay
 
-    def __call__(self, pixels: NDArray[np.float32], patch: bool, mean: bool) -> EmbedOutput:
+    def __call__(self, pixels: NDArray[np.float32], patch: bool, mean: bool) -> EmbedResult:
         self.release.wait(10)
         self.calls.append((pixels.shape, patch))
         self.means.append(mean)
@@ -35,7 +36,7 @@ class Recorder:
         gh, gw = pixels.shape[2] // 14, pixels.shape[3] // 14
         tokens = np.repeat(feats[:, None, None, :], gh, axis=1).repeat(gw, axis=2) if patch \
             else None
-        return EmbedOutput(feats, feats if mean or patch else None, tokens)
+        return EmbedResult(feats, feats if mean or patch else None, tokens)
 
 
 def _img(value: float, h: int = 28, w: int = 28) -> NDArray[np.float32]:
@@ -120,7 +121,7 @@ def test_model_failure_fails_the_batch_and_the_batcher_goes_on() -> None:
     async def scenario() -> None:
         calls = 0
 
-        def flaky(pixels: NDArray[np.float32], patch: bool, mean: bool) -> EmbedOutput:
+        def flaky(pixels: NDArray[np.float32], patch: bool, mean: bool) -> EmbedResult:
             nonlocal calls
             calls += 1
             if calls == 1:
