@@ -10,6 +10,9 @@
 # org.imgsearch.standin) is kept.
 # Usage: standin_bases.sh [PYTHON]   (PYTHON: a CPython 3.11 interpreter, default python3)
 set -euo pipefail
+# python:3.11-slim's files are world-readable: the services run as uid 10001 and must read
+# /usr/local whatever umask the machine building the stand-in has.
+umask 022
 PY=${1:-python3}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PY_IMAGE=docker.io/library/python:3.11-slim
@@ -54,6 +57,7 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
   chroot "$root" /usr/sbin/update-ca-certificates >/dev/null
 fi
+chmod -R a+rX "$root/usr/local"
 rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/"*.bin "$root/var/log/"*
 
 changes=(--change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin'
