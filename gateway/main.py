@@ -131,13 +131,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         checks["optional"] = optional
         return checks
 
+    # The public API documents itself under /api only (the web app owns every other path).
     app = create_service_app(name="gateway", lifespan=lifespan, readiness=readiness,
-                             description="Public API of imgsearch.")
-    # The public API documents itself under /api (the web app owns every other path).
-    app.openapi_url = f"{API}/openapi.json"
-    app.docs_url = "/api/docs"
-    app.redoc_url = None
-    app.setup()
+                             description="Public API of imgsearch.",
+                             openapi_url=f"{API}/openapi.json", docs_url="/api/docs",
+                             redoc_url=None)
     # Innermost, so the 413 it answers still carries the request id.
     app.user_middleware.append(Middleware(BodyLimitMiddleware, limit_for=_limit_for(settings)))
     app.user_middleware.insert(0, Middleware(SecurityHeadersMiddleware))

@@ -110,11 +110,16 @@ def create_service_app(
     readiness: ReadinessCheck | None = None,
     description: str = "",
     version: str = "0.1.0",
+    openapi_url: str = "/openapi.json",
+    docs_url: str | None = "/docs",
+    redoc_url: str | None = "/redoc",
 ) -> FastAPI:
-    """A FastAPI app with health, readiness, metrics, request ids and the error shape."""
+    """A FastAPI app with health, readiness, metrics, request ids and the error shape.
+    The OpenAPI document and its pages are served where the URLs say, and nowhere else."""
     registry = CollectorRegistry()
     app = FastAPI(title=f"imgsearch {name}", description=description, version=version,
-                  lifespan=lifespan)
+                  lifespan=lifespan, openapi_url=openapi_url, docs_url=docs_url,
+                  redoc_url=redoc_url)
     app.state.metrics_registry = registry
     app.state.readiness = readiness or _always_ready
     app.state.metrics_guard = None
