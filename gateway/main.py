@@ -26,6 +26,7 @@ from gateway.routes import admin, auth, config, images, jobs, region, search
 from gateway.security import TokenIssuer, require_admin
 from gateway.sessions import SessionChecker
 from gateway.signing import UrlSigner
+from gateway.tickets import TicketIssuer
 from gateway.uploads import BodyLimitMiddleware
 from services.common.app import create_service_app
 from services.common.errors import UpstreamError, error_response
@@ -87,6 +88,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             tokens=TokenIssuer(jwt_secret, issuer=settings.jwt_issuer,
                                audience=settings.jwt_audience, expiry_s=settings.jwt_expiry_s),
             signer=UrlSigner(jwt_secret, ttl_s=settings.signed_url_ttl_s, prefix=API),
+            tickets=TicketIssuer(jwt_secret, ttl_s=settings.stream_ticket_ttl_s),
             limiter=limiter,
             search_gate=CapacityGate(settings.max_concurrent_searches, settings.search_queue,
                                      settings.retry_after_s, settings.search_queue_timeout_s),

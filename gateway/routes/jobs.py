@@ -13,6 +13,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.deps import AdminUser, GatewayState, StateDep, StreamAdmin
+from gateway.schemas import StreamTicket
+from gateway.tickets import JOB_EVENTS
 from services.common.errors import DomainError, NotFound
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -113,12 +115,20 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
+@router.post("/{job_id}/events/ticket", response_model=StreamTicket)
+async def job_events_ticket(state: StateDep, principal: AdminUser,
+                            job_id: int = JobId) -> StreamTicket:
+    """A short-lived ticket that opens this job's event stream, and nothing else."""
+    ticket = state.tickets.issue(principal, JOB_EVENTS, str(job_id))
+    return StreamTicket(ticket=ticket.value, expires_in=ticket.expires_in)
+
+
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(request: Request, state: StateDep, _: StreamAdmin,
                      job_id: int = JobId) -> StreamingResponse:
     """Server-sent events: `progress` (the job) on every change, `done` at the end.
-    EventSource cannot send headers: the token may be given as `?access_token=`."""
+    EventSource cannot send headers: open it with `?ticket=` from the ticket route."""
     first = await fetch_job(state, job_id)
 
     async def stream() -> AsyncIterator[bytes]:
