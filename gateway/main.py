@@ -23,6 +23,7 @@ from gateway.deps import GatewayState, authenticate, bearer_token
 from gateway.headers import SecurityHeadersMiddleware
 from gateway.ratelimit import CapacityGate, make_limiter
 from gateway.routes import admin, auth, config, images, jobs, region, search
+from gateway.schemas import ERROR_RESPONSES
 from gateway.security import TokenIssuer, require_admin
 from gateway.sessions import SessionChecker
 from gateway.signing import UrlSigner
@@ -151,6 +152,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
 
     for module in (auth, search, region, images, admin, jobs, config):
-        app.include_router(module.router, prefix=API)
+        app.include_router(module.router, prefix=API, responses=ERROR_RESPONSES)
     static.mount(app, settings.web_dist_dir, api_prefix="/api")
     return app

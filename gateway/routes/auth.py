@@ -5,27 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
-from pydantic import BaseModel
 
 from gateway.deps import StateDep, User, client_key
 from gateway.ratelimit import enforce
 from gateway.routes._forms import InvalidRequest, json_fields, pick
+from gateway.schemas import Identity, TokenOut
 from gateway.security import InvalidCredentials, Principal
 from services.common.errors import DomainError
 
 router = APIRouter(tags=["auth"])
-
-
-class UserOut(BaseModel):
-    username: str
-    role: str
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-    user: UserOut
 
 
 @router.post("/auth/login", response_model=TokenOut)
@@ -62,10 +50,10 @@ async def login(
                           token_version=int(user["token_version"]))
     return TokenOut(access_token=state.tokens.issue(principal),
                     expires_in=state.tokens.expiry_s,
-                    user=UserOut(username=principal.username, role=principal.role))
+                    user=Identity(username=principal.username, role=principal.role))
 
 
-@router.get("/me", response_model=UserOut)
-async def me(principal: User) -> UserOut:
+@router.get("/me", response_model=Identity)
+async def me(principal: User) -> Identity:
     """The logged-in user."""
-    return UserOut(username=principal.username, role=principal.role)
+    return Identity(username=principal.username, role=principal.role)

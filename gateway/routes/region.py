@@ -9,8 +9,9 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from gateway import regions
 from gateway.deps import SearchLimited, SearchUser, StateDep, client_key
-from gateway.regions import Caller, Heatmap, RegionPage
+from gateway.regions import Caller
 from gateway.routes._forms import as_tags
+from gateway.schemas import Heatmap, RegionPage
 from gateway.searching import SearchParams
 from gateway.security import Principal
 from services.segmentation.schemas import EncodeResponse, SegmentResponse

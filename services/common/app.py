@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -25,6 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.errors import Unauthorized, error_response, install_error_handlers
@@ -99,6 +100,29 @@ def internal_auth(token: str) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+    service: str
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    service: str
+    checks: dict[str, Any] = Field(description="each dependency's check")
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every service (`errors.py`)."""
+
+    error: ErrorInfo
+
+
 async def _always_ready() -> dict[str, Any]:
     return {}
 
@@ -126,12 +150,13 @@ def create_service_app(
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, registry=registry, service=name)
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["ops"], response_model=Health)
+    async def healthz() -> Health:
         """The process is up."""
-        return {"status": "ok", "service": name}
+        return Health(status="ok", service=name)
 
-    @app.get("/readyz", tags=["ops"], response_model=None)
+    @app.get("/readyz", tags=["ops"], response_model=Ready, responses={
+        503: {"model": ErrorBody, "description": "not ready: `detail` holds the checks"}})
     async def readyz() -> JSONResponse | dict[str, Any]:
         """Dependencies reachable and model loaded."""
         try:
@@ -144,7 +169,11 @@ def create_service_app(
             return error_response(503, "not_ready", "dependencies not ready", checks)
         return {"status": "ready", "service": name, "checks": checks}
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=Response, responses={
+        200: {"description": "Prometheus text exposition",
+              "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        401: {"model": ErrorBody, "description": "a token is needed"},
+        403: {"model": ErrorBody, "description": "the token may not read metrics"}})
     async def metrics(request: Request) -> Response:
         """Prometheus metrics."""
         guard: MetricsGuard | None = app.state.metrics_guard
