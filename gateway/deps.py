@@ -58,7 +58,8 @@ StateDep = Annotated[GatewayState, Depends(get_state)]
 def bearer_token(request: Request) -> str | None:
     """The token of the Authorization header, if any (tokens never come in URLs)."""
     header = request.headers.get("authorization")
-    return parse_bearer(header) if header else None
+    # Present but empty is a malformed header (`invalid_token`), not an anonymous caller.
+    return parse_bearer(header) if header is not None else None
 
 
 async def optional_principal(

@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 
 from gateway import static
+from gateway.apidoc import install_openapi, method_not_allowed
 from gateway.bootstrap import ensure_first_admin
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings, SakuraSettings
@@ -30,7 +32,7 @@ from gateway.signing import UrlSigner
 from gateway.tickets import TicketIssuer
 from gateway.uploads import BodyLimitMiddleware
 from services.common.app import create_service_app
-from services.common.errors import UpstreamError, error_response
+from services.common.errors import UpstreamError, error_response, http_error
 from services.common.queue import make_producer
 from services.common.settings import common_settings
 
@@ -151,7 +153,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         headers.setdefault("Retry-After", str(settings.retry_after_s))
         return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's 405 names the methods of the first route that matched the path only.
+        wrong = method_not_allowed(app, request.url.path, request.method) \
+            if exc.status_code == 405 else None
+        if wrong is not None:
+            return error_response(wrong.status, wrong.code, wrong.message, None, wrong.headers)
+        return await http_error(request, exc)
+
     for module in (auth, search, region, images, admin, jobs, config):
         app.include_router(module.router, prefix=API, responses=ERROR_RESPONSES)
     static.mount(app, settings.web_dist_dir, api_prefix="/api")
+    install_openapi(app, public_search=settings.public_search)
     return app

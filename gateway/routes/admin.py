@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, File, Form, Path, Response, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from gateway import deleting, ingest, jobs, server, users
 from gateway.deps import AdminUser, StateDep
@@ -30,11 +30,13 @@ async def upload_images(
 
 
 class DeleteMany(BaseModel):
-    ids: list[int] = Field(..., min_length=1, max_length=1000)
+    # Strict: "1" or true is not an id (a lax int would turn them into one).
+    ids: list[StrictInt] = Field(..., min_length=1, max_length=1000)
 
 
-@router.delete("/images/{image_id}", status_code=202, response_model=JobAccepted)
-async def delete_image(image_id: int, state: StateDep, principal: AdminUser) -> JobAccepted:
+@router.delete("/images/{image_id:int}", status_code=202, response_model=JobAccepted)
+async def delete_image(state: StateDep, principal: AdminUser,
+                       image_id: int = Path(..., ge=1)) -> JobAccepted:
     """Delete one image: hidden from search at once, then file, row and vector removed."""
     answer = await deleting.delete_image(state, principal, image_id)
     return JobAccepted(job_id=answer.job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
+from pydantic import BaseModel, Field
 
 from gateway.deps import StateDep, User, client_key
 from gateway.ratelimit import enforce
@@ -16,12 +17,26 @@ from services.common.errors import DomainError
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/login", response_model=TokenOut)
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+# The same fields as JSON or as a form; both required (the route reads whichever came, so
+# the body is described here rather than by the parameters).
+CREDENTIALS_SCHEMA = Credentials.model_json_schema()
+LOGIN_BODY = {"x-request-body": {"required": True, "content": {
+    "application/json": {"schema": CREDENTIALS_SCHEMA},
+    "application/x-www-form-urlencoded": {"schema": CREDENTIALS_SCHEMA},
+}}}
+
+
+@router.post("/auth/login", response_model=TokenOut, openapi_extra=LOGIN_BODY)
 async def login(
     request: Request,
     state: StateDep,
-    username: str | None = Form(None),
-    password: str | None = Form(None),
+    username: str | None = Form(None, include_in_schema=False),
+    password: str | None = Form(None, include_in_schema=False),
 ) -> TokenOut:
     """Exchange a username and password (JSON or form) for an access token."""
     await enforce(state.limiter, "login", client_key(request, None),

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from gateway import gallery
+from gateway.apidoc import LOGIN_OPTIONAL, LOGIN_OPTIONAL_IF_PUBLIC
 from gateway.deps import OptionalUser, SearchUser, StateDep
 from gateway.schemas import FILE_RESPONSES, ImagePage, ImageView
 from services.catalog.schemas import ImageStatus, TagList
@@ -16,7 +17,8 @@ from services.catalog.schemas import ImageStatus, TagList
 router = APIRouter(tags=["images"])
 
 
-@router.get("/images", response_model=ImagePage, response_model_exclude_unset=True)
+@router.get("/images", response_model=ImagePage, response_model_exclude_unset=True,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def list_images(
     state: StateDep,
     principal: SearchUser,
@@ -36,7 +38,8 @@ async def list_images(
                                      after=after, total=total)
 
 
-@router.get("/images/{image_id}", response_model=ImageView, response_model_exclude_unset=True)
+@router.get("/images/{image_id}", response_model=ImageView,
+            response_model_exclude_unset=True, openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def get_image(image_id: int, state: StateDep, principal: SearchUser) -> ImageView:
     """One image's metadata (with its `thumbnail_url` and `file_url`)."""
     return await gallery.get_image(state, principal, image_id)
@@ -47,7 +50,8 @@ Role = Query(None, description="signed URL: the role it was made for")
 Sig = Query(None, max_length=128, description="signed URL: HMAC-SHA256 (hex)")
 
 
-@router.get("/images/{image_id}/file", response_class=FileResponse, responses=FILE_RESPONSES)
+@router.get("/images/{image_id}/file", response_class=FileResponse,
+            responses=FILE_RESPONSES, openapi_extra=LOGIN_OPTIONAL)
 async def image_file(
     request: Request, image_id: int, state: StateDep, principal: OptionalUser,
     exp: int | None = Exp, role: Literal["admin", "viewer"] | None = Role,
@@ -58,7 +62,7 @@ async def image_file(
 
 
 @router.get("/images/{image_id}/thumbnail", response_class=FileResponse,
-            responses=FILE_RESPONSES)
+            responses=FILE_RESPONSES, openapi_extra=LOGIN_OPTIONAL)
 async def image_thumbnail(
     request: Request, image_id: int, state: StateDep, principal: OptionalUser,
     exp: int | None = Exp, role: Literal["admin", "viewer"] | None = Role,
@@ -69,7 +73,8 @@ async def image_thumbnail(
     return await gallery.thumbnail(state, request.query_params, principal, image_id)
 
 
-@router.get("/tags", response_model=TagList)
+@router.get("/tags", response_model=TagList,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def list_tags(state: StateDep, _: SearchUser) -> TagList:
     """Every tag with its image count."""
     return TagList(**(await state.upstreams.catalog.arequest("GET", "/v1/tags")).json())

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from gateway import searching
+from gateway.apidoc import LOGIN_OPTIONAL_IF_PUBLIC
 from gateway.deps import SearchLimited, SearchUser, StateDep
 from gateway.routes._forms import (
     InvalidRequest,
@@ -35,7 +36,8 @@ def search_params(state: Any, request: Request, body: dict[str, Any], k: Any, of
     )
 
 
-@router.post("/search", response_model=SearchPage)
+@router.post("/search", response_model=SearchPage,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def search(
     request: Request,
     state: StateDep,
@@ -60,7 +62,8 @@ async def search(
                                     principal=principal, started=started)
 
 
-@router.post("/search/sketch", response_model=SearchPage)
+@router.post("/search/sketch", response_model=SearchPage,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def search_sketch(
     request: Request,
     state: StateDep,

@@ -143,7 +143,9 @@ def create_service_app(
     registry = CollectorRegistry()
     app = FastAPI(title=f"imgsearch {name}", description=description, version=version,
                   lifespan=lifespan, openapi_url=openapi_url, docs_url=docs_url,
-                  redoc_url=redoc_url)
+                  redoc_url=redoc_url,
+                  swagger_ui_oauth2_redirect_url=f"{docs_url}/oauth2-redirect" if docs_url
+                  else None)
     app.state.metrics_registry = registry
     app.state.readiness = readiness or _always_ready
     app.state.metrics_guard = None
