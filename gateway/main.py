@@ -71,8 +71,11 @@ def _metrics_guard(settings: GatewaySettings) -> Any:
     return guard
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    """The gateway; refuses to build without a JWT secret and an internal token."""
+def create_app(settings: GatewaySettings | None = None, *, upstreams: Upstreams | None = None,
+               producer: Any = None) -> FastAPI:
+    """The gateway; refuses to build without a JWT secret and an internal token.
+    `upstreams` and `producer` replace the internal services and the task queue (tests run
+    the gateway against in-process stand-ins of them)."""
     settings = settings or GatewaySettings()
     jwt_secret = settings.require_jwt_secret()
     common = common_settings()
@@ -80,14 +83,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstreams = Upstreams.create(settings.urls(), internal_token,
-                                     timeout=settings.upstream_timeout_s,
-                                     attempts=settings.upstream_attempts)
+        services = upstreams or Upstreams.create(settings.urls(), internal_token,
+                                                 timeout=settings.upstream_timeout_s,
+                                                 attempts=settings.upstream_attempts)
         limiter = make_limiter(settings.redis_url, settings.redis_prefix)
         state = GatewayState(
             settings=settings,
             sakura=SakuraSettings(),
-            upstreams=upstreams,
+            upstreams=services,
             tokens=TokenIssuer(jwt_secret, issuer=settings.jwt_issuer,
                                audience=settings.jwt_audience, expiry_s=settings.jwt_expiry_s),
             signer=UrlSigner(jwt_secret, ttl_s=settings.signed_url_ttl_s, prefix=API),
@@ -100,12 +103,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                       settings.segmentation_queue_timeout_s),
             images_dir=common.images_dir,
             thumbs_dir=common.thumbs_dir,
-            producer=make_producer(),
+            producer=producer if producer is not None else make_producer(),
             random_weights=common.random_weights,
-            sessions=SessionChecker(upstreams.catalog, settings.session_check_ttl_s),
+            sessions=SessionChecker(services.catalog, settings.session_check_ttl_s),
         )
         app.state.gateway = state
-        bootstrap = asyncio.create_task(ensure_first_admin(settings, upstreams.catalog))
+        bootstrap = asyncio.create_task(ensure_first_admin(settings, services.catalog))
         app.state.admin_bootstrap = bootstrap
         logger.info("gateway ready", extra={"services": settings.urls(),
                                             "public_search": settings.public_search})
@@ -113,7 +116,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             bootstrap.cancel()
-            await upstreams.aclose()
+            await services.aclose()
             await limiter.close()
             state.producer.close()
 
