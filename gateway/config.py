@@ -40,6 +40,9 @@ class GatewaySettings(SectionSettings, section="gateway"):
     # Image URLs in JSON answers are signed for <img> tags (which send no token) when search
     # is not public, or for admins' images that are not indexed; they live this long.
     signed_url_ttl_s: int = Field(default=900, ge=60, le=86400)
+    # A job's event stream opens with a one-purpose ticket (EventSource sends no token; tokens
+    # never go in URLs), asked for just before: it lives this long.
+    stream_ticket_ttl_s: int = Field(default=60, ge=5, le=600)
 
     jwt_secret: SecretStr = SecretStr("")
     jwt_expiry_s: int = Field(default=3600, ge=60)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +18,7 @@ from gateway.ratelimit import CapacityGate, Limiter, enforce
 from gateway.security import NotAuthenticated, Principal, TokenIssuer, parse_bearer, require_admin
 from gateway.sessions import SessionChecker
 from gateway.signing import UrlSigner
+from gateway.tickets import JOB_EVENTS, MAX_TICKET_CHARS, TicketIssuer
 from services.common.errors import UpstreamError
 from services.common.queue import QueueUnavailable, send_task
 
@@ -34,6 +36,7 @@ class GatewayState:
     upstreams: Upstreams
     tokens: TokenIssuer
     signer: UrlSigner
+    tickets: TicketIssuer
     limiter: Limiter
     search_gate: CapacityGate
     segment_gate: CapacityGate
@@ -53,19 +56,10 @@ StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of the Authorization header, if any."""
-    return _token_of(request, allow_query=False)
-
-
-def _token_of(request: Request, allow_query: bool) -> str | None:
+    """The token of the Authorization header, if any (tokens never come in URLs)."""
     header = request.headers.get("authorization")
-    if header:
-        return parse_bearer(header)
-    if allow_query:
-        token = request.query_params.get("access_token")
-        if token:
-            return token
-    return None
+    # Present but empty is a malformed header (`invalid_token`), not an anonymous caller.
+    return parse_bearer(header) if header is not None else None
 
 
 async def optional_principal(
@@ -75,7 +69,7 @@ async def optional_principal(
 ) -> Principal | None:
     """The logged-in user, or None without a token; a bad or revoked token is always an
     error."""
-    token = _token_of(request, allow_query=False)
+    token = bearer_token(request)
     return await authenticate(state, token) if token else None
 
 
@@ -104,10 +98,25 @@ async def admin_principal(principal: OptionalUser) -> Principal:
     return require_admin(principal)
 
 
-async def stream_admin_principal(request: Request, state: StateDep) -> Principal:
-    """Admin check for EventSource routes: the token may come as `?access_token=`."""
-    token = _token_of(request, allow_query=True)
-    return require_admin(await authenticate(state, token) if token else None)
+async def stream_admin_principal(
+    request: Request,
+    state: StateDep,
+    job_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)],
+    ticket: Annotated[str | None, Query(
+        max_length=MAX_TICKET_CHARS,
+        description="from POST /jobs/{job_id}/events/ticket (EventSource sends no token)")
+    ] = None,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
+    """Admin check for a job's event stream: the Authorization header, or a ticket for this
+    job's stream (`gateway/tickets.py`) checked against the user's current token version."""
+    token = bearer_token(request)
+    if token:
+        return require_admin(await authenticate(state, token))
+    if not ticket:
+        raise NotAuthenticated("log in as an admin, or open the stream with a ticket")
+    issued = state.tickets.verify(ticket, JOB_EVENTS, str(job_id))
+    return require_admin(await state.sessions.check(issued))
 
 
 User = Annotated[Principal, Depends(user_principal)]

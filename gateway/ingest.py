@@ -14,9 +14,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import GatewayState, enqueue
+from gateway.schemas import RejectedFile, UploadAnswer, UploadedImage
+from gateway.security import Principal
+from gateway.uploads import clean_filename, read_limited
 from services.common import gallery
 from services.common.errors import DomainError
 from services.common.gallery import CatalogCall, CheckedImage, ImageBeingDeleted, check_image
@@ -29,16 +33,21 @@ class UploadRejected(DomainError):
     """Every file of the request was rejected; status and code are the first file's."""
 
 
+class TooManyFiles(DomainError):
+    code = "too_many_files"
+    status = 413
+
+
 @dataclass
 class UploadOutcome:
-    images: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    images: list[UploadedImage] = field(default_factory=list)
+    rejected: list[RejectedFile] = field(default_factory=list)
     to_ingest: list[int] = field(default_factory=list)
     first_error: DomainError | None = None
 
     def reject(self, filename: str, error: DomainError) -> None:
-        self.rejected.append({"filename": filename, "code": error.code,
-                              "message": error.message})
+        self.rejected.append(RejectedFile(filename=filename, code=error.code,
+                                          message=error.message))
         if self.first_error is None:
             self.first_error = error
 
@@ -70,8 +79,9 @@ async def register(state: GatewayState, image: CheckedImage, *, tags: list[str],
         return
     if added.to_ingest:
         outcome.to_ingest.append(int(added.image["id"]))
-    outcome.images.append({"id": added.image["id"], "original_filename": image.filename,
-                           "status": added.image.get("status"), "duplicate": added.duplicate})
+    outcome.images.append(UploadedImage(id=added.image["id"], original_filename=image.filename,
+                                        status=added.image["status"],
+                                        duplicate=added.duplicate))
 
 
 async def start_job(state: GatewayState, kind: str, image_ids: list[int], *, creator: str,
@@ -97,3 +107,35 @@ async def enqueue_ingest(state: GatewayState, job_id: int, image_ids: list[int],
     for kwargs in ingest_messages(image_ids, job_id=job_id,
                                   on_near_duplicate=on_near_duplicate, batch=batch):
         await enqueue(state, INGEST, kwargs)
+
+
+async def upload(state: GatewayState, principal: Principal, files: list[UploadFile], *,
+                 tags: list[str], on_near_duplicate: str) -> UploadAnswer:
+    """`POST /admin/images`: every file checked, stored and catalogued (or rejected), one
+    ingest job for the new ones, their tasks queued."""
+    limit = state.settings.max_files_per_request
+    if len(files) > limit:
+        raise TooManyFiles(f"{len(files)} files in one request; the limit is {limit}",
+                           detail={"max_files_per_request": limit})
+    outcome = UploadOutcome()
+    for file in files:
+        filename = clean_filename(file.filename)
+        try:
+            data = await read_limited(file, state.settings.max_upload_bytes)
+            checked = await check(state, data, filename)
+        except DomainError as exc:
+            outcome.reject(filename, exc)
+            continue
+        await register(state, checked, tags=tags, uploader=principal.username,
+                       outcome=outcome)
+    if not outcome.images and outcome.first_error is not None:
+        first = outcome.first_error
+        raise UploadRejected(first.message, code=first.code, status=first.status,
+                             detail={"rejected": [r.model_dump() for r in outcome.rejected]})
+    job = await start_job(state, "ingest", outcome.to_ingest, creator=principal.username,
+                          params={"on_near_duplicate": on_near_duplicate,
+                                  "image_ids": outcome.to_ingest})
+    await enqueue_ingest(state, int(job["id"]), outcome.to_ingest, on_near_duplicate)
+    logger.info("upload accepted", extra={"job_id": job["id"], "new": len(outcome.to_ingest),
+                                          "rejected": len(outcome.rejected)})
+    return UploadAnswer(job_id=job["id"], images=outcome.images, rejected=outcome.rejected)

@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 
 from gateway import static
+from gateway.apidoc import install_openapi, method_not_allowed
 from gateway.bootstrap import ensure_first_admin
 from gateway.clients import Upstreams
 from gateway.config import GatewaySettings, SakuraSettings
@@ -23,12 +25,14 @@ from gateway.deps import GatewayState, authenticate, bearer_token
 from gateway.headers import SecurityHeadersMiddleware
 from gateway.ratelimit import CapacityGate, make_limiter
 from gateway.routes import admin, auth, config, images, jobs, region, search
+from gateway.schemas import ERROR_RESPONSES
 from gateway.security import TokenIssuer, require_admin
 from gateway.sessions import SessionChecker
 from gateway.signing import UrlSigner
+from gateway.tickets import TicketIssuer
 from gateway.uploads import BodyLimitMiddleware
 from services.common.app import create_service_app
-from services.common.errors import UpstreamError, error_response
+from services.common.errors import UpstreamError, error_response, http_error
 from services.common.queue import make_producer
 from services.common.settings import common_settings
 
@@ -67,8 +71,11 @@ def _metrics_guard(settings: GatewaySettings) -> Any:
     return guard
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    """The gateway; refuses to build without a JWT secret and an internal token."""
+def create_app(settings: GatewaySettings | None = None, *, upstreams: Upstreams | None = None,
+               producer: Any = None) -> FastAPI:
+    """The gateway; refuses to build without a JWT secret and an internal token.
+    `upstreams` and `producer` replace the internal services and the task queue (tests run
+    the gateway against in-process stand-ins of them)."""
     settings = settings or GatewaySettings()
     jwt_secret = settings.require_jwt_secret()
     common = common_settings()
@@ -76,17 +83,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upstreams = Upstreams.create(settings.urls(), internal_token,
-                                     timeout=settings.upstream_timeout_s,
-                                     attempts=settings.upstream_attempts)
+        services = upstreams or Upstreams.create(settings.urls(), internal_token,
+                                                 timeout=settings.upstream_timeout_s,
+                                                 attempts=settings.upstream_attempts)
         limiter = make_limiter(settings.redis_url, settings.redis_prefix)
         state = GatewayState(
             settings=settings,
             sakura=SakuraSettings(),
-            upstreams=upstreams,
+            upstreams=services,
             tokens=TokenIssuer(jwt_secret, issuer=settings.jwt_issuer,
                                audience=settings.jwt_audience, expiry_s=settings.jwt_expiry_s),
             signer=UrlSigner(jwt_secret, ttl_s=settings.signed_url_ttl_s, prefix=API),
+            tickets=TicketIssuer(jwt_secret, ttl_s=settings.stream_ticket_ttl_s),
             limiter=limiter,
             search_gate=CapacityGate(settings.max_concurrent_searches, settings.search_queue,
                                      settings.retry_after_s, settings.search_queue_timeout_s),
@@ -95,12 +103,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                       settings.segmentation_queue_timeout_s),
             images_dir=common.images_dir,
             thumbs_dir=common.thumbs_dir,
-            producer=make_producer(),
+            producer=producer if producer is not None else make_producer(),
             random_weights=common.random_weights,
-            sessions=SessionChecker(upstreams.catalog, settings.session_check_ttl_s),
+            sessions=SessionChecker(services.catalog, settings.session_check_ttl_s),
         )
         app.state.gateway = state
-        bootstrap = asyncio.create_task(ensure_first_admin(settings, upstreams.catalog))
+        bootstrap = asyncio.create_task(ensure_first_admin(settings, services.catalog))
         app.state.admin_bootstrap = bootstrap
         logger.info("gateway ready", extra={"services": settings.urls(),
                                             "public_search": settings.public_search})
@@ -108,7 +116,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
         finally:
             bootstrap.cancel()
-            await upstreams.aclose()
+            await services.aclose()
             await limiter.close()
             state.producer.close()
 
@@ -131,13 +139,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         checks["optional"] = optional
         return checks
 
+    # The public API documents itself under /api only (the web app owns every other path).
     app = create_service_app(name="gateway", lifespan=lifespan, readiness=readiness,
-                             description="Public API of imgsearch.")
-    # The public API documents itself under /api (the web app owns every other path).
-    app.openapi_url = f"{API}/openapi.json"
-    app.docs_url = "/api/docs"
-    app.redoc_url = None
-    app.setup()
+                             description="Public API of imgsearch.",
+                             openapi_url=f"{API}/openapi.json", docs_url="/api/docs",
+                             redoc_url=None)
     # Innermost, so the 413 it answers still carries the request id.
     app.user_middleware.append(Middleware(BodyLimitMiddleware, limit_for=_limit_for(settings)))
     app.user_middleware.insert(0, Middleware(SecurityHeadersMiddleware))
@@ -150,7 +156,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         headers.setdefault("Retry-After", str(settings.retry_after_s))
         return error_response(exc.status, exc.code, exc.message, exc.detail, headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's 405 names the methods of the first route that matched the path only.
+        wrong = method_not_allowed(app, request.url.path, request.method) \
+            if exc.status_code == 405 else None
+        if wrong is not None:
+            return error_response(wrong.status, wrong.code, wrong.message, None, wrong.headers)
+        return await http_error(request, exc)
+
     for module in (auth, search, region, images, admin, jobs, config):
-        app.include_router(module.router, prefix=API)
+        app.include_router(module.router, prefix=API, responses=ERROR_RESPONSES)
     static.mount(app, settings.web_dist_dir, api_prefix="/api")
+    install_openapi(app, public_search=settings.public_search)
     return app

@@ -26,12 +26,12 @@ import httpx
 import numpy as np
 from fastapi import UploadFile
 from numpy.typing import NDArray
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import GatewayState
 from gateway.objects import masked_crop, pool_patch_tokens
 from gateway.routes._forms import InvalidRequest
+from gateway.schemas import Heatmap, RegionPage
 from gateway.searching import (
     QueryVector,
     SearchParams,
@@ -52,31 +52,6 @@ from services.common.vectors import decode_b64
 # docs/api-internal.md): a previous answer's `selection_id` makes the next click refine that
 # mask instead of starting over.
 PROMPT_KEYS = ("points", "box", "selection_id", "mask_input_b64", "multimask")
-
-
-class Heatmap(BaseModel):
-    """Per patch of the result image, its best cosine similarity to any patch of the query,
-    scaled to 0..1 over this image (0: its least similar patch, 1: its most similar)."""
-
-    grid: list[int] = Field(description="[rows, columns] of patches")
-    values: list[float] = Field(description="rows * columns values, row by row")
-    width: int | None
-    height: int | None
-
-
-class RegionPage(BaseModel):
-    """A result page (as `POST /search`) plus the mask the search used."""
-
-    results: list[dict[str, Any]]
-    k: int
-    offset: int
-    total: int
-    total_exact: bool
-    query: dict[str, Any]
-    took_ms: float
-    mask_png_b64: str = Field(description="the object's mask: 8-bit PNG, 255 object")
-    box: list[int] | None = Field(description="[x0, y0, x1, y1] of the mask, exclusive ends")
-    mode: Literal["crop", "pool"]
 
 
 @dataclass(frozen=True)
@@ -257,7 +232,7 @@ async def search_region(state: GatewayState, caller: Caller, prompts: str,
         query = QueryVector(vector=vector, model=answer.get("model"), kind="region")
         page = await search_page(state, query, params, principal=caller.principal,
                                  started=started)
-    return RegionPage(**page, mask_png_b64=mask_b64, box=box, mode=mode)
+    return RegionPage(**page.model_dump(), mask_png_b64=mask_b64, box=box, mode=mode)
 
 
 async def heatmap(state: GatewayState, caller: Caller, image_id: int, *,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import GatewayState
+from gateway.schemas import QueryInfo, SearchPage, SearchResult
 from gateway.security import Principal
 from gateway.signing import KINDS
+from gateway.sketch import normalise_sketch
 from services.common.errors import NotFound
 from services.common.images import probe_image
 from services.common.storage import InvalidStorageKey, resolve
@@ -35,7 +39,7 @@ class SearchParams:
 class QueryVector:
     vector: list[float]
     model: str | None
-    kind: str
+    kind: Literal["image", "id", "sketch", "region"]
 
 
 def check_query_image(state: GatewayState, data: bytes, *, max_pixels: int | None = None
@@ -56,10 +60,10 @@ async def embed(state: GatewayState, data: bytes, filename: str = "query",
     return body
 
 
-async def query_from_image(state: GatewayState, data: bytes, kind: str = "image") -> QueryVector:
+async def query_from_image(state: GatewayState, data: bytes) -> QueryVector:
     check_query_image(state, data)
     body = await embed(state, data)
-    return QueryVector(vector=body["vectors"][0], model=body.get("model"), kind=kind)
+    return QueryVector(vector=body["vectors"][0], model=body.get("model"), kind="image")
 
 
 async def visible_image(state: GatewayState, image_id: int, *, admin: bool) -> dict[str, Any]:
@@ -102,21 +106,19 @@ def image_urls(state: GatewayState, image: dict[str, Any],
     return {kind + "_url": state.signer.url(image_id, kind, role) for kind in KINDS}
 
 
-def result_of(image: dict[str, Any], score: float,
-              urls: dict[str, str]) -> dict[str, Any]:
-    image_id = image["id"]
-    return {
-        "id": image_id,
-        "score": round(float(score), 6),
-        "thumbnail_url": urls["thumbnail_url"],
-        "file_url": urls["file_url"],
-        "original_filename": image.get("original_filename"),
-        "tags": image.get("tags", []),
-        "width": image.get("width"),
-        "height": image.get("height"),
-        "bytes": image.get("bytes"),
-        "created_at": image.get("created_at"),
-    }
+def result_of(image: dict[str, Any], score: float, urls: dict[str, str]) -> SearchResult:
+    return SearchResult(
+        id=image["id"],
+        score=round(float(score), 6),
+        thumbnail_url=urls["thumbnail_url"],
+        file_url=urls["file_url"],
+        original_filename=image.get("original_filename"),
+        tags=image.get("tags", []),
+        width=image.get("width"),
+        height=image.get("height"),
+        bytes=image.get("bytes"),
+        created_at=image.get("created_at"),
+    )
 
 
 async def allowed_ids(state: GatewayState, tags: tuple[str, ...]) -> list[int] | None:
@@ -130,7 +132,7 @@ async def allowed_ids(state: GatewayState, tags: tuple[str, ...]) -> list[int] |
 
 async def search_page(state: GatewayState, query: QueryVector, params: SearchParams,
                       *, principal: Principal | None = None,
-                      started: float | None = None) -> dict[str, Any]:
+                      started: float | None = None) -> SearchPage:
     """One page of results for `query` (the shape of docs/api.md's result page)."""
     started = started if started is not None else time.perf_counter()
     allowed = await allowed_ids(state, params.tags)
@@ -162,13 +164,43 @@ async def search_page(state: GatewayState, query: QueryVector, params: SearchPar
                 break
             fetch = min(max_fetch, fetch * 2)
     page = hits[params.offset:params.offset + params.k]
-    return {
-        "results": [result_of(image, score, image_urls(state, image, principal))
-                    for image, score in page],
-        "k": params.k,
-        "offset": params.offset,
-        "total": len(hits),
-        "total_exact": exhausted,
-        "query": {"kind": query.kind, "model": query.model},
-        "took_ms": round((time.perf_counter() - started) * 1000, 1),
-    }
+    return SearchPage(
+        results=[result_of(image, score, image_urls(state, image, principal))
+                 for image, score in page],
+        k=params.k,
+        offset=params.offset,
+        total=len(hits),
+        total_exact=exhausted,
+        query=QueryInfo(kind=query.kind, model=query.model),
+        took_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+async def search_image_or_id(state: GatewayState, params: SearchParams, *,
+                             data: bytes | None, image_id: int | None,
+                             principal: Principal | None, started: float) -> SearchPage:
+    """`POST /search`: by the uploaded image's bytes, else by an image id's stored vector."""
+    async with state.search_gate.slot():
+        if data is not None:
+            query = await query_from_image(state, data)
+        elif image_id is not None:
+            query = await query_from_id(state, image_id,
+                                        admin=bool(principal and principal.is_admin))
+        else:
+            raise ValueError("a search needs the bytes of an image or an image id")
+        return await search_page(state, query, params, principal=principal, started=started)
+
+
+async def search_sketch(state: GatewayState, params: SearchParams, data: bytes, *,
+                        principal: Principal | None, started: float) -> SearchPage:
+    """`POST /search/sketch`: the drawing normalised (cropped to its strokes, squared,
+    even line weight; `gateway/sketch.py`), embedded, searched."""
+    check_query_image(state, data, max_pixels=state.settings.max_sketch_pixels)
+    async with state.search_gate.slot():
+        png = await run_in_threadpool(
+            normalise_sketch, data, max_bytes=state.settings.max_upload_bytes,
+            max_pixels=state.settings.max_sketch_pixels)
+        answer = await embed(state, png, "sketch.png")
+        query = QueryVector(vector=answer["vectors"][0], model=answer.get("model"),
+                            kind="sketch")
+        return await search_page(state, query, params, principal=principal, started=started)

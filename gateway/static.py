@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from gateway.apidoc import method_not_allowed
 from gateway.headers import WEB_CSP
 from services.common.errors import NotFound
 
@@ -30,7 +31,9 @@ def mount(app: FastAPI, dist: Path, *, api_prefix: str) -> None:
     @app.get("/{path:path}", include_in_schema=False, response_model=None)
     async def web_app(path: str) -> Response:
         if path == prefix or path.startswith(prefix + "/") or path in RESERVED:
-            raise NotFound(f"no route {path!r}", code="not_found")
+            # An API path that takes other methods (a GET of a POST route) is a 405.
+            raise method_not_allowed(app, "/" + path, "GET") or \
+                NotFound(f"no route {path!r}", code="not_found")
         if "\x00" in path:
             # No file name holds a null byte (the OS would refuse it): nothing to serve.
             raise NotFound(f"no file {path!r}", code="not_found")

@@ -1,6 +1,6 @@
-"""Shared fixtures. Service URLs come from the environment first
-(IMGSEARCH_TEST_MYSQL_URL, IMGSEARCH_TEST_REDIS_URL); where they are unset and a Docker engine
-answers, testcontainers starts mysql:8 / redis:7; otherwise the tests that need them skip
+"""Shared fixtures. The MySQL-compatible server and Redis are the machine's, named by
+IMGSEARCH_TEST_MYSQL_URL and IMGSEARCH_TEST_REDIS_URL (the Makefile and .ci/run default them
+to 127.0.0.1:3306 and 127.0.0.1:6379); where one is unset, the tests that need it skip
 (fail under CI=true: tests/helpers/requirements.py).
 Every run uses its own database names and Redis key prefixes and removes them afterwards."""
 
@@ -20,45 +20,21 @@ from tests.helpers.requirements import missing
 RUN_ID = uuid.uuid4().hex[:8]
 
 
-def _docker_available() -> bool:
-    try:
-        import docker  # type: ignore[import-untyped]
-
-        docker.from_env().ping()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="session")
 def mysql_server_url() -> Iterator[str]:
     """A MySQL-compatible server URL (no database name chosen)."""
     url = os.environ.get("IMGSEARCH_TEST_MYSQL_URL")
-    if url:
-        yield url
-        return
-    if not _docker_available():
-        missing("a MySQL-compatible server",
-                "set IMGSEARCH_TEST_MYSQL_URL (or run a Docker engine for testcontainers)")
-    from testcontainers.mysql import MySqlContainer  # type: ignore[import-not-found]
-
-    with MySqlContainer("mysql:8") as container:
-        yield container.get_connection_url().replace("mysql://", "mysql+pymysql://")
+    if not url:
+        missing("a MySQL-compatible server", "IMGSEARCH_TEST_MYSQL_URL is not set")
+    yield url
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     url = os.environ.get("IMGSEARCH_TEST_REDIS_URL")
-    if url:
-        yield url
-        return
-    if not _docker_available():
-        missing("Redis", "set IMGSEARCH_TEST_REDIS_URL (or run a Docker engine for testcontainers)")
-    from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
-
-    with RedisContainer("redis:7") as container:
-        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
-        yield f"redis://{host}:{port}/0"
+    if not url:
+        missing("Redis", "IMGSEARCH_TEST_REDIS_URL is not set")
+    yield url
 
 
 @pytest.fixture

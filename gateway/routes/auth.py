@@ -5,35 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.deps import StateDep, User, client_key
 from gateway.ratelimit import enforce
 from gateway.routes._forms import InvalidRequest, json_fields, pick
+from gateway.schemas import Identity, TokenOut
 from gateway.security import Principal
 from services.common.errors import DomainError, InvalidCredentials
 
 router = APIRouter(tags=["auth"])
 
 
-class UserOut(BaseModel):
-    username: str
-    role: str
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
 
 
-class TokenOut(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-    user: UserOut
+# The same fields as JSON or as a form; both required (the route reads whichever came, so
+# the body is described here rather than by the parameters).
+CREDENTIALS_SCHEMA = Credentials.model_json_schema()
+LOGIN_BODY = {"x-request-body": {"required": True, "content": {
+    "application/json": {"schema": CREDENTIALS_SCHEMA},
+    "application/x-www-form-urlencoded": {"schema": CREDENTIALS_SCHEMA},
+}}}
 
 
-@router.post("/auth/login", response_model=TokenOut)
+@router.post("/auth/login", response_model=TokenOut, openapi_extra=LOGIN_BODY)
 async def login(
     request: Request,
     state: StateDep,
-    username: str | None = Form(None),
-    password: str | None = Form(None),
+    username: str | None = Form(None, include_in_schema=False),
+    password: str | None = Form(None, include_in_schema=False),
 ) -> TokenOut:
     """Exchange a username and password (JSON or form) for an access token."""
     await enforce(state.limiter, "login", client_key(request, None),
@@ -62,10 +65,10 @@ async def login(
                           token_version=int(user["token_version"]))
     return TokenOut(access_token=state.tokens.issue(principal),
                     expires_in=state.tokens.expiry_s,
-                    user=UserOut(username=principal.username, role=principal.role))
+                    user=Identity(username=principal.username, role=principal.role))
 
 
-@router.get("/me", response_model=UserOut)
-async def me(principal: User) -> UserOut:
+@router.get("/me", response_model=Identity)
+async def me(principal: User) -> Identity:
     """The logged-in user."""
-    return UserOut(username=principal.username, role=principal.role)
+    return Identity(username=principal.username, role=principal.role)

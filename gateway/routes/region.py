@@ -8,9 +8,11 @@ from typing import Literal
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from gateway import regions
+from gateway.apidoc import LOGIN_OPTIONAL_IF_PUBLIC
 from gateway.deps import SearchLimited, SearchUser, StateDep, client_key
-from gateway.regions import Caller, Heatmap, RegionPage
+from gateway.regions import Caller
 from gateway.routes._forms import as_int, as_tags
+from gateway.schemas import Heatmap, RegionPage
 from gateway.searching import SearchParams
 from gateway.security import Principal
 from services.segmentation.schemas import EncodeResponse, SegmentResponse
@@ -24,7 +26,8 @@ def caller(request: Request, principal: Principal | None) -> Caller:
     return Caller(principal, client_key(request, principal))
 
 
-@router.post("/segment", response_model=SegmentResponse)
+@router.post("/segment", response_model=SegmentResponse,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def segment(
     request: Request,
     state: StateDep,
@@ -48,7 +51,8 @@ async def segment(
     return Response(content=content, media_type="application/json")
 
 
-@router.post("/segment/prepare", response_model=EncodeResponse)
+@router.post("/segment/prepare", response_model=EncodeResponse,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def prepare(
     request: Request,
     state: StateDep,
@@ -62,7 +66,8 @@ async def prepare(
     return EncodeResponse(**body)
 
 
-@router.post("/search/region", response_model=RegionPage)
+@router.post("/search/region", response_model=RegionPage,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def search_region(
     request: Request,
     state: StateDep,
@@ -83,7 +88,8 @@ async def search_region(
                                        mode, file=file, image_id=image_id)
 
 
-@router.post("/heatmap", response_model=Heatmap)
+@router.post("/heatmap", response_model=Heatmap,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def heatmap(
     request: Request,
     state: StateDep,

@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from starlette.concurrency import run_in_threadpool
 
+from gateway import searching
+from gateway.apidoc import LOGIN_OPTIONAL_IF_PUBLIC
 from gateway.deps import SearchLimited, SearchUser, StateDep
 from gateway.routes._forms import (
     InvalidRequest,
@@ -17,16 +18,8 @@ from gateway.routes._forms import (
     json_fields,
     pick,
 )
-from gateway.searching import (
-    QueryVector,
-    SearchParams,
-    check_query_image,
-    embed,
-    query_from_id,
-    query_from_image,
-    search_page,
-)
-from gateway.sketch import normalise_sketch
+from gateway.schemas import SearchPage
+from gateway.searching import SearchParams, search_image_or_id
 from gateway.uploads import read_limited
 
 router = APIRouter(tags=["search"], dependencies=[SearchLimited])
@@ -43,7 +36,8 @@ def search_params(state: Any, request: Request, body: dict[str, Any], k: Any, of
     )
 
 
-@router.post("/search")
+@router.post("/search", response_model=SearchPage,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def search(
     request: Request,
     state: StateDep,
@@ -54,7 +48,7 @@ async def search(
     offset: int | None = Form(None, ge=0, le=10_000),
     min_score: float | None = Form(None, ge=-1, le=1),
     tags: str | None = Form(None, description="comma separated; all required"),
-) -> dict[str, Any]:
+) -> SearchPage:
     """Most similar indexed images to an uploaded image or to an image id."""
     started = time.perf_counter()
     body = await json_fields(request)
@@ -62,18 +56,14 @@ async def search(
     raw_id = pick("image_id", image_id, body, request)
     if file is None and raw_id in (None, ""):
         raise InvalidRequest("give an image file or an image_id")
-    async with state.search_gate.slot():
-        query: QueryVector
-        if file is not None:
-            data = await read_limited(file, state.settings.max_upload_bytes)
-            query = await query_from_image(state, data)
-        else:
-            query = await query_from_id(state, as_int("image_id", raw_id, 0, 1, 2**63 - 1),
-                                        admin=bool(principal and principal.is_admin))
-        return await search_page(state, query, params, principal=principal, started=started)
+    data = await read_limited(file, state.settings.max_upload_bytes) if file else None
+    query_id = None if data is not None else as_int("image_id", raw_id, 0, 1, 2**63 - 1)
+    return await search_image_or_id(state, params, data=data, image_id=query_id,
+                                    principal=principal, started=started)
 
 
-@router.post("/search/sketch")
+@router.post("/search/sketch", response_model=SearchPage,
+            openapi_extra=LOGIN_OPTIONAL_IF_PUBLIC)
 async def search_sketch(
     request: Request,
     state: StateDep,
@@ -83,16 +73,10 @@ async def search_sketch(
     offset: int | None = Form(None, ge=0, le=10_000),
     min_score: float | None = Form(None, ge=-1, le=1),
     tags: str | None = Form(None, description="comma separated; all required"),
-) -> dict[str, Any]:
+) -> SearchPage:
     """Most similar indexed images to a drawing (normalised: cropped, squared, even lines)."""
     started = time.perf_counter()
     params = search_params(state, request, {}, k, offset, min_score, tags)
     data = await read_limited(file, state.settings.max_upload_bytes)
-    check_query_image(state, data, max_pixels=state.settings.max_sketch_pixels)
-    async with state.search_gate.slot():
-        png = await run_in_threadpool(
-            normalise_sketch, data, max_bytes=state.settings.max_upload_bytes,
-            max_pixels=state.settings.max_sketch_pixels)
-        answer = await embed(state, png, "sketch.png")
-        query = QueryVector(vector=answer["vectors"][0], model=answer.get("model"), kind="sketch")
-        return await search_page(state, query, params, principal=principal, started=started)
+    return await searching.search_sketch(state, params, data, principal=principal,
+                                         started=started)

@@ -190,7 +190,9 @@ class SkippedItem(BaseModel):
     reason: str | None
 
 
-class JobOut(BaseModel):
+class JobCounts(BaseModel):
+    """A job's identity, state and item counts: the part every view of a job shows."""
+
     id: int
     kind: JobKind
     status: JobStatus
@@ -198,6 +200,9 @@ class JobOut(BaseModel):
     done: int
     failed: int
     skipped: int
+
+
+class JobOut(JobCounts):
     creator: str | None
     params: dict[str, Any] | None
     error: str | None

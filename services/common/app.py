@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -25,9 +25,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.errors import Unauthorized, error_response, install_error_handlers
+from services.common.errors import (
+    ErrorBody,
+    Unauthorized,
+    error_response,
+    install_error_handlers,
+)
 from services.common.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -99,6 +105,17 @@ def internal_auth(token: str) -> Callable[[Request], Awaitable[None]]:
     return check
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+    service: str
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    service: str
+    checks: dict[str, Any] = Field(description="each dependency's check")
+
+
 async def _always_ready() -> dict[str, Any]:
     return {}
 
@@ -110,23 +127,31 @@ def create_service_app(
     readiness: ReadinessCheck | None = None,
     description: str = "",
     version: str = "0.1.0",
+    openapi_url: str = "/openapi.json",
+    docs_url: str | None = "/docs",
+    redoc_url: str | None = "/redoc",
 ) -> FastAPI:
-    """A FastAPI app with health, readiness, metrics, request ids and the error shape."""
+    """A FastAPI app with health, readiness, metrics, request ids and the error shape.
+    The OpenAPI document and its pages are served where the URLs say, and nowhere else."""
     registry = CollectorRegistry()
     app = FastAPI(title=f"imgsearch {name}", description=description, version=version,
-                  lifespan=lifespan)
+                  lifespan=lifespan, openapi_url=openapi_url, docs_url=docs_url,
+                  redoc_url=redoc_url,
+                  swagger_ui_oauth2_redirect_url=f"{docs_url}/oauth2-redirect" if docs_url
+                  else None)
     app.state.metrics_registry = registry
     app.state.readiness = readiness or _always_ready
     app.state.metrics_guard = None
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, registry=registry, service=name)
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["ops"], response_model=Health)
+    async def healthz() -> Health:
         """The process is up."""
-        return {"status": "ok", "service": name}
+        return Health(status="ok", service=name)
 
-    @app.get("/readyz", tags=["ops"], response_model=None)
+    @app.get("/readyz", tags=["ops"], response_model=Ready, responses={
+        503: {"model": ErrorBody, "description": "not ready: `detail` holds the checks"}})
     async def readyz() -> JSONResponse | dict[str, Any]:
         """Dependencies reachable and model loaded."""
         try:
@@ -139,7 +164,11 @@ def create_service_app(
             return error_response(503, "not_ready", "dependencies not ready", checks)
         return {"status": "ready", "service": name, "checks": checks}
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=Response, responses={
+        200: {"description": "Prometheus text exposition",
+              "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        401: {"model": ErrorBody, "description": "a token is needed"},
+        403: {"model": ErrorBody, "description": "the token may not read metrics"}})
     async def metrics(request: Request) -> Response:
         """Prometheus metrics."""
         guard: MetricsGuard | None = app.state.metrics_guard

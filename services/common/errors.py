@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,18 @@ _STATUS_CODES = {
 }
 
 
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every service, as `error_body` writes it."""
+
+    error: ErrorInfo
+
+
 def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "detail": detail}}
 
@@ -150,6 +163,13 @@ def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (404 of no route, 405) in the one shape."""
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through the one JSON shape."""
 
@@ -162,12 +182,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(InvalidRequest.status, InvalidRequest.code,
                               "request validation failed", _jsonable_errors(exc))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, None,
-                              getattr(exc, "headers", None))
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -211,8 +211,11 @@ class ServiceClient:
         refresh_s: float = 10.0,
         cooldown_s: float = 5.0,
         resolver: Resolver | None = None,
+        transport: httpx.MockTransport | None = None,
     ) -> None:
+        """`transport`: an in-process stand-in of the service, for tests."""
         self.name = name
+        self._transport = transport
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout
@@ -245,7 +248,7 @@ class ServiceClient:
         """Blocking call with retries; returns the response of a 2xx/3xx answer."""
         with self._lock:  # called from several threads (the gateway's thread pool)
             if self._sync is None:
-                self._sync = httpx.Client(timeout=self.timeout)
+                self._sync = httpx.Client(timeout=self.timeout, transport=self._transport)
             client = self._sync
         for attempt in Retrying(**self._retry_kwargs()):
             with attempt:
@@ -263,7 +266,7 @@ class ServiceClient:
                        **kwargs: Any) -> httpx.Response:
         """The same call from async code."""
         if self._async is None:
-            self._async = httpx.AsyncClient(timeout=self.timeout)
+            self._async = httpx.AsyncClient(timeout=self.timeout, transport=self._transport)
         client = self._async
         async for attempt in AsyncRetrying(**self._retry_kwargs()):
             with attempt:

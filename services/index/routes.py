@@ -22,6 +22,7 @@ from services.index.schemas import (
     SearchResponse,
     SnapshotResponse,
     StagingRequest,
+    StatsResponse,
     UpsertRequest,
     UpsertResponse,
 )
@@ -118,7 +119,7 @@ def build_router(token_check: Any) -> APIRouter:
         ids = await run_in_threadpool(_manager(request).live.ids, after, limit)
         return IdsResponse(ids=ids.tolist(), next=int(ids[-1]) if len(ids) == limit else None)
 
-    @router.get("/stats")
+    @router.get("/stats", response_model=StatsResponse)
     async def stats(request: Request) -> dict[str, Any]:
         """Count, dimension, model, type, tombstones, memory, staging."""
         return await run_in_threadpool(_manager(request).stats)

@@ -85,3 +85,24 @@ class StagingRequest(BaseModel):
     model: str = Field(min_length=1, max_length=200)
     dim: int = Field(ge=1, le=65536)
     type: IndexTypeName | None = None
+
+
+class GenerationStats(BaseModel):
+    """What one index generation holds."""
+
+    count: int
+    dim: int | None
+    model: str | None
+    type: str
+    tombstones: int
+    bytes: int = Field(description="RAM of vectors, ids and the search structure")
+    disk_bytes: int = Field(description="the on-disk vector file (0: all in RAM)")
+    trained: bool
+    params: dict[str, Any]
+    generation: str | None = None
+
+
+class StatsResponse(GenerationStats):
+    """The live index, and the one a reindex is filling (null when none is)."""
+
+    staging: GenerationStats | None = None

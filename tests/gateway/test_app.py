@@ -49,6 +49,12 @@ def test_web_app_and_spa_fallback(client: TestClient, tmp_path: Path) -> None:
         api = client.get("/api/v1/no-such-route")
         assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
         assert client.get("/api/v1/openapi.json").json()["info"]["title"] == "imgsearch gateway"
+        assert "swagger" in client.get("/api/docs").text.lower()
+        # The API documents itself under /api only: the root paths are not its pages.
+        assert client.get("/openapi.json").status_code == 404
+        assert client.get("/docs").status_code == 404
+        assert "swagger" not in client.get("/redoc").text.lower()
+        assert "redoc" not in client.get("/redoc").text.lower()
 
 
 def test_search_reads_json_form_and_query(client: TestClient) -> None:

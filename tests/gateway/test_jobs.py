@@ -31,9 +31,10 @@ def test_events_reindex_stats_and_visibility(stack: Stack) -> None:
                           files=files_of([png_bytes(31_000 + i) for i in range(3)], "sse")).json()
         job_id = body["job_id"]
         token = admin.headers["Authorization"].split()[1]
+        ticket = admin.post(f"/api/v1/jobs/{job_id}/events/ticket").json()["ticket"]
     url = f"{stack.url}/api/v1/jobs/{job_id}/events"
-    # EventSource cannot send headers: the token comes in the query string.
-    with httpx.stream("GET", url, params={"access_token": token}, timeout=120) as response:
+    # EventSource cannot send headers: a ticket for this stream comes in the query string.
+    with httpx.stream("GET", url, params={"ticket": ticket}, timeout=120) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = read_events(response)
@@ -41,8 +42,11 @@ def test_events_reindex_stats_and_visibility(stack: Stack) -> None:
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["progress"] == 1.0
     assert events[-1][1]["done"] == 3
     assert httpx.get(url).status_code == 401
-    assert httpx.get(url, params={"access_token": "forged"}).json()["error"]["code"] == \
-        "invalid_token"
+    # Login tokens never go in URLs: one in the query opens nothing.
+    assert httpx.get(url, params={"access_token": token}).json()["error"]["code"] == \
+        "not_authenticated"
+    assert httpx.get(url, params={"ticket": token}).json()["error"]["code"] == \
+        "invalid_ticket"
 
     with stack.admin_client() as admin:
         reindex = admin.post("/api/v1/admin/reindex")

@@ -165,4 +165,8 @@ export const api = {
   reconcile: () => request('/admin/reconcile', { method: 'POST' }),
   stats: () => request('/admin/stats'),
   job: (id) => request(`/jobs/${encodeURIComponent(id)}`),
+  /** A short-lived ticket opening this job's event stream (EventSource sends no token, and
+   * tokens never go in URLs): { ticket, expires_in }. */
+  jobEventsTicket: (id) =>
+    request(`/jobs/${encodeURIComponent(id)}/events/ticket`, { method: 'POST' }),
 }

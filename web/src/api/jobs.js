@@ -1,12 +1,13 @@
-// Follows a job until it finishes: server-sent events first (?access_token= because
-// EventSource cannot send headers), polling GET /jobs/{id} when the stream fails.
+// Follows a job until it finishes: server-sent events first, polling GET /jobs/{id} when
+// the stream fails. EventSource cannot send headers and tokens never go in URLs: the stream
+// opens with a short-lived ticket for this job's stream only (POST /jobs/{id}/events/ticket).
 
-import { api, getToken } from './client.js'
+import { api } from './client.js'
 
-const FINISHED = new Set(['succeeded', 'failed', 'done', 'completed', 'cancelled', 'partial'])
-
+// The server says whether a job has ended (`finished`: services/common/vocabulary.py holds
+// the job lifecycle); no copy of the statuses lives here.
 export function isFinished(job) {
-  return Boolean(job && (FINISHED.has(job.status) || job.finished_at))
+  return Boolean(job && job.finished)
 }
 
 /**
@@ -50,9 +51,16 @@ export function watchJob(jobId, onUpdate, { pollMs = 1000, useEvents = true } = 
     if (timer) clearTimeout(timer)
   }
 
-  if (useEvents && typeof EventSource !== 'undefined') {
-    const token = getToken()
-    const query = token ? `?access_token=${encodeURIComponent(token)}` : ''
+  const listen = async () => {
+    let ticket
+    try {
+      ticket = (await api.jobEventsTicket(jobId)).ticket
+    } catch {
+      poll()
+      return
+    }
+    if (stopped) return
+    const query = `?ticket=${encodeURIComponent(ticket)}`
     source = new EventSource(`/api/v1/jobs/${encodeURIComponent(jobId)}/events${query}`)
     const onData = (event) => {
       try {
@@ -76,13 +84,15 @@ export function watchJob(jobId, onUpdate, { pollMs = 1000, useEvents = true } = 
       }
     })
     source.onerror = () => {
+      // Also when the ticket has expired by a reconnect: polling needs none.
       if (stopped) return
       source.close()
       source = null
       poll()
     }
-  } else {
-    poll()
   }
+
+  if (useEvents && typeof EventSource !== 'undefined') listen()
+  else poll()
   return { stop, done }
 }
