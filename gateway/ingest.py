@@ -25,6 +25,7 @@ from services.common import gallery
 from services.common.errors import DomainError
 from services.common.gallery import CatalogCall, CheckedImage, ImageBeingDeleted, check_image
 from services.common.queue import INGEST, ingest_messages
+from services.common.vocabulary import JobKind, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,9 @@ async def start_job(state: GatewayState, kind: str, image_ids: list[int], *, cre
     if image_ids:
         await catalog.arequest("POST", f"/v1/jobs/{job['id']}/items",
                                json={"image_ids": image_ids})
-    elif kind in ("ingest", "delete"):
+    elif kind in (JobKind.ingest, JobKind.delete):
         job = (await catalog.arequest("POST", f"/v1/jobs/{job['id']}/finish",
-                                      json={"status": "succeeded"})).json()
+                                      json={"status": JobStatus.succeeded})).json()
     return job
 
 
@@ -132,7 +133,7 @@ async def upload(state: GatewayState, principal: Principal, files: list[UploadFi
         first = outcome.first_error
         raise UploadRejected(first.message, code=first.code, status=first.status,
                              detail={"rejected": [r.model_dump() for r in outcome.rejected]})
-    job = await start_job(state, "ingest", outcome.to_ingest, creator=principal.username,
+    job = await start_job(state, JobKind.ingest, outcome.to_ingest, creator=principal.username,
                           params={"on_near_duplicate": on_near_duplicate,
                                   "image_ids": outcome.to_ingest})
     await enqueue_ingest(state, int(job["id"]), outcome.to_ingest, on_near_duplicate)

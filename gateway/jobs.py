@@ -18,7 +18,7 @@ from gateway.schemas import JobAccepted, JobView, NearDuplicate
 from gateway.security import Principal
 from services.common.errors import DomainError, NotFound
 from services.common.queue import RECONCILE, REINDEX
-from services.common.vocabulary import JOB_FINISHED
+from services.common.vocabulary import JOB_FINISHED, JobKind
 
 
 def public_job(job: dict[str, Any],
@@ -75,7 +75,7 @@ async def near_duplicates(state: GatewayState, job: dict[str, Any]) -> list[Near
     kept ones (indexed, scored from the two stored vectors) and skipped ones (scored from
     the worker's note on the job item)."""
     ids = (job.get("params") or {}).get("image_ids") or []
-    if job.get("kind") != "ingest" or not ids:
+    if job.get("kind") != JobKind.ingest or not ids:
         return []
     noted: dict[int, float] = {}
     for item in job.get("items_skipped") or []:

@@ -29,7 +29,7 @@ from gateway.schemas import (
 )
 from services.common.errors import DomainError
 from services.common.http import ServiceClient
-from services.common.vocabulary import LISTED
+from services.common.vocabulary import LISTED, ImageStatus
 
 # Every page load asks for /config: the services' info is kept this long.
 INFO_TTL_S = 10.0
@@ -57,7 +57,7 @@ async def _indexed(client: ServiceClient) -> int | None:
         return (cached[1] or {}).get("indexed")
     try:
         counts = (await client.arequest("GET", "/v1/stats")).json().get("images") or {}
-        body: dict[str, Any] | None = {"indexed": int(counts.get("indexed", 0))}
+        body: dict[str, Any] | None = {"indexed": int(counts.get(ImageStatus.indexed, 0))}
     except (DomainError, httpx.HTTPError, ValueError, AttributeError):
         body = None
     _cache["gallery"] = (now, body)

@@ -334,7 +334,7 @@ def filename_contains(text: str) -> sa.ColumnElement[bool]:
     return sa.func.lower(Image.original_filename).like(f"%{escaped}%", escape=LIKE_ESCAPE)
 
 
-def ids_with_tags(*, session: Session, tags: Sequence[str], status: str | None = "indexed"
+def ids_with_tags(*, session: Session, tags: Sequence[str], status: str | None = ImageStatus.indexed
                   ) -> list[int]:
     """Ids (ascending) of images carrying every tag; for the index's allowed_ids filter."""
     names = tag_repo.normalize_tags(tags)

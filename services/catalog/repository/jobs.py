@@ -136,7 +136,7 @@ def register_items(*, session: Session, job_id: int, image_ids: Sequence[int],
     unique = list(dict.fromkeys(image_ids))
     for part in chunks(unique):
         _insert_missing_items(
-            session, [{"job_id": job_id, "image_id": i, "state": "pending", "error": None,
+            session, [{"job_id": job_id, "image_id": i, "state": ItemState.pending, "error": None,
                        "updated_at": now} for i in part])
     count = session.execute(
         sa.select(sa.func.count()).select_from(JobItem).where(JobItem.job_id == job_id)
@@ -162,14 +162,15 @@ def record_item(*, session: Session, job_id: int, image_id: int, state: str,
     elif (item.state, item.error) != (state, error):
         item.state, item.error, item.updated_at = state, error, utcnow()
     session.flush()
-    counts = dict.fromkeys(("pending", "done", "failed", "skipped"), 0)
+    counts: dict[str, int] = dict.fromkeys(tuple(ItemState), 0)
     rows = session.execute(
         sa.select(JobItem.state, sa.func.count()).where(JobItem.job_id == job_id)
         .group_by(JobItem.state)
     )
     for item_state, n in rows:
         counts[item_state] = int(n)
-    job.done, job.failed, job.skipped = counts["done"], counts["failed"], counts["skipped"]
+    job.done, job.failed, job.skipped = (counts[ItemState.done], counts[ItemState.failed],
+                                         counts[ItemState.skipped])
     job.total = max(job.total, sum(counts.values()))
     _start(job)
     session.commit()

@@ -248,7 +248,7 @@ def _finish(ctx: TaskContext, batch: _Batch, item: _Item, model: str,
     """pending -> indexed with the model, thumbnail and near duplicate of the vector upserted."""
     duplicate_of, score = duplicate
     if item.row["status"] == ImageStatus.indexed:
-        batch.settle(item.id, "indexed", ItemState.done)
+        batch.settle(item.id, ImageStatus.indexed, ItemState.done)
         return
     try:
         ctx.clients.catalog.transition(item.id, ImageStatus.pending, ImageStatus.indexed,
@@ -263,7 +263,7 @@ def _finish(ctx: TaskContext, batch: _Batch, item: _Item, model: str,
             return
     message = (f"near_duplicate_of={duplicate_of} score={score:.4f}"
                if duplicate_of is not None else None)
-    batch.settle(item.id, "indexed", ItemState.done, message)
+    batch.settle(item.id, ImageStatus.indexed, ItemState.done, message)
 
 
 def _near_duplicates(ctx: TaskContext, items: list[_Item], vectors: NDArray[np.float32],
