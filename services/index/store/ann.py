@@ -101,6 +101,9 @@ class AnnIndex:
         # (ids ascending, their labels) of the live labels, for filters: rebuilt after writes.
         self._by_id: tuple[Ids, Ids] | None = None
         self.trained_at = int(index.ntotal)
+        # Bumped by every add or removal: what was derived from the labels (a filter's
+        # bitmap) is stale when it changed.
+        self.version = 0
 
     @classmethod
     def build(cls, index_type: str, dim: int, params: FaissParams, ids: Ids,
@@ -174,6 +177,7 @@ class AnnIndex:
             self.tombstones += len(arr)
         self._bitmap = None
         self._by_id = None
+        self.version += 1
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         """(n,) unique ids, (n, dim) vectors; an id already present is replaced."""
@@ -190,6 +194,7 @@ class AnnIndex:
         self.next_label += len(ids)
         self._bitmap = None
         self._by_id = None
+        self.version += 1
 
     def remove(self, ids: Ids) -> None:
         labels = [self.id_to_label.pop(i) for i in ids.tolist() if i in self.id_to_label]
@@ -219,18 +224,26 @@ class AnnIndex:
             self._bitmap = bitmap
         return bitmap
 
-    def search(self, xq: Vectors, k: int, allowed_labels: Ids | None = None) -> Ids:
-        """(nq, dim) queries -> (nq, k) catalog ids of candidates (-1 where none)."""
+    def bitmap_of(self, labels: Ids) -> NDArray[np.uint8]:
+        """A bitmap over the labels with `labels` set (little-endian bits): one bit test
+        per code scanned, built in O(n / 8) vectorised (an IDSelectorBatch hashes every id
+        first). Valid until the next write (`version`)."""
+        mask = np.zeros(self.next_label, dtype=bool)
+        mask[labels] = True
+        return np.packbits(mask, bitorder="little")
+
+    def search(self, xq: Vectors, k: int, allowed_labels: Ids | None = None,
+               allowed_bitmap: NDArray[np.uint8] | None = None) -> Ids:
+        """(nq, dim) queries -> (nq, k) catalog ids of candidates (-1 where none), among
+        `allowed_labels` (or the labels set in `allowed_bitmap`, from `bitmap_of`)."""
         keep: list[Any] = []
         sel: Any = None
-        if allowed_labels is not None:
-            # A bitmap over the labels: one bit test per code scanned, and built in O(m)
-            # vectorised (an IDSelectorBatch hashes every id first).
-            mask = np.zeros(self.next_label, dtype=bool)
-            mask[allowed_labels] = True
-            bitmap = np.packbits(mask, bitorder="little")
-            keep.append(bitmap)
-            sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(bitmap))
+        if allowed_labels is not None and allowed_bitmap is None:
+            allowed_bitmap = self.bitmap_of(allowed_labels)
+        filtered = allowed_bitmap is not None
+        if allowed_bitmap is not None:
+            keep.append(allowed_bitmap)
+            sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(allowed_bitmap))
         elif self.tombstones:
             bitmap = self._live_bitmap()
             keep.append(bitmap)
@@ -238,7 +251,7 @@ class AnnIndex:
         if self.index_type == "hnsw":
             params: Any = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             ef = max(self.params.hnsw_ef_search, k)
-            if self.tombstones and sel is not None and allowed_labels is None:
+            if self.tombstones and sel is not None and not filtered:
                 # Tombstones take graph slots: widen the beam by the dead share (bounded).
                 ef = int(ef * min(self.next_label / max(self.live, 1), 8.0))
             params.efSearch = ef

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from services.index.store.ann import AnnIndex, Progress
 from services.index.store.errors import DimensionMismatch, InvalidIndexType, ModelMismatch
 from services.index.store.filters import (
+    Filter,
     empty_result,
     exact_over_store,
     fill_short,
@@ -38,6 +39,7 @@ from services.index.store.frozen import FrozenState, block_rows
 from services.index.store.params import FaissParams, check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 from services.index.store.rwlock import RWLock
+from services.index.store.tagsets import TagSets
 from services.index.store.vectorstore import StoreDtype, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,12 @@ class FaissIndex:
         self._frozen_ann: AnnIndex | None = None
         self._deferred: list[_Op] = []
         self._delta: dict[int, None] = {}
+        # Tag membership of catalog ids (filtered search names tags, not ids); kept apart
+        # from the vectors: an id may carry tags before its vector arrives.
+        self._tags = TagSets()
+        # The resolved filter of each tag combination searched lately, with the versions
+        # of the tags and of the structure it was resolved against.
+        self._filters: dict[tuple[str, ...], tuple[tuple[int, int, int], Filter]] = {}
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -206,9 +214,24 @@ class FaissIndex:
             if self._pending is not None:
                 self._pending.append(("upsert", ids, vectors))
 
+    def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
+        """Replace the tags of each id (tags[i] for ids[i])."""
+        with self._lock.write():
+            self._tags.set(np.asarray(ids, np.int64).tolist(), tags)
+
+    def tags_of(self, ids: Ids) -> list[list[str]]:
+        return self._tags.tags_of(np.asarray(ids, np.int64).tolist())
+
+    @property
+    def tags(self) -> TagSets:
+        return self._tags
+
     def remove(self, ids: Ids) -> int:
+        """Remove the vectors of `ids` and their tags (their images are gone)."""
         ids = np.unique(np.asarray(ids, np.int64))
         with self._lock.write():
+            if len(ids):
+                self._tags.drop(ids.tolist())
             if self._store is None or not len(ids):
                 return 0
             removed = self._store.remove(ids)
@@ -221,8 +244,9 @@ class FaissIndex:
             return len(removed)
 
     # -- reads ---------------------------------------------------------------------------
-    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None
-               ) -> tuple[NDArray[np.float32], Ids]:
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None,
+               tags: list[str] | None = None) -> tuple[NDArray[np.float32], Ids]:
+        """`tags`: only ids carrying every one of them (with `allowed_ids`: both)."""
         xq = np.ascontiguousarray(queries, dtype=np.float32)
         with self._lock.read():
             store = self._store
@@ -233,6 +257,12 @@ class FaissIndex:
                     f"the index holds {store.dim}-d vectors, not {xq.shape[1]}-d",
                     detail={"index_dim": store.dim, "given_dim": int(xq.shape[1])})
             delta = self._delta_ids()
+            if tags:
+                flt = self._tag_filter(tags)
+                if allowed_ids is not None:
+                    flt = Filter.of(self._ann, np.intersect1d(
+                        flt.allowed, np.asarray(allowed_ids, np.int64)), is_sorted=True)
+                return search_filtered(store, self._ann, xq, k, flt, self._params, delta)
             if allowed_ids is not None:
                 return search_filtered(store, self._ann, xq, k,
                                        np.asarray(allowed_ids, np.int64), self._params, delta)
@@ -246,6 +276,21 @@ class FaissIndex:
             D, I = rerank(store, xq, candidates, k)
             fill_short(store, xq, k, D, I, None, self._params)
             return D, I
+
+    def _tag_filter(self, tags: list[str]) -> Filter:
+        """The ids carrying every one of `tags`, resolved to labels: cached until the tags
+        or the structure change (the caller holds the read lock)."""
+        key = tuple(sorted(set(tags)))
+        ann = self._ann
+        version = (self._tags.version, id(ann), ann.version if ann is not None else 0)
+        cached = self._filters.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        flt = Filter.of(ann, self._tags.matching(key), is_sorted=True)
+        if len(self._filters) >= 64:  # a few tag combinations are searched at a time
+            self._filters.pop(next(iter(self._filters)))
+        self._filters[key] = (version, flt)
+        return flt
 
     def _delta_ids(self) -> Ids | None:
         """(m,) ids upserted while the approximate structure is frozen, else None."""
@@ -345,6 +390,7 @@ class FaissIndex:
                     "params": self._params.as_dict()}
             rows = store.freeze().n if store is not None else 0
             self._frozen_ann, self._deferred, self._delta = self._ann, [], {}
+            tags = self._tags.freeze()
 
         def read_rows(start: int, stop: int) -> tuple[Ids, Vectors]:
             assert store is not None
@@ -353,7 +399,7 @@ class FaissIndex:
 
         return FrozenState(meta=meta, rows=rows, dim=store.dim if store is not None else None,
                            read_rows=read_rows, ann=self._frozen_ann, store=store,
-                           dtype=store.dtype.str if store is not None else "<f4")
+                           dtype=store.dtype.str if store is not None else "<f4", tags=tags)
 
     def thaw(self, view: FrozenState) -> None:
         """End a snapshot: stop preserving rows, apply the queued writes to Faiss."""
@@ -388,6 +434,7 @@ class FaissIndex:
         with self._lock.write():
             self._model = meta.get("model")
             self._ann = None
+            self._tags = TagSets.from_arrays(*state["tags"]) if "tags" in state else TagSets()
             dim = meta.get("dim")
             if dim is None or "ids" not in state:
                 self._store = None
