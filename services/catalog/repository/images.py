@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from services.catalog.db.models import Image
 from services.catalog.db.types import utcnow
+from services.catalog.repository import counts
 from services.catalog.repository import tags as tag_repo
 from services.catalog.repository.errors import ImageNotFound, InvalidCursor, StatusConflict
-from services.catalog.repository.transitions import STATUSES, check_edge
+from services.catalog.repository.transitions import check_edge
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ def create_image(
         row, created = existing, False
     image_id = row.id
     tag_repo.attach(session=session, image_id=image_id, names=names)
+    if created:
+        counts.apply(session, {"pending": 1})
     session.commit()
     if created:
         logger.info("image %d created", image_id, extra={"image_id": image_id})
@@ -153,8 +157,11 @@ def transition(
         sa.update(Image).where(Image.id == image_id, Image.status == from_).values(**values)
         .execution_options(synchronize_session=False)
     )
+    changed = result.rowcount == 1  # type: ignore[attr-defined]
+    if changed:
+        counts.apply(session, counts.moved(from_, to))
     session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not changed:
         current = get_image(session=session, image_id=image_id)
         raise StatusConflict(
             f"image {image_id} is {current.status}, not {from_}",
@@ -175,13 +182,25 @@ def bulk_transition(
         check_edge(source, to)
     changed: list[int] = []
     unchanged: list[int] = []
+    deltas: Counter[str] = Counter()
     now = utcnow()
     for image_id in dict.fromkeys(ids):
-        result = session.execute(
-            sa.update(Image).where(Image.id == image_id, Image.status.in_(sources))
-            .values(status=to, updated_at=now).execution_options(synchronize_session=False)
-        )
-        (changed if result.rowcount == 1 else unchanged).append(image_id)  # type: ignore[attr-defined]
+        # The row's status under its lock says which count it leaves.
+        current = session.execute(
+            sa.select(Image.status).where(Image.id == image_id).with_for_update()
+        ).scalar_one_or_none()
+        result = None
+        if current in sources:
+            result = session.execute(
+                sa.update(Image).where(Image.id == image_id, Image.status == current)
+                .values(status=to, updated_at=now).execution_options(synchronize_session=False)
+            )
+        if result is not None and result.rowcount == 1:  # type: ignore[attr-defined]
+            changed.append(image_id)
+            deltas.update(counts.moved(str(current), to))
+        else:
+            unchanged.append(image_id)
+    counts.apply(session, deltas)
     session.commit()
     return changed, unchanged
 
@@ -214,13 +233,18 @@ def set_model(*, session: Session, ids: Sequence[int], model_id: str
 
 def delete_image(*, session: Session, image_id: int) -> None:
     """Remove the row (its tags go with it); only once it is `deleting` or `removed`."""
-    result = session.execute(
-        sa.delete(Image).where(Image.id == image_id,
-                               Image.status.in_(("deleting", "removed")))
-        .execution_options(synchronize_session=False)
-    )
+    gone = None
+    for status in ("deleting", "removed"):  # one status per DELETE: it says which count
+        result = session.execute(
+            sa.delete(Image).where(Image.id == image_id, Image.status == status)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            gone = status
+            counts.apply(session, {status: -1})
+            break
     session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if gone is None:
         current = get_image(session=session, image_id=image_id)
         raise StatusConflict(
             f"image {image_id} is {current.status}; only deleting or removed rows are deleted",
@@ -365,12 +389,8 @@ def remove_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> Imag
 
 
 def status_counts(*, session: Session) -> dict[str, int]:
-    """Rows per status; every status present, zero where none."""
-    counts = dict.fromkeys(STATUSES, 0)
-    rows = session.execute(sa.select(Image.status, sa.func.count()).group_by(Image.status))
-    for status, n in rows:
-        counts[status] = int(n)
-    return counts
+    """Rows per status; every status present, zero where none (the kept counts: O(1))."""
+    return counts.read(session)
 
 
 def stale(*, session: Session, status: str, older_than_s: float, limit: int
