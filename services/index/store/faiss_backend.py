@@ -40,7 +40,7 @@ from services.index.store.params import FaissParams, check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 from services.index.store.rwlock import RWLock
 from services.index.store.tagsets import TagSets
-from services.index.store.vectorstore import StoreDtype, VectorStore
+from services.index.store.vectorstore import StoreDtype, StoreReads, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +104,15 @@ class FaissIndex:
     """A thread-safe `VectorIndex` over Faiss. See the module docstring."""
 
     def __init__(self, index_type: str = "flat", params: FaissParams | None = None, *,
-                 store_dir: Path | None = None, store_dtype: StoreDtype = "float16") -> None:
-        """`store_dir`: keep the vectors in a file there (`store_dtype` rows), not in RAM."""
+                 store_dir: Path | None = None, store_dtype: StoreDtype = "float16",
+                 store_reads: StoreReads = "mmap") -> None:
+        """`store_dir`: keep the vectors in a file there (`store_dtype` rows), not in RAM;
+        re-ranking gathers rows from it through a mapping or by reads (`store_reads`)."""
         self._type = check_type(index_type)
         self._params = params or FaissParams()
         self._store_dir = store_dir
         self._store_dtype: StoreDtype = store_dtype
+        self._store_reads: StoreReads = store_reads
         # Called with (done, total) while a rebuild adds rows (the bench shows a bar).
         self.build_progress: Progress | None = None
         self._model: str | None = None
@@ -159,7 +162,8 @@ class FaissIndex:
     def _new_store(self, dim: int, capacity: int = 1024) -> VectorStore:
         # The store replaced (if any) is not closed here: a rebuild may still be reading
         # it; its file goes when the last reference does.
-        return VectorStore(dim, capacity, directory=self._store_dir, dtype=self._store_dtype)
+        return VectorStore(dim, capacity, directory=self._store_dir, dtype=self._store_dtype,
+                           reads=self._store_reads)
 
     def stats(self) -> IndexStats:
         with self._lock.read():
