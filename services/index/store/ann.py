@@ -8,6 +8,7 @@ time through an `IDSelectorBitmap` of live labels and dropped by a rebuild (comp
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -206,7 +207,13 @@ class AnnIndex:
 
     def labels_of_sorted(self, ids: Ids) -> Ids:
         """Labels of the live ones among (m,) ascending unique `ids`, without a loop over
-        them: a binary search in the live (id, label) pairs, kept until the next write."""
+        them in Python: a binary search in the live (id, label) pairs, kept until the next
+        write; or, when those pairs are stale and `ids` are a small share of the labels
+        (a tag filter while writes go on), the id -> label map looked up in C."""
+        if self._by_id is None and 4 * len(ids) < self.next_label:
+            labels = np.fromiter(map(self.id_to_label.get, ids.tolist(), itertools.repeat(-1)),
+                                 dtype=np.int64, count=len(ids))
+            return labels[labels >= 0]
         if self._by_id is None:
             live = np.flatnonzero(self.label_ids[: self.next_label] >= 0)
             order = np.argsort(self.label_ids[live], kind="stable")
