@@ -28,6 +28,10 @@ ADD_BLOCK_BYTES = 64 << 20  # float32 rows handed to Faiss per add while buildin
 
 Progress = Callable[[int, int], None]
 
+# A number per structure built, never reused (unlike `id()`): what a cached filter was
+# resolved against.
+_SERIALS = itertools.count(1)
+
 
 class RowSource(Protocol):
     """Rows to build from, read in blocks: the store, a frozen view of it, or arrays."""
@@ -105,6 +109,7 @@ class AnnIndex:
         # Bumped by every add or removal: what was derived from the labels (a filter's
         # bitmap) is stale when it changed.
         self.version = 0
+        self.serial = next(_SERIALS)
 
     @classmethod
     def build(cls, index_type: str, dim: int, params: FaissParams, ids: Ids,

@@ -132,6 +132,7 @@ class FaissIndex:
         # The resolved filter of each tag combination searched lately, with the versions
         # of the tags and of the structure it was resolved against.
         self._filters: dict[tuple[str, ...], tuple[tuple[int, int, int], Filter]] = {}
+        self._filters_mutex = threading.Lock()  # searches share the read lock
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -169,7 +170,7 @@ class FaissIndex:
         with self._lock.read():
             ann = self._ann
             nbytes = (self._store.nbytes if self._store is not None else 0) + (
-                ann.nbytes if ann is not None else 0)
+                ann.nbytes if ann is not None else 0) + self._tags.nbytes
             return IndexStats(
                 count=self.count, dim=self.dim, model=self._model, type=self._type,
                 tombstones=ann.tombstones if ann is not None else 0, bytes=nbytes,
@@ -286,14 +287,17 @@ class FaissIndex:
         or the structure change (the caller holds the read lock)."""
         key = tuple(sorted(set(tags)))
         ann = self._ann
-        version = (self._tags.version, id(ann), ann.version if ann is not None else 0)
-        cached = self._filters.get(key)
+        version = (self._tags.version, ann.serial if ann is not None else 0,
+                   ann.version if ann is not None else 0)
+        with self._filters_mutex:
+            cached = self._filters.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
         flt = Filter.of(ann, self._tags.matching(key), is_sorted=True)
-        if len(self._filters) >= 64:  # a few tag combinations are searched at a time
-            self._filters.pop(next(iter(self._filters)))
-        self._filters[key] = (version, flt)
+        with self._filters_mutex:
+            if len(self._filters) >= 64:  # a few tag combinations are searched at a time
+                self._filters.pop(next(iter(self._filters)))
+            self._filters[key] = (version, flt)
         return flt
 
     def _delta_ids(self) -> Ids | None:
