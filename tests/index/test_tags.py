@@ -113,3 +113,36 @@ def test_tagsets_match_a_plain_dict_oracle() -> None:
     again = TagSets.from_arrays(*TagSets.to_arrays(frozen))
     assert again.tags_of(range(1, 200)) == [sorted(oracle.get(i, set()))
                                             for i in range(1, 200)]
+
+
+def test_label_lookups_agree_across_dense_and_sparse_ids() -> None:
+    """A filter's labels from the dense id -> label array (catalog ids count up) equal the
+    binary search's, through replaces and removes, and after an id far out of range."""
+    from services.index.store.ann import AnnIndex
+    from services.index.store.params import FaissParams
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    ids = np.arange(3000, dtype=np.int64) * 2
+    ann = AnnIndex.build("ivf_sq8", 16, FaissParams(ivf_nlist=8, train_min=100), ids, x)
+    ask = np.sort(rng.choice(7000, 900, replace=False)).astype(np.int64)
+
+    def by_search() -> list[int]:
+        ann._dense, ann._by_id = None, None
+        saved, ann._dense_ok = ann._dense_ok, lambda top: False  # type: ignore[method-assign]
+        try:
+            return sorted(ann.labels_of_sorted(ask).tolist())
+        finally:
+            ann._dense_ok = saved  # type: ignore[method-assign]
+
+    assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()
+    ann.labels_of_sorted(ask)  # the dense array now exists and is kept by the writes below
+    ann.add(ids[:50], x[50:100])  # replaced: new labels
+    ann.remove(ids[100:200])
+    ann.add(np.arange(6000, 6100, dtype=np.int64), x[:100])  # grows the dense array
+    assert ann._dense is not None
+    assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()
+    ann.labels_of_sorted(ask)
+    ann.add(np.asarray([10**9], np.int64), x[:1])  # too sparse now: the other lookups
+    assert ann._dense is None
+    assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()

@@ -105,6 +105,10 @@ class AnnIndex:
         self._bitmap: NDArray[np.uint8] | None = None
         # (ids ascending, their labels) of the live labels, for filters: rebuilt after writes.
         self._by_id: tuple[Ids, Ids] | None = None
+        # The label of each id, indexed by id (-1: none), while the ids are dense enough
+        # (catalog ids count up): a filter's labels are one gather, kept up to date by
+        # every write instead of rebuilt after it. None: not built, or ids too sparse.
+        self._dense: Ids | None = None
         self.trained_at = int(index.ntotal)
         # Bumped by every add or removal: what was derived from the labels (a filter's
         # bitmap) is stale when it changed.
@@ -176,6 +180,8 @@ class AnnIndex:
         if not labels:
             return
         arr = np.asarray(labels, dtype=np.int64)
+        if self._dense is not None:
+            self._dense[self.label_ids[arr]] = -1
         self.label_ids[arr] = -1
         if self.removes:
             self.index.remove_ids(faiss.IDSelectorBatch(arr))
@@ -197,6 +203,12 @@ class AnnIndex:
             self.index.add_with_ids(x, labels)
         self.label_ids[labels] = ids
         self.id_to_label.update(zip(ids.tolist(), labels.tolist(), strict=True))
+        if self._dense is not None and len(ids):
+            top = int(ids.max())
+            if top >= len(self._dense):
+                self._dense = self._grown_dense(top)
+            if self._dense is not None:
+                self._dense[ids] = labels
         self.next_label += len(ids)
         self._bitmap = None
         self._by_id = None
@@ -210,11 +222,42 @@ class AnnIndex:
         return np.asarray([self.id_to_label[i] for i in ids.tolist() if i in self.id_to_label],
                           dtype=np.int64)
 
+    def _dense_ok(self, top: int) -> bool:
+        return top < 4 * len(self.id_to_label) + 4096
+
+    def _grown_dense(self, top: int) -> Ids | None:
+        """The dense map grown to hold id `top` (doubling), or None if ids got too sparse."""
+        if self._dense is None or not self._dense_ok(top):
+            return None
+        grown = np.full(max(top + 1, 2 * len(self._dense)), -1, dtype=np.int64)
+        grown[: len(self._dense)] = self._dense
+        return grown
+
+    def _dense_labels(self) -> Ids | None:
+        """The label of each id, by id, built once (O(n)) when the ids are dense."""
+        if self._dense is None:
+            live = np.flatnonzero(self.label_ids[: self.next_label] >= 0)
+            if not len(live):
+                return None
+            top = int(self.label_ids[live].max())
+            if not self._dense_ok(top):
+                return None
+            dense = np.full(top + 1, -1, dtype=np.int64)
+            dense[self.label_ids[live]] = live
+            self._dense = dense
+        return self._dense
+
     def labels_of_sorted(self, ids: Ids) -> Ids:
         """Labels of the live ones among (m,) ascending unique `ids`, without a loop over
-        them in Python: a binary search in the live (id, label) pairs, kept until the next
-        write; or, when those pairs are stale and `ids` are a small share of the labels
-        (a tag filter while writes go on), the id -> label map looked up in C."""
+        them in Python: a gather from the dense id -> label array (catalog ids are dense),
+        else a binary search in the live (id, label) pairs, kept until the next write, or,
+        when those pairs are stale and `ids` are a small share of the labels (a tag filter
+        while writes go on), the id -> label map looked up in C."""
+        dense = self._dense_labels()
+        if dense is not None:
+            inside = ids[: int(np.searchsorted(ids, len(dense)))]
+            labels = dense[inside]
+            return labels[labels >= 0]
         if self._by_id is None and 4 * len(ids) < self.next_label:
             labels = np.fromiter(map(self.id_to_label.get, ids.tolist(), itertools.repeat(-1)),
                                  dtype=np.int64, count=len(ids))
