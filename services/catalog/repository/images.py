@@ -92,24 +92,31 @@ def create_image(
     added in both cases.
     """
     names = tag_repo.normalize_tags(tags)
-    now = utcnow()
-    row = Image(
-        sha256=sha256, original_filename=original_filename, storage_key=storage_key,
-        mime=mime, width=width, height=height, bytes=bytes, status="pending",
-        uploader=uploader, created_at=now, updated_at=now,
-    )
-    try:
-        session.add(row)
-        session.flush()
-        created = True
-    except IntegrityError:
-        session.rollback()
-        existing = session.execute(
-            sa.select(Image).where(Image.sha256 == sha256)
-        ).scalar_one_or_none()
-        if existing is None:  # the conflict was not the sha256: a real error
-            raise
-        row, created = existing, False
+    for attempt in range(3):
+        now = utcnow()
+        row = Image(
+            sha256=sha256, original_filename=original_filename, storage_key=storage_key,
+            mime=mime, width=width, height=height, bytes=bytes, status="pending",
+            uploader=uploader, created_at=now, updated_at=now,
+        )
+        try:
+            session.add(row)
+            session.flush()
+            created = True
+            break
+        except IntegrityError:
+            session.rollback()
+            existing = session.execute(
+                sa.select(Image).where(Image.sha256 == sha256)
+            ).scalar_one_or_none()
+            if existing is not None:
+                row, created = existing, False
+                break
+            # The row that refused ours was deleted before we read it (a delete finishing
+            # at that moment): insert again; a conflict that is not the sha256 keeps
+            # failing and is raised.
+            if attempt == 2:
+                raise
     image_id = row.id
     tag_repo.attach(session=session, image_id=image_id, names=names)
     if created:
