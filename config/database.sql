@@ -3,7 +3,7 @@
 --   mysql -u root -p < config/database.sql
 --
 -- Creates the database `image_search` (keep database.db_name in config/config.yaml the same)
--- and every table at migration revision 0002_user_token_version, recorded in alembic_version so the
+-- and every table at migration revision 0003_image_status_counts, recorded in alembic_version so the
 -- service's own migrations (`imgsearch db upgrade`, or at start with migrate_on_start) carry
 -- on from here. Safe to run again: nothing that exists is touched.
 -- A test keeps this file identical to the migrations (tests/catalog/test_schema.py).
@@ -118,4 +118,21 @@ CREATE TABLE IF NOT EXISTS job_items (
     INDEX ix_job_items_job_id_state (job_id, state)
 ) ENGINE=InnoDB CHARSET=utf8mb4;
 
-INSERT IGNORE INTO alembic_version (version_num) VALUES ('0002_user_token_version');
+-- Rows per image status (stats read these instead of counting every image); kept exact by
+-- the catalog in the transaction of every insert, status change and delete.
+CREATE TABLE IF NOT EXISTS image_status_counts (
+    status VARCHAR(16) NOT NULL,
+    n BIGINT NOT NULL,
+    CONSTRAINT pk_image_status_counts PRIMARY KEY (status),
+    CONSTRAINT ck_image_status_counts_status
+        CHECK (status IN ('pending', 'indexed', 'failed', 'deleting', 'removed'))
+) ENGINE=InnoDB CHARSET=utf8mb4;
+
+INSERT IGNORE INTO image_status_counts (status, n)
+    SELECT s.status, (SELECT COUNT(*) FROM images WHERE images.status = s.status)
+    FROM (SELECT 'pending' AS status UNION ALL SELECT 'indexed' UNION ALL SELECT 'failed'
+          UNION ALL SELECT 'deleting' UNION ALL SELECT 'removed') AS s;
+
+-- One revision row: a database at an older revision is now at this one.
+DELETE FROM alembic_version WHERE version_num IN ('0001_initial', '0002_user_token_version');
+INSERT IGNORE INTO alembic_version (version_num) VALUES ('0003_image_status_counts');

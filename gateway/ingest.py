@@ -68,13 +68,23 @@ def _catalog_call(state: GatewayState) -> CatalogCall:
     return call
 
 
+def _index_tags(state: GatewayState) -> gallery.IndexTags:
+    index = state.upstreams.index
+
+    def put(image_id: int, tags: list[str]) -> None:
+        index.request("PUT", "/v1/tags", json={"ids": [image_id], "tags": [tags]})
+
+    return put
+
+
 async def register(state: GatewayState, image: CheckedImage, *, tags: list[str],
                    uploader: str, outcome: UploadOutcome) -> None:
     """Store one checked image and create (or find) its catalog row (`services.common.gallery`,
     the same steps as the workers' bulk ingest)."""
     try:
         added = await run_in_threadpool(gallery.register, _catalog_call(state), state.images_dir,
-                                        image, tags=tags, uploader=uploader)
+                                        image, tags=tags, uploader=uploader,
+                                        index_tags=_index_tags(state))
     except ImageBeingDeleted as exc:
         outcome.reject(image.filename, exc)
         return

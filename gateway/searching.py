@@ -1,5 +1,5 @@
-"""Search aggregation: a query vector -> index (over-fetched, tag-filtered) -> catalog rows
-that are `indexed` and whose file exists -> one page of results.
+"""Search aggregation: a query vector -> index (over-fetched, filtered by the tags the index
+holds) -> catalog rows that are `indexed` and whose file exists -> one page of results.
 
 Invariant 1 of the design lives here: an id the index returns is shown only when the catalog
 says `indexed` *now* (a row marked `deleting` vanishes at once) and its file is on disk.
@@ -21,6 +21,7 @@ from gateway.sketch import normalise_sketch
 from services.common.errors import NotFound
 from services.common.images import probe_image
 from services.common.storage import InvalidStorageKey, resolve
+from services.common.tags import tag_key
 from services.common.vocabulary import SEARCHABLE, ImageStatus, Role
 
 # Rounds of doubling the index fetch when filtered-out rows leave the page short.
@@ -121,13 +122,10 @@ def result_of(image: dict[str, Any], score: float, urls: dict[str, str]) -> Sear
     )
 
 
-async def allowed_ids(state: GatewayState, tags: tuple[str, ...]) -> list[int] | None:
-    if not tags:
-        return None
-    response = await state.upstreams.catalog.arequest(
-        "POST", "/v1/images/ids", json={"tags": list(tags), "status": ImageStatus.indexed})
-    ids: list[int] = response.json()["ids"]
-    return ids
+def carries(image: dict[str, Any], tags: set[str]) -> bool:
+    """The catalog row has every one of `tags` (the index's tag sets are a copy kept in
+    step and repaired by reconcile; the row decides)."""
+    return tags <= set(image.get("tags") or ())
 
 
 async def search_page(state: GatewayState, query: QueryVector, params: SearchParams,
@@ -135,34 +133,36 @@ async def search_page(state: GatewayState, query: QueryVector, params: SearchPar
                       started: float | None = None) -> SearchPage:
     """One page of results for `query` (the shape of docs/api.md's result page)."""
     started = started if started is not None else time.perf_counter()
-    allowed = await allowed_ids(state, params.tags)
     hits: list[tuple[dict[str, Any], float]] = []
     exhausted = True
-    if allowed is None or allowed:
-        # The index answers at most `index.max_k` hits: the deepest page ends there.
-        max_fetch = state.settings.index_max_k
-        want = params.offset + params.k
-        fetch = min(max_fetch, want + max(state.settings.search_overfetch, want // 2))
-        for _ in range(MAX_ROUNDS):
-            body: dict[str, Any] = {"vectors": [query.vector], "k": fetch}
-            if allowed is not None:
-                body["allowed_ids"] = allowed
-            if query.model:
-                body["model"] = query.model
-            result = (await state.upstreams.index.arequest(
-                "POST", "/v1/search", json=body)).json()["results"][0]
-            pairs = [(int(i), float(s)) for i, s in zip(result["ids"], result["scores"],
-                                                        strict=False) if int(i) >= 0]
-            exhausted = len(result["ids"]) < fetch
-            rows = await state.upstreams.lookup([i for i, _ in pairs], status=ImageStatus.indexed)
-            by_id = {row["id"]: row for row in rows}
-            hits = [(by_id[i], s) for i, s in pairs
-                    if i in by_id and s >= params.min_score and file_exists(state, by_id[i])]
-            below = bool(pairs) and pairs[-1][1] < params.min_score
-            if len(hits) >= want or exhausted or below or fetch >= max_fetch:
-                exhausted = exhausted or below
-                break
-            fetch = min(max_fetch, fetch * 2)
+    wanted = {tag_key(t) for t in params.tags}
+    # The index answers at most `index.max_k` hits: the deepest page ends there.
+    max_fetch = state.settings.index_max_k
+    want = params.offset + params.k
+    fetch = min(max_fetch, want + max(state.settings.search_overfetch, want // 2))
+    for _ in range(MAX_ROUNDS):
+        body: dict[str, Any] = {"vectors": [query.vector], "k": fetch}
+        if params.tags:
+            # The index holds each image's tags: the filter names them, no id list
+            # travels (a 10% tag at 10M images would be a million ids per query).
+            body["tags"] = list(params.tags)
+        if query.model:
+            body["model"] = query.model
+        result = (await state.upstreams.index.arequest(
+            "POST", "/v1/search", json=body)).json()["results"][0]
+        pairs = [(int(i), float(s)) for i, s in zip(result["ids"], result["scores"],
+                                                    strict=False) if int(i) >= 0]
+        exhausted = len(result["ids"]) < fetch
+        rows = await state.upstreams.lookup([i for i, _ in pairs], status=ImageStatus.indexed)
+        by_id = {row["id"]: row for row in rows}
+        hits = [(by_id[i], s) for i, s in pairs
+                if i in by_id and s >= params.min_score and carries(by_id[i], wanted)
+                and file_exists(state, by_id[i])]
+        below = bool(pairs) and pairs[-1][1] < params.min_score
+        if len(hits) >= want or exhausted or below or fetch >= max_fetch:
+            exhausted = exhausted or below
+            break
+        fetch = min(max_fetch, fetch * 2)
     page = hits[params.offset:params.offset + params.k]
     return SearchPage(
         results=[result_of(image, score, image_urls(state, image, principal))

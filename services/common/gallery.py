@@ -33,6 +33,8 @@ from services.common.vocabulary import GONE, ImageStatus
 
 # (method, path, JSON body) -> the catalog's JSON answer; raises DomainError on an error answer
 CatalogCall = Callable[[str, str, dict[str, Any]], Any]
+# (image id, its tags now) -> the index holds them (PUT /v1/tags on the index service).
+IndexTags = Callable[[int, list[str]], None]
 
 class ImageBeingDeleted(DomainError):
     """The same image exists and is being deleted: it cannot be added until that finishes."""
@@ -84,9 +86,11 @@ def discard(images_dir: Path, key: str) -> None:
 
 
 def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: list[str],
-             uploader: str | None) -> Registered:
+             uploader: str | None, index_tags: IndexTags | None = None) -> Registered:
     """Store `image` and create or find its row; raises `ImageBeingDeleted` (nothing changed
-    but the tags) when the same image is being deleted."""
+    but the tags) when the same image is being deleted. Tags added to an existing row go to
+    the index too (`index_tags`): its search filters by the tags it holds. A new row's tags
+    reach the index with its vector (the ingest upsert carries them)."""
     key, new_file = store(images_dir, image)
     try:
         body = call("POST", "/v1/images", {
@@ -108,6 +112,8 @@ def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: 
             detail={"id": image_id})
     if tags:
         row = call("POST", f"/v1/images/{image_id}/tags", {"tags": tags})
+        if index_tags is not None:
+            index_tags(image_id, list(row.get("tags") or []))
     if status == ImageStatus.failed:
         # A failed image added again is another try, not a duplicate.
         try:

@@ -23,6 +23,9 @@ class IndexSettings(SectionSettings, section="index"):
     # auto (disk for ivf_sq8 / ivf_pq, memory for flat / hnsw). Chosen when the index opens.
     vector_store: Literal["auto", "memory", "disk"] = "auto"
     vector_dtype: Literal["float16", "float32"] = "float16"
+    # How re-ranking gathers rows from the disk store: mmap (a read-only mapping, one
+    # vectorised gather) | pread (a read per run of rows).
+    vector_reads: Literal["mmap", "pread"] = "mmap"
     snapshot_every: int = Field(default=10000, ge=1)
     hnsw_m: int = Field(default=32, ge=4)
     hnsw_ef_construction: int = Field(default=200, ge=8)

@@ -8,6 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from services.common.tags import tag_key
 from services.common.vectors import InvalidVectors, parse_vectors
 from services.index.config import IndexSettings
 from services.index.schemas import (
@@ -23,6 +24,11 @@ from services.index.schemas import (
     SnapshotResponse,
     StagingRequest,
     StatsResponse,
+    TagCounts,
+    TagsOf,
+    TagsOfRequest,
+    TagsRequest,
+    TagsSet,
     UpsertRequest,
     UpsertResponse,
 )
@@ -68,6 +74,12 @@ def _upsert_arrays(body: UpsertRequest, settings: IndexSettings) -> tuple[Ids, V
     return ids, vectors
 
 
+def _tag_lists(ids: Ids, tags: list[list[str]]) -> list[list[str]]:
+    if len(tags) != len(ids):
+        raise InvalidIds(f"{len(ids)} ids for {len(tags)} tag lists")
+    return [sorted({tag_key(t) for t in names if tag_key(t)}) for names in tags]
+
+
 def build_router(token_check: Any) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(token_check)], tags=["index"])
 
@@ -75,8 +87,32 @@ def build_router(token_check: Any) -> APIRouter:
     async def upsert(body: UpsertRequest, request: Request) -> UpsertResponse:
         """Insert or replace vectors; acknowledged once the write-ahead log is on disk."""
         ids, vectors = _upsert_arrays(body, _settings(request))
-        count = await run_in_threadpool(_manager(request).upsert, ids, vectors, body.model)
+        tags = _tag_lists(ids, body.tags) if body.tags is not None else None
+        manager = _manager(request)
+        count = await run_in_threadpool(manager.upsert, ids, vectors, body.model)
+        if tags is not None:
+            await run_in_threadpool(manager.set_tags, ids, tags)
         return UpsertResponse(upserted=len(ids), count=count)
+
+    @router.put("/tags", response_model=TagsSet)
+    async def set_tags(body: TagsRequest, request: Request) -> TagsSet:
+        """Replace the tags of ids; acknowledged once the write-ahead log is on disk."""
+        ids = _ids(body.ids, _settings(request))
+        tags = _tag_lists(ids, body.tags)
+        await run_in_threadpool(_manager(request).set_tags, ids, tags)
+        return TagsSet(updated=len(ids))
+
+    @router.post("/tags/get", response_model=TagsOf)
+    async def tags_of(body: TagsOfRequest, request: Request) -> TagsOf:
+        """The tags held for each id (reconcile compares them with the catalog's)."""
+        ids = _ids(body.ids, _settings(request))
+        tags = await run_in_threadpool(_manager(request).tags_of, ids)
+        return TagsOf(ids=ids.tolist(), tags=tags)
+
+    @router.get("/tags", response_model=TagCounts)
+    async def tag_counts(request: Request) -> TagCounts:
+        """Ids per tag held by the index."""
+        return TagCounts(tags=await run_in_threadpool(_manager(request).tag_counts))
 
     @router.delete("/vectors", response_model=RemoveResponse)
     async def remove(body: RemoveRequest, request: Request) -> RemoveResponse:
@@ -87,7 +123,8 @@ def build_router(token_check: Any) -> APIRouter:
 
     @router.post("/search", response_model=SearchResponse)
     async def search(body: SearchRequest, request: Request) -> SearchResponse:
-        """Nearest neighbours by inner product, best first, optionally among allowed ids."""
+        """Nearest neighbours by inner product, best first, optionally among allowed ids
+        and/or the ids carrying every one of `tags`."""
         settings = _settings(request)
         if body.k > settings.max_k:
             raise InvalidVectors(f"k={body.k} is above the limit {settings.max_k}",
@@ -97,8 +134,9 @@ def build_router(token_check: Any) -> APIRouter:
         if body.allowed_ids is not None:
             allowed = np.asarray([i for i in body.allowed_ids if 0 <= i <= INT64_MAX],
                                  dtype=np.int64)
+        tags = sorted({tag_key(t) for t in body.tags}) if body.tags else None
         D, I = await run_in_threadpool(_manager(request).search, queries, body.k, allowed,
-                                       body.model)
+                                       body.model, tags)
         results = []
         for d, i in zip(D, I, strict=True):
             keep = i >= 0
@@ -147,8 +185,11 @@ def build_router(token_check: Any) -> APIRouter:
     async def upsert_staging(body: UpsertRequest, request: Request) -> UpsertResponse:
         """Fill the staging index (same body as PUT /v1/vectors)."""
         ids, vectors = _upsert_arrays(body, _settings(request))
-        count = await run_in_threadpool(_manager(request).upsert_staging, ids, vectors,
-                                        body.model)
+        tags = _tag_lists(ids, body.tags) if body.tags is not None else None
+        manager = _manager(request)
+        count = await run_in_threadpool(manager.upsert_staging, ids, vectors, body.model)
+        if tags is not None:
+            await run_in_threadpool(manager.staging_or_raise().set_tags, ids, tags)
         return UpsertResponse(upserted=len(ids), count=count)
 
     @router.post("/staging/commit")

@@ -20,6 +20,33 @@ class VectorsBody(BaseModel):
 class UpsertRequest(VectorsBody):
     ids: list[int]
     model: str = Field(min_length=1, max_length=200)
+    # The catalog tags of each id (tags[i] for ids[i]), replacing those held; absent: the
+    # tags held are kept.
+    tags: list[list[str]] | None = None
+
+
+class TagsRequest(BaseModel):
+    """Replace the tags of each id (tags[i] for ids[i]; [] clears them)."""
+
+    ids: list[int]
+    tags: list[list[str]]
+
+
+class TagsOfRequest(BaseModel):
+    ids: list[int]
+
+
+class TagsOf(BaseModel):
+    ids: list[int]
+    tags: list[list[str]]
+
+
+class TagsSet(BaseModel):
+    updated: int
+
+
+class TagCounts(BaseModel):
+    tags: dict[str, int]
 
 
 class UpsertResponse(BaseModel):
@@ -39,6 +66,8 @@ class RemoveResponse(BaseModel):
 class SearchRequest(VectorsBody):
     k: int = Field(default=10, ge=1)
     allowed_ids: list[int] | None = None
+    # Only ids carrying every one of these tags (the membership the index holds).
+    tags: list[str] | None = Field(default=None, max_length=100)
     model: str | None = None
 
 

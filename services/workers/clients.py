@@ -155,9 +155,29 @@ class IndexApi:
         return {"ids": ids, "vectors_b64": encode_b64(vectors), "dim": int(vectors.shape[1]),
                 "model": model}
 
-    def upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
-        """(n,) ids, (n, d) float32 vectors; acknowledged once durable in the index."""
-        self.client.request("PUT", "/v1/vectors", json=self._vectors_body(ids, vectors, model))
+    def upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str,
+               tags: list[list[str]] | None = None) -> None:
+        """(n,) ids, (n, d) float32 vectors, and each id's catalog tags (replacing those the
+        index holds; None keeps them); acknowledged once durable in the index."""
+        body = self._vectors_body(ids, vectors, model)
+        if tags is not None:
+            body["tags"] = tags
+        self.client.request("PUT", "/v1/vectors", json=body)
+
+    def set_tags(self, ids: list[int], tags: list[list[str]]) -> None:
+        """Replace the tags the index holds for `ids` (tags[i] for ids[i])."""
+        if ids:
+            self.client.request("PUT", "/v1/tags", json={"ids": ids, "tags": tags})
+
+    def set_tag(self, image_id: int, tags: list[str]) -> None:
+        self.set_tags([image_id], [tags])
+
+    def tags_of(self, ids: list[int]) -> dict[int, list[str]]:
+        """The tags the index holds for each of `ids`."""
+        if not ids:
+            return {}
+        data = self.client.request("POST", "/v1/tags/get", json={"ids": ids}).json()
+        return {int(i): list(t) for i, t in zip(data["ids"], data["tags"], strict=True)}
 
     def remove(self, ids: list[int]) -> None:
         if ids:
@@ -193,9 +213,12 @@ class IndexApi:
     def staging_create(self, model: str, dim: int) -> None:
         self.client.request("POST", "/v1/staging", json={"model": model, "dim": dim})
 
-    def staging_upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
-        self.client.request("PUT", "/v1/staging/vectors",
-                            json=self._vectors_body(ids, vectors, model))
+    def staging_upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str,
+                       tags: list[list[str]] | None = None) -> None:
+        body = self._vectors_body(ids, vectors, model)
+        if tags is not None:
+            body["tags"] = tags
+        self.client.request("PUT", "/v1/staging/vectors", json=body)
 
     def staging_commit(self) -> None:
         self.client.request("POST", "/v1/staging/commit")

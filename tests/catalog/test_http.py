@@ -11,8 +11,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from services.catalog.db.models import Base
+from services.catalog.repository import counts
 from tests.catalog.conftest import BACKENDS, sha
 from tests.helpers.procs import ServiceProcess
 
@@ -64,9 +66,11 @@ def catalog(served: tuple[str, str, str]) -> Iterator[httpx.Client]:
     """A client of the module's catalog process, its tables emptied first."""
     base_url, token, db_url = served
     engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
+    with Session(engine) as session:
         for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
+            session.execute(table.delete())
+        counts.recount(session)  # the kept counts of the emptied table: zeros
+        session.commit()
     engine.dispose()
     with httpx.Client(base_url=base_url, timeout=30,
                       headers={"X-Internal-Token": token}) as client:

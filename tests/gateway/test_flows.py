@@ -63,6 +63,32 @@ def test_upload_search_delete(stack: Stack) -> None:
         response = admin.post("/api/v1/search", data={"image_id": str(ids[0]), "tags": "other"})
         assert response.json()["results"] == []
 
+        # Tag filters are answered by the index from the tags it holds: the ingest upsert
+        # carried them; a tag added by uploading an image again reaches the index at once.
+        def tagged(tags: str) -> set[int]:
+            response = admin.post("/api/v1/search", data={"image_id": str(ids[0]),
+                                                           "k": "200", "tags": tags})
+            assert response.status_code == 200, response.text
+            return {hit["id"] for hit in response.json()["results"]}
+
+        assert tagged("flow") == set(ids)
+        again = admin.post("/api/v1/admin/images", files=files_of(blobs[:3]),
+                           data={"tags": "Extra"})
+        assert [img["id"] for img in again.json()["images"]] == ids[:3]
+        assert tagged("extra") == tagged("EXTRA,flow") == set(ids[:3])
+        with stack.internal("index") as index:
+            assert index.post("/v1/tags/get", json={"ids": ids[:1]}).json()["tags"] == [
+                ["extra", "flow", "test"]]
+            # Drift (a tag change the index missed) is repaired by reconcile from the catalog.
+            index.put("/v1/tags", json={"ids": ids[:2], "tags": [[], ["stray"]]})
+        assert tagged("extra") == {ids[2]} and tagged("stray") == set()  # the row decides
+        job = admin.post("/api/v1/admin/reconcile").json()
+        assert stack.wait_job(admin, job["job_id"])["status"] == "succeeded"
+        assert tagged("extra") == set(ids[:3])
+        with stack.internal("index") as index:
+            assert index.post("/v1/tags/get", json={"ids": ids[1:2]}).json()["tags"] == [
+                ["extra", "flow", "test"]]
+
         rows = {row["id"]: row for row in admin.get(
             "/api/v1/images", params={"limit": 100}).json()["images"]}
 
@@ -80,6 +106,9 @@ def test_upload_search_delete(stack: Stack) -> None:
         assert victim not in search_ids(admin, ids[0], k=200)
         assert stack.wait_job(admin, response.json()["job_id"])["status"] == "succeeded"
         gone_everywhere(victim)
+        assert tagged("extra") == {ids[0], ids[2]}
+        with stack.internal("index") as index:  # its tags left the index with its vector
+            assert index.post("/v1/tags/get", json={"ids": [victim]}).json()["tags"] == [[]]
 
         # Delete a batch of 20.
         batch = ids[2:22]

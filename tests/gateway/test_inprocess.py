@@ -81,6 +81,12 @@ def test_upload_queues_one_job_and_search_finds_the_image(client: TestClient,
     assert by_id["results"][0]["id"] == 3 and by_id["query"]["kind"] == "id"
     tagged = client.post("/api/v1/search", data={"image_id": "1", "tags": "dogs"}).json()
     assert tagged["results"] == [] and tagged["total"] == 0
+    # The filter is the index's: the tags it holds, named in the search.
+    cats = client.post("/api/v1/search", data={"image_id": "1", "tags": "Cats"}).json()
+    assert sorted(r["id"] for r in cats["results"]) == [1, 2, 3]
+    standins.index.tags[2].clear()  # a stale copy in the index hides an image, never adds one
+    cats = client.post("/api/v1/search", data={"image_id": "1", "tags": "cats"}).json()
+    assert sorted(r["id"] for r in cats["results"]) == [1, 3]
 
 
 def test_deleting_hides_an_image_at_once(client: TestClient, standins: StandIns) -> None:

@@ -27,6 +27,7 @@ from PIL import Image
 
 from gateway.clients import Upstreams
 from services.common.http import ServiceClient
+from services.common.tags import tag_key
 
 DIM = 8
 MODEL = "standin-vit/0123456789ab"
@@ -163,6 +164,8 @@ class Catalog:
 @dataclass
 class Index:
     vectors: dict[int, list[float]] = field(default_factory=dict)
+    # Each image's tags as the index holds them (PUT /v1/tags, carried by the ingest).
+    tags: dict[int, set[str]] = field(default_factory=dict)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -176,9 +179,15 @@ class Index:
             ids = [i for i in body["ids"] if i in self.vectors]
             return httpx.Response(200, json={"ids": ids,
                                              "vectors": [self.vectors[i] for i in ids]})
+        if path == "/v1/tags":
+            for image_id, names in zip(body["ids"], body["tags"], strict=True):
+                self.tags[image_id] = {tag_key(t) for t in names}
+            return httpx.Response(200, json={"updated": len(body["ids"])})
         if path == "/v1/search":
             allowed = body.get("allowed_ids")
-            ids = [i for i in self.vectors if allowed is None or i in allowed]
+            wanted = {tag_key(t) for t in body.get("tags") or ()}
+            ids = [i for i in self.vectors if (allowed is None or i in allowed)
+                   and wanted <= self.tags.get(i, set())]
             q = np.asarray(body["vectors"][0], dtype=np.float32)
             scored = sorted(((float(np.dot(q, self.vectors[i])), i) for i in ids), reverse=True)
             top = scored[:body["k"]]
@@ -296,4 +305,5 @@ class StandIns:
                 row = self.catalog.images[image_id]
                 data = (images_dir / row["storage_key"]).read_bytes()
                 self.index.vectors[image_id] = vector_of(data)
+                self.index.tags[image_id] = {tag_key(t) for t in row.get("tags") or ()}
                 row.update(status="indexed", model_id=MODEL)

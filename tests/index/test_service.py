@@ -1,5 +1,6 @@
 """The index service as a real process over HTTP: the contract, its errors, staging, and
-SIGKILL during a stream of concurrent writes (every acknowledged write survives)."""
+SIGKILL during a stream of concurrent writes of vectors and tags (every acknowledged write
+survives)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ def test_contract_and_errors(service: ServiceProcess, internal_token: str) -> No
     assert [h["ids"][0] for h in hits] == [0, 1] and len(hits[0]["scores"]) == 3
     r = c.post("/v1/search", json={"vectors": xb[:1].tolist(), "k": 5, "allowed_ids": [7, 9]})
     assert sorted(r.json()["results"][0]["ids"]) == [7, 9]
+    r = c.put("/v1/tags", json={"ids": [7, 9, 11], "tags": [["Beach"], ["beach", "sea"], []]})
+    assert r.json() == {"updated": 3}
+    r = c.post("/v1/search", json={"vectors": xb[:1].tolist(), "k": 5, "tags": ["BEACH "]})
+    assert sorted(r.json()["results"][0]["ids"]) == [7, 9]
+    assert c.post("/v1/tags/get", json={"ids": [9, 7, 11]}).json() == {
+        "ids": [9, 7, 11], "tags": [["beach", "sea"], ["beach"], []]}
+    assert c.get("/v1/tags").json() == {"tags": {"beach": 2, "sea": 1}}
+    r = c.put("/v1/tags", json={"ids": [7], "tags": [["a"], ["b"]]})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_ids")
     errors = [
         (c.put("/v1/vectors", json={"ids": [1], "vectors": [[0.1] * DIM], "model": "other"}),
          409, "model_mismatch"),
@@ -146,6 +156,7 @@ class _Writer(threading.Thread):
                                    timeout=10)
         self.base, self.rng = base, random.Random(seed)
         self.acked: dict[int, list[float] | None] = {}
+        self.tags: dict[int, list[str]] = {}  # acknowledged tags of each id
         self.in_flight: set[int] = set()
         self.count = 0
 
@@ -154,19 +165,28 @@ class _Writer(threading.Thread):
             ids = [self.base + self.rng.randrange(60) for _ in range(self.rng.randint(1, 4))]
             ids = list(dict.fromkeys(ids))
             self.in_flight = set(ids)
+            tags = [sorted(self.rng.sample(["red", "sea", "cat"], self.rng.randint(0, 2)))
+                    for _ in ids]
             try:
-                if self.rng.random() < 0.7:
+                roll = self.rng.random()
+                if roll < 0.55:
                     vecs = np.random.default_rng([self.base, self.count]).standard_normal(
                         (len(ids), DIM)).astype(np.float32)
                     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)  # self is the best hit
                     r = self.client.put("/v1/vectors", json={
-                        "ids": ids, "vectors": vecs.tolist(), "model": MODEL})
+                        "ids": ids, "vectors": vecs.tolist(), "model": MODEL, "tags": tags})
                     r.raise_for_status()
                     self.acked.update(zip(ids, vecs.tolist(), strict=True))
+                    self.tags.update(zip(ids, tags, strict=True))
+                elif roll < 0.7:
+                    r = self.client.put("/v1/tags", json={"ids": ids, "tags": tags})
+                    r.raise_for_status()
+                    self.tags.update(zip(ids, tags, strict=True))
                 else:
                     r = self.client.request("DELETE", "/v1/vectors", json={"ids": ids})
                     r.raise_for_status()
                     self.acked.update(dict.fromkeys(ids))
+                    self.tags.update({i: [] for i in ids})
             except httpx.HTTPError:
                 return
             self.in_flight = set()
@@ -201,6 +221,16 @@ def test_sigkill_during_concurrent_writes_loses_no_acknowledged_write(
             np.testing.assert_allclose(
                 np.asarray(got["vectors"]),
                 stored(index_type, np.asarray([settled[i] for i in present])), rtol=1e-6)
+            tagged = [i for i in w.tags if i not in w.in_flight]
+            held = c.post("/v1/tags/get", json={"ids": tagged}).json()["tags"]
+            assert held == [w.tags[i] for i in tagged], "an acknowledged tag change is lost"
+        # Filtered search by tag returns the live ids holding it, and only those.
+        red = {i for w in writers for i, t in w.tags.items()
+               if "red" in t and i not in w.in_flight and w.acked.get(i) is not None}
+        unsure = {i for w in writers for i in w.in_flight}
+        hits = c.post("/v1/search", json={"vectors": [[1.0] * DIM], "k": 250,
+                                          "tags": ["red"]}).json()["results"][0]["ids"]
+        assert red <= set(hits) <= red | unsure
         # Every live vector is found by search (also for approximate types).
         stats = c.get("/v1/stats").json()
         assert stats["type"] == index_type and stats["trained"], stats

@@ -156,12 +156,14 @@ class FakeIndex:
         self.staging_model: str | None = None
         self.down = False
         self.upserts = 0
+        self.tags: dict[int, list[str]] = {}
 
     def _check(self) -> None:
         if self.down:
             raise TransientUpstream("index unreachable")
 
-    def upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
+    def upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str,
+               tags: list[list[str]] | None = None) -> None:
         self._check()
         if self.model not in (None, model):
             raise DomainError("model mismatch", code="model_mismatch", status=409)
@@ -169,11 +171,26 @@ class FakeIndex:
         self.upserts += 1
         for i, v in zip(ids, vectors, strict=True):
             self.vectors[i] = v
+        if tags is not None:
+            self.set_tags(ids, tags)
+
+    def set_tags(self, ids: list[int], tags: list[list[str]]) -> None:
+        self._check()
+        for i, t in zip(ids, tags, strict=True):
+            self.tags[i] = sorted(t)
+
+    def set_tag(self, image_id: int, tags: list[str]) -> None:
+        self.set_tags([image_id], [tags])
+
+    def tags_of(self, ids: list[int]) -> dict[int, list[str]]:
+        self._check()
+        return {i: self.tags.get(i, []) for i in ids}
 
     def remove(self, ids: list[int]) -> None:
         self._check()
         for i in ids:
             self.vectors.pop(i, None)
+            self.tags.pop(i, None)
             if self.staging is not None:
                 self.staging.pop(i, None)
 
@@ -202,7 +219,8 @@ class FakeIndex:
     def staging_create(self, model: str, dim: int) -> None:
         self.staging, self.staging_model = {}, model
 
-    def staging_upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str) -> None:
+    def staging_upsert(self, ids: list[int], vectors: NDArray[np.float32], model: str,
+                       tags: list[list[str]] | None = None) -> None:
         assert self.staging is not None
         for i, v in zip(ids, vectors, strict=True):
             self.staging[i] = v

@@ -158,10 +158,11 @@ def test_deleted_while_ingesting_leaves_no_vector(env: Any) -> None:
     image_id = stored(ctx, clients, make_png(10))
     original = clients.index.upsert
 
-    def upsert_then_delete(ids: list[int], vectors: Any, model: str) -> None:
+    def upsert_then_delete(ids: list[int], vectors: Any, model: str,
+                           tags: list[list[str]] | None = None) -> None:
         clients.catalog.transition(image_id, "pending", "deleting")
         delete(ctx, image_id)  # the delete task ran before our upsert landed
-        original(ids, vectors, model)
+        original(ids, vectors, model, tags)
 
     clients.index.upsert = upsert_then_delete
     assert ingest(ctx, image_id) == "skipped"
@@ -416,3 +417,21 @@ def test_near_duplicates_within_one_batch_are_found(env: Any) -> None:
     assert clients.catalog.images[ids[1]]["near_duplicate_of"] == ids[0]
     # The third resembles the second, which was skipped: it names the image kept.
     assert clients.catalog.images[ids[2]]["near_duplicate_of"] == ids[0]
+
+
+def test_ingest_carries_tags_and_reconcile_resyncs_them(env: Any) -> None:
+    ctx, clients, _ = env
+    a = stored(ctx, clients, make_png(30), tags=["beach", "sea"])
+    b = stored(ctx, clients, make_png(31), tags=["sea"])
+    ingest(ctx, a)
+    ingest(ctx, b)
+    assert clients.index.tags == {a: ["beach", "sea"], b: ["sea"]}
+    clients.index.tags[a] = ["stray"]           # a change the index missed
+    clients.catalog.images[b]["tags"] = ["sea", "sun"]
+    report = reconcile(ctx)
+    assert report["tags_synced"] == 2
+    assert clients.index.tags == {a: ["beach", "sea"], b: ["sea", "sun"]}
+    assert reconcile(ctx)["tags_synced"] == 0
+    clients.catalog.transition(a, "indexed", "deleting")
+    delete(ctx, a)
+    assert a not in clients.index.tags

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.catalog.db.models import Image
 from services.catalog.db.types import utcnow
+from services.catalog.repository import counts
 from services.catalog.repository import tags as tag_repo
 from services.catalog.repository.errors import ImageNotFound, InvalidCursor
 from services.catalog.repository.transitions import check_edge
@@ -92,26 +94,35 @@ def create_image(
     added in both cases.
     """
     names = tag_repo.normalize_tags(tags)
-    now = utcnow()
-    row = Image(
-        sha256=sha256, original_filename=original_filename, storage_key=storage_key,
-        mime=mime, width=width, height=height, bytes=bytes, status=ImageStatus.pending,
-        uploader=uploader, created_at=now, updated_at=now,
-    )
-    try:
-        session.add(row)
-        session.flush()
-        created = True
-    except IntegrityError:
-        session.rollback()
-        existing = session.execute(
-            sa.select(Image).where(Image.sha256 == sha256)
-        ).scalar_one_or_none()
-        if existing is None:  # the conflict was not the sha256: a real error
-            raise
-        row, created = existing, False
+    for attempt in range(3):
+        now = utcnow()
+        row = Image(
+            sha256=sha256, original_filename=original_filename, storage_key=storage_key,
+            mime=mime, width=width, height=height, bytes=bytes, status=ImageStatus.pending,
+            uploader=uploader, created_at=now, updated_at=now,
+        )
+        try:
+            session.add(row)
+            session.flush()
+            created = True
+            break
+        except IntegrityError:
+            session.rollback()
+            existing = session.execute(
+                sa.select(Image).where(Image.sha256 == sha256)
+            ).scalar_one_or_none()
+            if existing is not None:
+                row, created = existing, False
+                break
+            # The row that refused ours was deleted before we read it (a delete finishing
+            # at that moment): insert again; a conflict that is not the sha256 keeps
+            # failing and is raised.
+            if attempt == 2:
+                raise
     image_id = row.id
     tag_repo.attach(session=session, image_id=image_id, names=names)
+    if created:
+        counts.apply(session, {ImageStatus.pending: 1})
     session.commit()
     if created:
         logger.info("image %d created", image_id, extra={"image_id": image_id})
@@ -155,8 +166,11 @@ def transition(
         sa.update(Image).where(Image.id == image_id, Image.status == from_).values(**values)
         .execution_options(synchronize_session=False)
     )
+    changed = result.rowcount == 1  # type: ignore[attr-defined]
+    if changed:
+        counts.apply(session, counts.moved(from_, to))
     session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not changed:
         current = get_image(session=session, image_id=image_id)
         raise StatusConflict(f"image {image_id} is {current.status}, not {from_}",
                              image_id=image_id, current=current.status, expected=from_)
@@ -175,13 +189,25 @@ def bulk_transition(
         check_edge(source, to)
     changed: list[int] = []
     unchanged: list[int] = []
+    deltas: Counter[str] = Counter()
     now = utcnow()
     for image_id in dict.fromkeys(ids):
-        result = session.execute(
-            sa.update(Image).where(Image.id == image_id, Image.status.in_(sources))
-            .values(status=to, updated_at=now).execution_options(synchronize_session=False)
-        )
-        (changed if result.rowcount == 1 else unchanged).append(image_id)  # type: ignore[attr-defined]
+        # The row's status under its lock says which count it leaves.
+        current = session.execute(
+            sa.select(Image.status).where(Image.id == image_id).with_for_update()
+        ).scalar_one_or_none()
+        result = None
+        if current in sources:
+            result = session.execute(
+                sa.update(Image).where(Image.id == image_id, Image.status == current)
+                .values(status=to, updated_at=now).execution_options(synchronize_session=False)
+            )
+        if result is not None and result.rowcount == 1:  # type: ignore[attr-defined]
+            changed.append(image_id)
+            deltas.update(counts.moved(str(current), to))
+        else:
+            unchanged.append(image_id)
+    counts.apply(session, deltas)
     session.commit()
     return changed, unchanged
 
@@ -214,13 +240,18 @@ def set_model(*, session: Session, ids: Sequence[int], model_id: str
 
 def delete_image(*, session: Session, image_id: int) -> None:
     """Remove the row (its tags go with it); only once it is `deleting` or `removed`."""
-    result = session.execute(
-        sa.delete(Image).where(Image.id == image_id,
-                               Image.status.in_(sorted(GONE)))
-        .execution_options(synchronize_session=False)
-    )
+    gone = None
+    for status in sorted(GONE):  # one status per DELETE: it says which count
+        result = session.execute(
+            sa.delete(Image).where(Image.id == image_id, Image.status == status)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            gone = status
+            counts.apply(session, {status: -1})
+            break
     session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if gone is None:
         current = get_image(session=session, image_id=image_id)
         raise StatusConflict(
             f"image {image_id} is {current.status}; only deleting or removed rows are deleted",
@@ -363,12 +394,8 @@ def remove_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> Imag
 
 
 def status_counts(*, session: Session) -> dict[str, int]:
-    """Rows per status; every status present, zero where none."""
-    counts = dict.fromkeys((s.value for s in ImageStatus), 0)
-    rows = session.execute(sa.select(Image.status, sa.func.count()).group_by(Image.status))
-    for status, n in rows:
-        counts[status] = int(n)
-    return counts
+    """Rows per status; every status present, zero where none (the kept counts: O(1))."""
+    return counts.read(session)
 
 
 def stale(*, session: Session, status: str, older_than_s: float, limit: int

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.catalog.db.models import Image, ImageTag, Tag
 from services.catalog.repository.errors import InvalidTag
+from services.common.tags import tag_key
 
 MAX_TAG_LENGTH = 64
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f,]")
@@ -27,7 +28,7 @@ def normalize_tags(tags: Iterable[str]) -> list[str]:
     """
     out: list[str] = []
     for raw in tags:
-        name = raw.strip().lower()
+        name = tag_key(raw)
         if not name or len(name) > MAX_TAG_LENGTH or _FORBIDDEN.search(name):
             raise InvalidTag(
                 f"a tag is 1-{MAX_TAG_LENGTH} characters without commas or control characters",

@@ -8,6 +8,7 @@ time through an `IDSelectorBitmap` of live labels and dropped by a rebuild (comp
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,10 @@ logger = logging.getLogger(__name__)
 ADD_BLOCK_BYTES = 64 << 20  # float32 rows handed to Faiss per add while building
 
 Progress = Callable[[int, int], None]
+
+# A number per structure built, never reused (unlike `id()`): what a cached filter was
+# resolved against.
+_SERIALS = itertools.count(1)
 
 
 class RowSource(Protocol):
@@ -100,7 +105,15 @@ class AnnIndex:
         self._bitmap: NDArray[np.uint8] | None = None
         # (ids ascending, their labels) of the live labels, for filters: rebuilt after writes.
         self._by_id: tuple[Ids, Ids] | None = None
+        # The label of each id, indexed by id (-1: none), while the ids are dense enough
+        # (catalog ids count up): a filter's labels are one gather, kept up to date by
+        # every write instead of rebuilt after it. None: not built, or ids too sparse.
+        self._dense: Ids | None = None
         self.trained_at = int(index.ntotal)
+        # Bumped by every add or removal: what was derived from the labels (a filter's
+        # bitmap) is stale when it changed.
+        self.version = 0
+        self.serial = next(_SERIALS)
 
     @classmethod
     def build(cls, index_type: str, dim: int, params: FaissParams, ids: Ids,
@@ -167,6 +180,8 @@ class AnnIndex:
         if not labels:
             return
         arr = np.asarray(labels, dtype=np.int64)
+        if self._dense is not None:
+            self._dense[self.label_ids[arr]] = -1
         self.label_ids[arr] = -1
         if self.removes:
             self.index.remove_ids(faiss.IDSelectorBatch(arr))
@@ -174,6 +189,7 @@ class AnnIndex:
             self.tombstones += len(arr)
         self._bitmap = None
         self._by_id = None
+        self.version += 1
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         """(n,) unique ids, (n, dim) vectors; an id already present is replaced."""
@@ -187,9 +203,16 @@ class AnnIndex:
             self.index.add_with_ids(x, labels)
         self.label_ids[labels] = ids
         self.id_to_label.update(zip(ids.tolist(), labels.tolist(), strict=True))
+        if self._dense is not None and len(ids):
+            top = int(ids.max())
+            if top >= len(self._dense):
+                self._dense = self._grown_dense(top)
+            if self._dense is not None:
+                self._dense[ids] = labels
         self.next_label += len(ids)
         self._bitmap = None
         self._by_id = None
+        self.version += 1
 
     def remove(self, ids: Ids) -> None:
         labels = [self.id_to_label.pop(i) for i in ids.tolist() if i in self.id_to_label]
@@ -199,9 +222,46 @@ class AnnIndex:
         return np.asarray([self.id_to_label[i] for i in ids.tolist() if i in self.id_to_label],
                           dtype=np.int64)
 
+    def _dense_ok(self, top: int) -> bool:
+        return top < 4 * len(self.id_to_label) + 4096
+
+    def _grown_dense(self, top: int) -> Ids | None:
+        """The dense map grown to hold id `top` (doubling), or None if ids got too sparse."""
+        if self._dense is None or not self._dense_ok(top):
+            return None
+        grown = np.full(max(top + 1, 2 * len(self._dense)), -1, dtype=np.int64)
+        grown[: len(self._dense)] = self._dense
+        return grown
+
+    def _dense_labels(self) -> Ids | None:
+        """The label of each id, by id, built once (O(n)) when the ids are dense."""
+        if self._dense is None:
+            live = np.flatnonzero(self.label_ids[: self.next_label] >= 0)
+            if not len(live):
+                return None
+            top = int(self.label_ids[live].max())
+            if not self._dense_ok(top):
+                return None
+            dense = np.full(top + 1, -1, dtype=np.int64)
+            dense[self.label_ids[live]] = live
+            self._dense = dense
+        return self._dense
+
     def labels_of_sorted(self, ids: Ids) -> Ids:
         """Labels of the live ones among (m,) ascending unique `ids`, without a loop over
-        them: a binary search in the live (id, label) pairs, kept until the next write."""
+        them in Python: a gather from the dense id -> label array (catalog ids are dense),
+        else a binary search in the live (id, label) pairs, kept until the next write, or,
+        when those pairs are stale and `ids` are a small share of the labels (a tag filter
+        while writes go on), the id -> label map looked up in C."""
+        dense = self._dense_labels()
+        if dense is not None:
+            inside = ids[: int(np.searchsorted(ids, len(dense)))]
+            labels = dense[inside]
+            return labels[labels >= 0]
+        if self._by_id is None and 4 * len(ids) < self.next_label:
+            labels = np.fromiter(map(self.id_to_label.get, ids.tolist(), itertools.repeat(-1)),
+                                 dtype=np.int64, count=len(ids))
+            return labels[labels >= 0]
         if self._by_id is None:
             live = np.flatnonzero(self.label_ids[: self.next_label] >= 0)
             order = np.argsort(self.label_ids[live], kind="stable")
@@ -219,18 +279,26 @@ class AnnIndex:
             self._bitmap = bitmap
         return bitmap
 
-    def search(self, xq: Vectors, k: int, allowed_labels: Ids | None = None) -> Ids:
-        """(nq, dim) queries -> (nq, k) catalog ids of candidates (-1 where none)."""
+    def bitmap_of(self, labels: Ids) -> NDArray[np.uint8]:
+        """A bitmap over the labels with `labels` set (little-endian bits): one bit test
+        per code scanned, built in O(n / 8) vectorised (an IDSelectorBatch hashes every id
+        first). Valid until the next write (`version`)."""
+        mask = np.zeros(self.next_label, dtype=bool)
+        mask[labels] = True
+        return np.packbits(mask, bitorder="little")
+
+    def search(self, xq: Vectors, k: int, allowed_labels: Ids | None = None,
+               allowed_bitmap: NDArray[np.uint8] | None = None) -> Ids:
+        """(nq, dim) queries -> (nq, k) catalog ids of candidates (-1 where none), among
+        `allowed_labels` (or the labels set in `allowed_bitmap`, from `bitmap_of`)."""
         keep: list[Any] = []
         sel: Any = None
-        if allowed_labels is not None:
-            # A bitmap over the labels: one bit test per code scanned, and built in O(m)
-            # vectorised (an IDSelectorBatch hashes every id first).
-            mask = np.zeros(self.next_label, dtype=bool)
-            mask[allowed_labels] = True
-            bitmap = np.packbits(mask, bitorder="little")
-            keep.append(bitmap)
-            sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(bitmap))
+        if allowed_labels is not None and allowed_bitmap is None:
+            allowed_bitmap = self.bitmap_of(allowed_labels)
+        filtered = allowed_bitmap is not None
+        if allowed_bitmap is not None:
+            keep.append(allowed_bitmap)
+            sel = faiss.IDSelectorBitmap(self.next_label, faiss.swig_ptr(allowed_bitmap))
         elif self.tombstones:
             bitmap = self._live_bitmap()
             keep.append(bitmap)
@@ -238,7 +306,7 @@ class AnnIndex:
         if self.index_type == "hnsw":
             params: Any = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             ef = max(self.params.hnsw_ef_search, k)
-            if self.tombstones and sel is not None and allowed_labels is None:
+            if self.tombstones and sel is not None and not filtered:
                 # Tombstones take graph slots: widen the beam by the dead share (bounded).
                 ef = int(ef * min(self.next_label / max(self.live, 1), 8.0))
             params.efSearch = ef

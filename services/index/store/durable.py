@@ -29,7 +29,14 @@ from services.index.store.errors import DimensionMismatch, ModelMismatch
 from services.index.store.faiss_backend import FaissIndex
 from services.index.store.genmeta import GenerationMeta
 from services.index.store.protocol import Ids, IndexStats, Vectors
-from services.index.store.wal import WriteAheadLog, decode, encode_remove, encode_upsert
+from services.index.store.wal import (
+    WriteAheadLog,
+    decode,
+    decode_tags,
+    encode_remove,
+    encode_tags,
+    encode_upsert,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +76,10 @@ class DurableIndex:
 
         for rec_seq, payload in read_records(self.directory, after=seq):
             op, ids, vectors, model = decode(payload)
-            if op == "upsert":
+            tagged = decode_tags(payload) if op == "tags" else None
+            if tagged is not None:
+                self.backend.set_tags(*tagged)
+            elif op == "upsert":
                 assert vectors is not None and model is not None
                 self.backend.upsert(ids, vectors, model)
             else:
@@ -133,6 +143,22 @@ class DurableIndex:
             self._since_snapshot += 1
         self._wal.sync(seq)
 
+    def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
+        """Replace the tags of each id; logged like vectors, so they survive a crash."""
+        if not len(ids):
+            return
+        with self._mutex:
+            seq = self._wal.append(encode_tags(ids, tags))
+            self.backend.set_tags(ids, tags)
+            self._since_snapshot += 1
+        self._wal.sync(seq)
+
+    def tags_of(self, ids: Ids) -> list[list[str]]:
+        return self.backend.tags_of(ids)
+
+    def tag_counts(self) -> dict[str, int]:
+        return self.backend.tags.counts()
+
     def remove(self, ids: Ids) -> int:
         if not len(ids):
             return 0
@@ -143,14 +169,14 @@ class DurableIndex:
         self._wal.sync(seq)
         return removed
 
-    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None
-               ) -> tuple[NDArray[np.float32], Ids]:
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None,
+               tags: list[str] | None = None) -> tuple[NDArray[np.float32], Ids]:
         if self.dim is not None and queries.shape[1] != self.dim:
             raise DimensionMismatch(f"the index holds {self.dim}-d vectors, "
                                     f"not {queries.shape[1]}-d",
                                     detail={"index_dim": self.dim,
                                             "given_dim": int(queries.shape[1])})
-        return self.backend.search(queries, k, allowed_ids)
+        return self.backend.search(queries, k, allowed_ids, tags)
 
     def get(self, ids: Ids) -> tuple[Ids, Vectors]:
         return self.backend.get(ids)

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from services.index.store.ann import AnnIndex, Progress
 from services.index.store.errors import DimensionMismatch, InvalidIndexType, ModelMismatch
 from services.index.store.filters import (
+    Filter,
     empty_result,
     exact_over_store,
     fill_short,
@@ -38,7 +39,8 @@ from services.index.store.frozen import FrozenState, block_rows
 from services.index.store.params import FaissParams, check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 from services.index.store.rwlock import RWLock
-from services.index.store.vectorstore import StoreDtype, VectorStore
+from services.index.store.tagsets import TagSets
+from services.index.store.vectorstore import StoreDtype, StoreReads, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +104,15 @@ class FaissIndex:
     """A thread-safe `VectorIndex` over Faiss. See the module docstring."""
 
     def __init__(self, index_type: str = "flat", params: FaissParams | None = None, *,
-                 store_dir: Path | None = None, store_dtype: StoreDtype = "float16") -> None:
-        """`store_dir`: keep the vectors in a file there (`store_dtype` rows), not in RAM."""
+                 store_dir: Path | None = None, store_dtype: StoreDtype = "float16",
+                 store_reads: StoreReads = "mmap") -> None:
+        """`store_dir`: keep the vectors in a file there (`store_dtype` rows), not in RAM;
+        re-ranking gathers rows from it through a mapping or by reads (`store_reads`)."""
         self._type = check_type(index_type)
         self._params = params or FaissParams()
         self._store_dir = store_dir
         self._store_dtype: StoreDtype = store_dtype
+        self._store_reads: StoreReads = store_reads
         # Called with (done, total) while a rebuild adds rows (the bench shows a bar).
         self.build_progress: Progress | None = None
         self._model: str | None = None
@@ -121,6 +126,13 @@ class FaissIndex:
         self._frozen_ann: AnnIndex | None = None
         self._deferred: list[_Op] = []
         self._delta: dict[int, None] = {}
+        # Tag membership of catalog ids (filtered search names tags, not ids); kept apart
+        # from the vectors: an id may carry tags before its vector arrives.
+        self._tags = TagSets()
+        # The resolved filter of each tag combination searched lately, with the versions
+        # of the tags and of the structure it was resolved against.
+        self._filters: dict[tuple[str, ...], tuple[tuple[int, int, int], Filter]] = {}
+        self._filters_mutex = threading.Lock()  # searches share the read lock
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -151,13 +163,14 @@ class FaissIndex:
     def _new_store(self, dim: int, capacity: int = 1024) -> VectorStore:
         # The store replaced (if any) is not closed here: a rebuild may still be reading
         # it; its file goes when the last reference does.
-        return VectorStore(dim, capacity, directory=self._store_dir, dtype=self._store_dtype)
+        return VectorStore(dim, capacity, directory=self._store_dir, dtype=self._store_dtype,
+                           reads=self._store_reads)
 
     def stats(self) -> IndexStats:
         with self._lock.read():
             ann = self._ann
             nbytes = (self._store.nbytes if self._store is not None else 0) + (
-                ann.nbytes if ann is not None else 0)
+                ann.nbytes if ann is not None else 0) + self._tags.nbytes
             return IndexStats(
                 count=self.count, dim=self.dim, model=self._model, type=self._type,
                 tombstones=ann.tombstones if ann is not None else 0, bytes=nbytes,
@@ -206,9 +219,24 @@ class FaissIndex:
             if self._pending is not None:
                 self._pending.append(("upsert", ids, vectors))
 
+    def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
+        """Replace the tags of each id (tags[i] for ids[i])."""
+        with self._lock.write():
+            self._tags.set(np.asarray(ids, np.int64).tolist(), tags)
+
+    def tags_of(self, ids: Ids) -> list[list[str]]:
+        return self._tags.tags_of(np.asarray(ids, np.int64).tolist())
+
+    @property
+    def tags(self) -> TagSets:
+        return self._tags
+
     def remove(self, ids: Ids) -> int:
+        """Remove the vectors of `ids` and their tags (their images are gone)."""
         ids = np.unique(np.asarray(ids, np.int64))
         with self._lock.write():
+            if len(ids):
+                self._tags.drop(ids.tolist())
             if self._store is None or not len(ids):
                 return 0
             removed = self._store.remove(ids)
@@ -221,8 +249,9 @@ class FaissIndex:
             return len(removed)
 
     # -- reads ---------------------------------------------------------------------------
-    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None
-               ) -> tuple[NDArray[np.float32], Ids]:
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None,
+               tags: list[str] | None = None) -> tuple[NDArray[np.float32], Ids]:
+        """`tags`: only ids carrying every one of them (with `allowed_ids`: both)."""
         xq = np.ascontiguousarray(queries, dtype=np.float32)
         with self._lock.read():
             store = self._store
@@ -233,6 +262,12 @@ class FaissIndex:
                     f"the index holds {store.dim}-d vectors, not {xq.shape[1]}-d",
                     detail={"index_dim": store.dim, "given_dim": int(xq.shape[1])})
             delta = self._delta_ids()
+            if tags:
+                flt = self._tag_filter(tags)
+                if allowed_ids is not None:
+                    flt = Filter.of(self._ann, np.intersect1d(
+                        flt.allowed, np.asarray(allowed_ids, np.int64)), is_sorted=True)
+                return search_filtered(store, self._ann, xq, k, flt, self._params, delta)
             if allowed_ids is not None:
                 return search_filtered(store, self._ann, xq, k,
                                        np.asarray(allowed_ids, np.int64), self._params, delta)
@@ -246,6 +281,24 @@ class FaissIndex:
             D, I = rerank(store, xq, candidates, k)
             fill_short(store, xq, k, D, I, None, self._params)
             return D, I
+
+    def _tag_filter(self, tags: list[str]) -> Filter:
+        """The ids carrying every one of `tags`, resolved to labels: cached until the tags
+        or the structure change (the caller holds the read lock)."""
+        key = tuple(sorted(set(tags)))
+        ann = self._ann
+        version = (self._tags.version, ann.serial if ann is not None else 0,
+                   ann.version if ann is not None else 0)
+        with self._filters_mutex:
+            cached = self._filters.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        flt = Filter.of(ann, self._tags.matching(key), is_sorted=True)
+        with self._filters_mutex:
+            if len(self._filters) >= 64:  # a few tag combinations are searched at a time
+                self._filters.pop(next(iter(self._filters)))
+            self._filters[key] = (version, flt)
+        return flt
 
     def _delta_ids(self) -> Ids | None:
         """(m,) ids upserted while the approximate structure is frozen, else None."""
@@ -345,6 +398,7 @@ class FaissIndex:
                     "params": self._params.as_dict()}
             rows = store.freeze().n if store is not None else 0
             self._frozen_ann, self._deferred, self._delta = self._ann, [], {}
+            tags = self._tags.freeze()
 
         def read_rows(start: int, stop: int) -> tuple[Ids, Vectors]:
             assert store is not None
@@ -353,7 +407,7 @@ class FaissIndex:
 
         return FrozenState(meta=meta, rows=rows, dim=store.dim if store is not None else None,
                            read_rows=read_rows, ann=self._frozen_ann, store=store,
-                           dtype=store.dtype.str if store is not None else "<f4")
+                           dtype=store.dtype.str if store is not None else "<f4", tags=tags)
 
     def thaw(self, view: FrozenState) -> None:
         """End a snapshot: stop preserving rows, apply the queued writes to Faiss."""
@@ -388,6 +442,7 @@ class FaissIndex:
         with self._lock.write():
             self._model = meta.get("model")
             self._ann = None
+            self._tags = TagSets.from_arrays(*state["tags"]) if "tags" in state else TagSets()
             dim = meta.get("dim")
             if dim is None or "ids" not in state:
                 self._store = None

@@ -8,6 +8,8 @@ filter starves the graph or the probed lists) is answered exactly instead.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -83,18 +85,35 @@ def fill_short(store: VectorStore, xq: Vectors, k: int, D: NDArray[np.float32], 
     D[short], I[short] = d, i
 
 
+@dataclass
+class Filter:
+    """An allowed set resolved against one state of the approximate structure: the
+    (m,) ascending unique ids, their live labels and (once a search needed it) the bitmap
+    of those labels. Valid while the structure's `version` is unchanged: a tag filter is
+    kept between searches (`FaissIndex`), so repeated queries of a tag skip the work."""
+
+    allowed: Ids
+    labels: Ids | None = None
+    bitmap: NDArray[np.uint8] | None = None
+
+    @classmethod
+    def of(cls, ann: AnnIndex | None, allowed: Ids, *, is_sorted: bool = False) -> Filter:
+        allowed = allowed if is_sorted else np.unique(allowed)
+        return cls(allowed, ann.labels_of_sorted(allowed) if ann is not None else None)
+
+
 def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: int,
-                    allowed: Ids, params: FaissParams, extra: Ids | None = None
+                    allowed: Ids | Filter, params: FaissParams, extra: Ids | None = None
                     ) -> tuple[NDArray[np.float32], Ids]:
     """(nq, d) queries over the live vectors whose ids are in `allowed` -> D, I (nq, k).
 
     `extra`: (m,) ids not yet in `ann` (upserted during a snapshot), always re-scored.
     Large sets never loop over their ids in Python: their labels come from a binary search
-    (`AnnIndex.labels_of_sorted`) and reach Faiss as a bitmap."""
-    allowed = np.unique(allowed)
+    (`AnnIndex.labels_of_sorted`) and reach Faiss as a bitmap (both kept in a `Filter`)."""
+    flt = allowed if isinstance(allowed, Filter) else Filter.of(ann, allowed)
+    allowed, labels = flt.allowed, flt.labels
     if extra is not None:
         extra = extra[np.isin(extra, allowed)]
-    labels = ann.labels_of_sorted(allowed) if ann is not None else None
     exact_max = params.filter_exact_max
     if store.on_disk and ann is not None:
         # Each row is a read from the file: past a few times the rows a re-ranking reads,
@@ -109,7 +128,10 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
             return empty_result(len(xq), k)
         return exact_over_store(store, xq, k, params.exact_engine, rows)
     assert ann is not None
-    candidates = ann.search(xq, params.candidates(ann.index_type, k), allowed_labels=labels)
+    if flt.bitmap is None:
+        flt.bitmap = ann.bitmap_of(labels)
+    candidates = ann.search(xq, params.candidates(ann.index_type, k),
+                            allowed_bitmap=flt.bitmap)
     if extra is not None and len(extra):
         candidates = np.hstack([candidates, np.broadcast_to(extra, (len(xq), len(extra)))])
     D, I = rerank(store, xq, candidates, k)

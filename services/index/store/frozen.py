@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.index.store.ann import AnnIndex
@@ -31,3 +31,5 @@ class FrozenState:
     ann: AnnIndex | None
     store: VectorStore | None
     dtype: str = "<f4"  # of the vectors `read_rows` returns (a disk store: "<f2")
+    # {tag: (m,) ascending ids} at the freeze instant (arrays no later write changes).
+    tags: dict[str, Ids] = field(default_factory=dict)

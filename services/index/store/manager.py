@@ -101,6 +101,22 @@ class IndexManager:
                 staging.upsert(ids, vectors, model)
             return self.live.count
 
+    def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
+        """Replace the tags of ids, in the live generation and in staging (a reindex keeps
+        the membership the catalog pushed meanwhile)."""
+        with self._gens.read():
+            self.live.set_tags(ids, tags)
+            if self.staging is not None:
+                self.staging.set_tags(ids, tags)
+
+    def tags_of(self, ids: Ids) -> list[list[str]]:
+        with self._gens.read():
+            return self.live.tags_of(ids)
+
+    def tag_counts(self) -> dict[str, int]:
+        with self._gens.read():
+            return self.live.tag_counts()
+
     def remove(self, ids: Ids) -> tuple[int, int]:
         with self._gens.read():
             removed = self.live.remove(ids)
@@ -108,12 +124,12 @@ class IndexManager:
                 self.staging.remove(ids)
             return removed, self.live.count
 
-    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None, model: str | None
-               ) -> tuple[NDArray[np.float32], Ids]:
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None, model: str | None,
+               tags: list[str] | None = None) -> tuple[NDArray[np.float32], Ids]:
         with self._gens.read():
             if model is not None and self.live.count:
                 self.live.check(model, int(queries.shape[1]))
-            return self.live.search(queries, k, allowed_ids)
+            return self.live.search(queries, k, allowed_ids, tags)
 
     def stats(self) -> dict[str, Any]:
         with self._gens.read():

@@ -4,6 +4,11 @@ galleries that outgrow one machine; tested with milvus-lite (`MilvusClient("file
 Durability is Milvus's own: no write-ahead log here; `snapshot()` flushes. The model id and
 dimension live in a small `<collection>_meta` collection beside the vectors.
 
+Tags: every id's tags are a JSON list in `<collection>_tags` (an id may carry tags before
+its vector arrives), and copied onto its vector row as the dynamic field `tags`, so a
+filtered search is one Milvus search with `json_contains_all(tags, [...])`: no id list
+travels. Setting an id's tags rewrites its vector row; an upsert copies the tags held.
+
 Filtered search, as in the Faiss backend: allowed sets up to `filter_exact_max` ids are
 fetched and brute-forced (exact); larger ones go through Milvus's filter, and a query that
 comes back short is answered exactly. Milvus's graph index (milvus-lite's AUTOINDEX, built in
@@ -36,6 +41,11 @@ _MILVUS_INDEX = {"flat": "FLAT", "hnsw": "HNSW", "ivf_sq8": "IVF_SQ8", "ivf_pq":
 _MAX_LIMIT = 16384  # Milvus's largest top-k
 
 
+def _tags_expr(tags: list[str]) -> str:
+    """A Milvus filter: the row's `tags` hold every one of `tags`."""
+    return f"json_contains_all(tags, {json.dumps(sorted(set(tags)))})"
+
+
 class MilvusIndex:
     """A thread-safe `VectorIndex` over one Milvus collection."""
 
@@ -51,6 +61,7 @@ class MilvusIndex:
         self.uri = uri
         self.collection = collection
         self._meta_name = f"{collection}_meta"
+        self._tags_name = f"{collection}_tags"
         self._type = check_type(index_type)
         self._params: dict[str, Any] = {}
         self._pinned_model, self._pinned_dim = pinned_model, pinned_dim
@@ -67,7 +78,7 @@ class MilvusIndex:
         # A Milvus server keeps collections released after it restarts (a cluster, after
         # a release elsewhere): searches and gets need them loaded. milvus-lite's embedded
         # mode loads them by itself.
-        for name in (self._meta_name, self.collection):
+        for name in (self._meta_name, self.collection, self._tags_name):
             if self._client.has_collection(name):
                 self._client.load_collection(name)
         rows = self._client.get(self._meta_name, ids=[0])
@@ -136,11 +147,71 @@ class MilvusIndex:
             self._save_meta()
             # A batch naming one id twice: the last vector wins, as in the Faiss backend.
             last = {int(i): row for row, i in enumerate(ids.tolist())}
-            rows = [{"id": i, "vector": vectors[r].tolist()} for i, r in last.items()]
+            held = self._held_tags(list(last))
+            rows = [{"id": i, "vector": vectors[r].tolist(), "tags": held.get(i, [])}
+                    for i, r in last.items()]
             self._client.upsert(self.collection, rows)
 
-    def remove(self, ids: Ids) -> int:
+    # -- tags ----------------------------------------------------------------------------
+    def _held_tags(self, ids: list[int]) -> dict[int, list[str]]:
+        if not ids or not self._client.has_collection(self._tags_name):
+            return {}
+        rows = self._client.get(self._tags_name, ids=ids, output_fields=["id", "tags"])
+        return {int(r["id"]): list(r.get("tags") or []) for r in rows}
+
+    def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
+        if not len(ids):
+            return
         with self._lock:
+            if not self._client.has_collection(self._tags_name):
+                self._client.create_collection(self._tags_name, dimension=2, auto_id=False,
+                                               id_type="int", metric_type="IP")
+            last = {int(i): sorted(set(t)) for i, t in zip(ids.tolist(), tags, strict=True)}
+            self._client.upsert(self._tags_name, [
+                {"id": i, "vector": [0.0, 0.0], "tags": t} for i, t in last.items()])
+            if self._dim is None or not self._client.has_collection(self.collection):
+                return
+            rows = self._client.get(self.collection, ids=list(last),
+                                    output_fields=["id", "vector"])
+            if rows:
+                self._client.upsert(self.collection, [
+                    {"id": int(r["id"]), "vector": list(r["vector"]), "tags": last[int(r["id"])]}
+                    for r in rows])
+
+    def tags_of(self, ids: Ids) -> list[list[str]]:
+        with self._lock:
+            held = self._held_tags(ids.tolist())
+        return [sorted(held.get(int(i), [])) for i in ids.tolist()]
+
+    def tag_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            if not self._client.has_collection(self._tags_name):
+                return counts
+            iterator = self._client.query_iterator(self._tags_name, batch_size=1000,
+                                                   filter="id >= 0", output_fields=["tags"])
+            while batch := iterator.next():
+                for row in batch:
+                    for tag in row.get("tags") or []:
+                        counts[tag] = counts.get(tag, 0) + 1
+            iterator.close()
+        return counts
+
+    def _tagged_ids(self, tags: list[str]) -> Ids:
+        """Ids of vectors carrying every one of `tags` (the exact fallback's set)."""
+        iterator = self._client.query_iterator(self.collection, batch_size=1000,
+                                               filter=_tags_expr(tags), output_fields=["id"])
+        found: list[int] = []
+        while batch := iterator.next():
+            found.extend(int(r["id"]) for r in batch)
+        iterator.close()
+        return np.unique(np.asarray(found, np.int64))
+
+    def remove(self, ids: Ids) -> int:
+        """Remove the vectors of `ids` and their tags (their images are gone)."""
+        with self._lock:
+            if len(ids) and self._client.has_collection(self._tags_name):
+                self._client.delete(self._tags_name, ids=np.unique(ids).tolist())
             if self._dim is None or not len(ids):
                 return 0
             present = self._client.get(self.collection, ids=np.unique(ids).tolist(),
@@ -150,8 +221,8 @@ class MilvusIndex:
                 self._client.delete(self.collection, ids=found)
             return len(found)
 
-    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None
-               ) -> tuple[NDArray[np.float32], Ids]:
+    def search(self, queries: Vectors, k: int, allowed_ids: Ids | None = None,
+               tags: list[str] | None = None) -> tuple[NDArray[np.float32], Ids]:
         nq = len(queries)
         D = np.full((nq, k), PAD_SCORE, dtype=np.float32)
         I = np.full((nq, k), -1, dtype=np.int64)
@@ -169,9 +240,17 @@ class MilvusIndex:
                 allowed = np.unique(allowed_ids)
                 if not len(allowed):
                     return D, I
+                if tags and len(allowed) <= self.filter_exact_max:
+                    held = self._held_tags(allowed.tolist())
+                    allowed = allowed[[set(tags) <= set(held.get(int(i), []))
+                                       for i in allowed.tolist()]]
+                    if not len(allowed):
+                        return D, I
                 if len(allowed) <= self.filter_exact_max:
                     return self._search_exact(queries, k, allowed)
                 expr = f"id in {allowed.tolist()}"
+            if tags:
+                expr = " and ".join(e for e in (expr, _tags_expr(tags)) if e)
             hits = self._client.search(self.collection, data=queries.tolist(),
                                        limit=min(k, _MAX_LIMIT), filter=expr,
                                        search_params={"metric_type": "IP"})
@@ -179,6 +258,13 @@ class MilvusIndex:
             for j, hit in enumerate(row):
                 D[qi, j] = hit["distance"]
                 I[qi, j] = hit["id"]
+        if tags and ((I >= 0).sum(axis=1) < k).any():
+            # Short under the filter (see the module docstring): the tagged ids, only now.
+            with self._lock:
+                tagged = self._tagged_ids(tags)
+            allowed = tagged if allowed is None else np.intersect1d(allowed, tagged)
+            if not len(allowed):
+                return D, I
         if allowed is not None:
             found = (I >= 0).sum(axis=1)
             short = np.flatnonzero(found < min(k, len(allowed)))
@@ -267,7 +353,7 @@ class MilvusIndex:
     def drop(self) -> None:
         """Delete the collection (a discarded staging or replaced live generation)."""
         with self._lock:
-            for name in (self.collection, self._meta_name):
+            for name in (self.collection, self._meta_name, self._tags_name):
                 if self._client.has_collection(name):
                     self._client.drop_collection(name)
 

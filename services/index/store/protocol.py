@@ -62,10 +62,25 @@ class VectorIndex(Protocol):
         ...
 
     def search(
-        self, queries: Vectors, k: int, allowed_ids: Ids | None = None
+        self, queries: Vectors, k: int, allowed_ids: Ids | None = None,
+        tags: list[str] | None = None,
     ) -> tuple[NDArray[np.float32], Ids]:
         """(nq, d) queries -> D (nq, k) inner products best first, I (nq, k) ids (-1 pads
-        only when fewer than k live vectors, or allowed ids, exist)."""
+        only when fewer than k live vectors, or allowed ids, exist). `tags`: only ids
+        carrying every one of them (the tags the index holds, `set_tags`)."""
+        ...
+
+    def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
+        """Replace the tags of each id (tags[i] for ids[i]; [] clears). Durable like
+        vectors; `remove` drops an id's tags with its vector."""
+        ...
+
+    def tags_of(self, ids: Ids) -> list[list[str]]:
+        """The tags held for each of `ids` (sorted; [] for none)."""
+        ...
+
+    def tag_counts(self) -> dict[str, int]:
+        """Ids per tag (tags with at least one id)."""
         ...
 
     def get(self, ids: Ids) -> tuple[Ids, Vectors]:

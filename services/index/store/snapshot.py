@@ -1,10 +1,12 @@
 """Snapshots: the whole index state at log position `seq`, written atomically.
 
 A snapshot is a directory `snap-<seq>/` (meta.json, ids.npy, vectors.npy and, for approximate
-types, ann.faiss (`faiss.write_index`) + labels.npy). It is written as `.tmp-snap-<seq>/`,
-every file fsynced, then renamed and the parent fsynced: a directory named `snap-*` is always
-complete. The writer runs while writes go on: it reads a `FrozenState` in blocks of about
-`BLOCK_BYTES` (32 MB), each under a short read lock, and streams them to the files.
+types, ann.faiss (`faiss.write_index`) + labels.npy; with tags, tag_ids.npy + tag_offsets.npy,
+the names in meta.json: the members of tag i are tag_ids[offsets[i]:offsets[i + 1]]).
+It is written as `.tmp-snap-<seq>/`, every file fsynced, then renamed and the parent
+fsynced: a directory named `snap-*` is always complete. The writer runs while writes go
+on: it reads a `FrozenState` in blocks of about `BLOCK_BYTES` (32 MB), each under a short
+read lock, and streams them to the files.
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ def write_snapshot(directory: Path, seq: int, view: FrozenState,
     meta = dict(view.meta, seq=seq)
     if view.store is not None:
         _write_rows(tmp, view, progress)
+    if view.tags:
+        from services.index.store.tagsets import TagSets
+
+        names, offsets, tag_ids = TagSets.to_arrays(view.tags)
+        _save(tmp / "tag_offsets.npy", offsets)
+        _save(tmp / "tag_ids.npy", tag_ids)
+        meta["tags"] = names
     if view.ann is not None:
         labels = view.ann.write(tmp / "ann.faiss")
         _fsync_file(tmp / "ann.faiss")
@@ -135,7 +144,8 @@ def load_latest(directory: Path) -> tuple[int, dict[str, Any]] | None:
     """(seq, state) of the newest snapshot, or None; half-written ones are removed.
 
     state: "meta"; "ids" (n,); "vectors" (n, dim) memory-mapped (for inspection) and
-    "vector_blocks"(rows) yielding (first row, float32 block) for loading; "ann"."""
+    "vector_blocks"(rows) yielding (first row, float32 block) for loading; "ann"; "tags"
+    (names, offsets, ids) when the snapshot holds tags."""
     for tmp in directory.glob(".tmp-snap-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     snaps = _snapshots(directory)
@@ -148,6 +158,9 @@ def load_latest(directory: Path) -> tuple[int, dict[str, Any]] | None:
         state["ids"] = np.load(path / "ids.npy")
         state["vectors"] = np.load(path / "vectors.npy", mmap_mode="r")
         state["vector_blocks"] = _vector_blocks(path / "vectors.npy")
+    if "tags" in meta and (path / "tag_ids.npy").exists():
+        state["tags"] = (list(meta["tags"]), np.load(path / "tag_offsets.npy"),
+                         np.load(path / "tag_ids.npy"))
     if (path / "ann.faiss").exists():
         state["ann"] = {"path": path / "ann.faiss"}
     elif (path / "ann.npy").exists():  # snapshots written before ann.faiss

@@ -11,6 +11,14 @@ read the file once the process would count all of it as resident; reads through 
 descriptor do not. The file is unlinked as soon as it is created: it is working storage,
 not the durable copy (that is the snapshot and the log), and a crash leaves nothing behind.
 
+Re-ranking gathers its few hundred candidate rows from a read-only shared mapping of the
+file (`reads="mmap"`, the default): one vectorised gather, no system call per row (the
+`pread` loop cost about 5 us per row from Python, 3-4 ms for the 640 candidates of k=10 at
+64 per result). Only those reads go through the mapping, advised MADV_RANDOM so a fault
+reads no neighbours: snapshots and rebuilds stream the file with reads, so the pages a
+process counts as resident are the rows re-ranking touched (page cache either way, given
+back under pressure). `reads="pread"` keeps the plain path, the oracle of the tests.
+
 A snapshot reads the rows as they were at one instant while writes go on: `freeze()` is
 O(1); from then on the first write to a row of that instant saves the row's old id and
 vector first (copy-on-write per row), and `frozen_rows` reads the live rows patched with the
@@ -19,6 +27,8 @@ saved ones. Writes pay one row copy at most; nothing is copied up front.
 
 from __future__ import annotations
 
+import itertools
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -31,6 +41,7 @@ from numpy.typing import NDArray
 from services.index.store.protocol import Ids, Vectors
 
 StoreDtype = Literal["float16", "float32"]
+StoreReads = Literal["mmap", "pread"]
 
 
 @dataclass
@@ -46,8 +57,11 @@ class _RowFile:
     """(capacity, dim) rows of `dtype` in an unlinked file; whole rows read and written
     through the descriptor."""
 
-    def __init__(self, directory: Path, dim: int, dtype: StoreDtype, capacity: int) -> None:
+    def __init__(self, directory: Path, dim: int, dtype: StoreDtype, capacity: int,
+                 reads: StoreReads = "mmap") -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        self.reads = reads
+        self._mapped: NDArray[Any] | None = None
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.row_bytes = dim * self.dtype.itemsize
@@ -83,8 +97,26 @@ class _RowFile:
             view, offset = view[done:], offset + done
         return out
 
+    def _mapping(self) -> NDArray[Any]:
+        """The file as a read-only (capacity, dim) array, mapped again after it grew (a
+        view of the old mapping still held by a reader keeps that one alive)."""
+        mapped = self._mapped
+        if mapped is None or len(mapped) != self.capacity:
+            view = mmap.mmap(self.fd, self.capacity * self.row_bytes, prot=mmap.PROT_READ)
+            view.madvise(mmap.MADV_RANDOM)
+            mapped = np.frombuffer(view, dtype=self.dtype).reshape(self.capacity, self.dim)
+            self._mapped = mapped
+        return mapped
+
     def take(self, rows: NDArray[np.int64]) -> NDArray[Any]:
-        """(m, dim) rows in the order given (adjacent rows read together)."""
+        """(m, dim) rows in the order given."""
+        if self.reads == "mmap" and len(rows) and self.capacity:
+            return self._mapping()[rows]
+        return self.take_pread(rows)
+
+    def take_pread(self, rows: NDArray[np.int64]) -> NDArray[Any]:
+        """`take` by reads through the descriptor (adjacent rows read together): the plain
+        version, and what a store with `reads="pread"` uses."""
         out = np.empty((len(rows), self.dim), dtype=self.dtype)
         if not len(rows):
             return out
@@ -100,6 +132,7 @@ class _RowFile:
         return out
 
     def close(self) -> None:
+        self._mapped = None
         self._file.close()
 
 
@@ -112,11 +145,11 @@ class VectorStore:
     """
 
     def __init__(self, dim: int, capacity: int = 1024, *, directory: Path | None = None,
-                 dtype: StoreDtype = "float16") -> None:
+                 dtype: StoreDtype = "float16", reads: StoreReads = "mmap") -> None:
         self.dim = dim
         self._n = 0
         self._ids: Ids = np.empty(capacity, dtype=np.int64)
-        self._file = _RowFile(directory, dim, dtype, capacity) if directory else None
+        self._file = _RowFile(directory, dim, dtype, capacity, reads) if directory else None
         self._vecs: Vectors = np.empty((0 if self._file else capacity, dim), dtype=np.float32)
         self._row: dict[int, int] = {}
         self._sorted: Ids | None = None
@@ -299,14 +332,13 @@ class VectorStore:
         return np.asarray(removed, dtype=np.int64)
 
     def rows_of(self, ids: Ids) -> tuple[Ids, NDArray[np.int64]]:
-        """(found ids in the order given, their rows); absent ids are left out."""
-        found, rows = [], []
-        for id_ in ids.tolist():
-            row = self._row.get(id_)
-            if row is not None:
-                found.append(id_)
-                rows.append(row)
-        return np.asarray(found, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+        """(found ids in the order given, their rows); absent ids are left out. The dict
+        lookups run in C (`map` over `dict.get`): re-ranking looks up hundreds per query."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.fromiter(map(self._row.get, ids.tolist(), itertools.repeat(-1)),
+                           dtype=np.int64, count=len(ids))
+        found = rows >= 0
+        return ids[found], rows[found]
 
     def sorted_ids(self) -> Ids:
         if self._sorted is None:

@@ -15,6 +15,7 @@ for every record written so far while the others wait for it.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import struct
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 _HEADER = struct.Struct("<IIQ")
 _UPSERT = b"U"
 _REMOVE = b"R"
+_TAGS = b"T"
 
 
 def encode_upsert(ids: Ids, vectors: Vectors, model: str) -> bytes:
@@ -46,9 +48,26 @@ def encode_remove(ids: Ids) -> bytes:
     return _REMOVE + struct.pack("<I", len(ids)) + np.ascontiguousarray(ids, "<i8").tobytes()
 
 
+def encode_tags(ids: Ids, tags: list[list[str]]) -> bytes:
+    """Replace the tags of `ids` (tags[i] for ids[i]). JSON: tag names are short strings."""
+    body = {"ids": np.asarray(ids, np.int64).tolist(), "tags": [list(t) for t in tags]}
+    return _TAGS + json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_tags(payload: bytes) -> tuple[Ids, list[list[str]]] | None:
+    """(ids, tag lists) of a tags record, None for any other record."""
+    if payload[:1] != _TAGS:
+        return None
+    body = json.loads(payload[1:])
+    return np.asarray(body["ids"], np.int64), [list(t) for t in body["tags"]]
+
+
 def decode(payload: bytes) -> tuple[str, Ids, Vectors | None, str | None]:
-    """payload -> ("upsert", ids, (n, d) vectors, model) or ("remove", ids, None, None)."""
+    """payload -> ("upsert", ids, (n, d) vectors, model), ("remove", ids, None, None) or
+    ("tags", ids, None, None) (its tag lists: `decode_tags`)."""
     op = payload[:1]
+    if op == _TAGS:
+        return "tags", np.asarray(json.loads(payload[1:])["ids"], np.int64), None, None
     if op == _UPSERT:
         n, dim, mlen = struct.unpack_from("<IIH", payload, 1)
         at = 1 + 10

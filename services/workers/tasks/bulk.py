@@ -84,7 +84,7 @@ def store_file(ctx: TaskContext, path: Path, *, tags: list[str] | None,
         image = check_image(data, path.name, max_bytes=settings.max_image_bytes,
                             max_pixels=settings.max_image_pixels)
         added = register(ctx.clients.catalog.call, ctx.images_dir, image, tags=tags or [],
-                         uploader=uploader)
+                         uploader=uploader, index_tags=ctx.clients.index.set_tag)
     except (ImageError, ImageBeingDeleted) as exc:
         logger.warning("skipping %s: %s", path.name, exc.message)
         return None

@@ -227,7 +227,8 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
     if not keep:
         return
     try:
-        ctx.clients.index.upsert([items[j].id for j in keep], vectors[keep], model)
+        ctx.clients.index.upsert([items[j].id for j in keep], vectors[keep], model,
+                                 tags=[list(items[j].row.get("tags") or []) for j in keep])
     except DomainError as exc:
         failure = _mismatch(exc)
         if failure is not None:

@@ -4,6 +4,9 @@
   (pending rows keep theirs: an ingest may be between its upsert and its transition);
 - an indexed row without a vector is re-queued for ingest, which re-embeds it and upserts
   (the row stays indexed: no transition is needed, so search never loses it by our doing);
+- an indexed row whose tags the index holds otherwise gets the catalog's tags pushed to the
+  index (search filters by the index's copy; a tag change that raced an ingest, or that a
+  caller of the catalog's tag routes did not pass on, is repaired here);
 - a pending row whose task is gone is re-queued for ingest (its message was lost: a broker
   restarted empty, a worker killed on a broker without redelivery). Gone means: no task holds
   the image's lease (a running task renews it) and the row is `pending_grace_s` old with the
@@ -46,11 +49,11 @@ def reconcile(ctx: TaskContext, job_id: int | None = None, full: bool = True
               ) -> dict[str, int]:
     """Repair drift between catalog, index and queue; returns what was done, by kind.
     `full=False`: only the light pass (stuck rows and jobs, the broker's delivered messages)."""
-    report = {"orphan_vectors": 0, "missing_vectors": 0, "stale_pending": 0,
+    report = {"orphan_vectors": 0, "missing_vectors": 0, "tags_synced": 0, "stale_pending": 0,
               "stale_deleting": 0, "redriven_jobs": 0, "broker_messages_purged": 0}
     if full:
         report["orphan_vectors"] = _remove_orphan_vectors(ctx)
-        report["missing_vectors"] = _requeue_missing_vectors(ctx)
+        report["missing_vectors"], report["tags_synced"] = _requeue_missing_vectors(ctx)
     depth = ctx.queue_depth()
     # Jobs first: their images are re-queued with the job id (so the job completes) and
     # leased, which the row passes then leave alone.
@@ -109,23 +112,32 @@ def _remove_orphan_vectors(ctx: TaskContext) -> int:
         after = after_next
 
 
-def _requeue_missing_vectors(ctx: TaskContext) -> int:
-    requeued = 0
+def _requeue_missing_vectors(ctx: TaskContext) -> tuple[int, int]:
+    """Walk the indexed rows: re-queue those without a vector, push the catalog's tags of
+    those whose tags the index holds otherwise. Returns (re-queued, tags synced)."""
+    requeued = synced = 0
     after: str | None = None
     while True:
         images, after = ctx.clients.catalog.list_images(status=ImageStatus.indexed,
                                                         limit=ctx.settings.page_size,
                                                         after=after)
         if not images:
-            return requeued
+            return requeued, synced
         ids = [int(image["id"]) for image in images]
         present = ctx.clients.index.present(ids)
         for image_id in ids:
             if image_id not in present:
                 ctx.enqueue(queue.INGEST, {"image_id": image_id})
                 requeued += 1
+        held = ctx.clients.index.tags_of(ids)
+        stale = [(int(image["id"]), sorted(image.get("tags") or [])) for image in images
+                 if sorted(image.get("tags") or []) != sorted(held.get(int(image["id"]), []))]
+        if stale:
+            ctx.clients.index.set_tags([i for i, _ in stale], [t for _, t in stale])
+            synced += len(stale)
+            logger.info("reconcile: tags of %d images pushed to the index", len(stale))
         if after is None:
-            return requeued
+            return requeued, synced
 
 
 def _redrive_jobs(ctx: TaskContext, exclude: int | None, depth: int | None) -> int:

@@ -75,6 +75,11 @@ def _record_model(ctx: TaskContext, staged: array[int], model: str) -> None:
     logger.info("reindex: model %s recorded on %d of %d rows", model, updated, len(staged))
 
 
+def _tags(image: dict[str, object]) -> list[str]:
+    tags = image.get("tags")
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
 def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, object]],
                  model: str) -> list[int]:
     """Embed `chunk` into the staging; returns the ids staged."""
@@ -104,7 +109,9 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
     if got_model != model:
         raise DomainError(f"the embedding model changed during the reindex ({model} -> "
                           f"{got_model}); run it again", code="model_changed", status=409)
-    ctx.clients.index.staging_upsert(ids, np.asarray(vectors, dtype=np.float32), model)
+    tags_of = {int(str(image["id"])): _tags(image) for image in chunk}
+    ctx.clients.index.staging_upsert(ids, np.asarray(vectors, dtype=np.float32), model,
+                                     tags=[tags_of[i] for i in ids])
     if job_id is not None:
         for image_id in ids:
             catalog.record_item(job_id, image_id, ItemState.done)

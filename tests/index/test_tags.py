@@ -1,0 +1,148 @@
+"""Tag membership held by the index: filtered search by tag name against brute force over
+the tagged live vectors, for every backend and index type; membership follows tag changes
+and deletes and survives reopening (from the log and from a snapshot)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from services.index.store.protocol import VectorIndex
+from services.index.store.tagsets import TagSets
+from tests.index.conftest import MODEL, Data, K, OpenIndex
+from tests.index.data import brute_force, recall_at_k
+
+
+def _tag(data: Data) -> tuple[np.ndarray, list[list[str]]]:
+    """Every 2nd image is `even`, every 3rd `three` (both above filter_exact_max=300, so
+    the approximate filtered path runs), every 50th `rare` (the exact path)."""
+    tags = [[t for t, every in (("even", 2), ("three", 3), ("rare", 50)) if r % every == 0]
+            for r in range(len(data.ids))]
+    return data.ids, tags
+
+
+def _expected(data: Data, tags: list[list[str]], want: set[str], live: np.ndarray,
+              nq: int) -> np.ndarray:
+    rows = np.flatnonzero([want <= set(t) for t in tags] & live)
+    return brute_force(data.xq[:nq], data.xb[rows], data.ids[rows], K)
+
+
+def test_tag_filters_match_brute_force(filled_copy: VectorIndex, data: Data, kind: str
+                                       ) -> None:
+    ids, tags = _tag(data)
+    filled_copy.set_tags(ids, tags)
+    live = np.ones(len(ids), bool)
+    for want in ({"even"}, {"rare"}, {"even", "three"}):
+        _, I = filled_copy.search(data.xq[:20], K, tags=sorted(want))
+        allowed = {int(i) for i, t in zip(ids, tags, strict=True) if want <= set(t)}
+        assert {int(i) for i in I.ravel() if i >= 0} <= allowed, want
+        truth = _expected(data, tags, want, live, 20)
+        assert recall_at_k(I, truth) >= (1.0 if kind == "flat" or want == {"rare"} else 0.95)
+        assert (I >= 0).all(), "a filter with k members or more fills every result"
+    _, I = filled_copy.search(data.xq[:2], K, tags=["nobody"])
+    assert (I == -1).all()
+    # Tags and allowed ids together: both apply.
+    _, I = filled_copy.search(data.xq[:5], K, allowed_ids=ids[:600], tags=["three"])
+    assert set(I[I >= 0].tolist()) <= set(ids[:600:3].tolist())
+
+
+def test_tags_follow_changes_and_deletes(filled_copy: VectorIndex, data: Data) -> None:
+    ids = data.ids
+    filled_copy.set_tags(ids[:10], [["a"]] * 10)
+    filled_copy.set_tags(ids[:3], [["b"], ["a", "b"], []])  # replace, add, clear
+    assert filled_copy.tags_of(ids[:4]) == [["b"], ["a", "b"], [], ["a"]]
+    assert filled_copy.tag_counts() == {"a": 8, "b": 2}
+    filled_copy.remove(ids[1:2])  # a deleted image leaves every tag
+    assert filled_copy.tags_of(ids[:2]) == [["b"], []]
+    _, I = filled_copy.search(data.xb[1:2], K, tags=["a"])
+    assert set(I[I >= 0].tolist()) == set(ids[3:10].tolist())
+    # An id may carry tags before its vector exists; an upsert keeps them.
+    new_id = np.asarray([10**9], np.int64)
+    filled_copy.set_tags(new_id, [["late"]])
+    filled_copy.upsert(new_id, data.xq[:1], MODEL)
+    _, I = filled_copy.search(data.xq[:1], 1, tags=["late"])
+    assert I[0].tolist() == [10**9]
+
+
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_tags_survive_reopen(kind: str, data: Data, open_index: OpenIndex,
+                             snapshot: bool) -> None:
+    if kind == "milvus" and snapshot:
+        pytest.skip("milvus: one durability path (its own)")
+    index = open_index()
+    index.upsert(data.ids[:400], data.xb[:400], MODEL)
+    index.set_tags(data.ids[:400:2], [["even"]] * 200)
+    index.set_tags(data.ids[:4], [["x"], [], ["x", "even"], []])
+    index.remove(data.ids[2:3])
+    before = index.tags_of(data.ids[:400])
+    counts = index.tag_counts()
+    index.close(snapshot=snapshot)
+    again = open_index()
+    assert again.tags_of(data.ids[:400]) == before
+    assert again.tag_counts() == counts
+    _, I = again.search(data.xq[:3], K, tags=["even"])
+    assert set(I[I >= 0].tolist()) <= {int(i) for i, t in zip(data.ids[:400], before,
+                                                              strict=True) if "even" in t}
+
+
+def test_tagsets_match_a_plain_dict_oracle() -> None:
+    """Random sets, clears, drops and reads (with merges in between) against a dict."""
+    rng = random.Random(0)
+    sets, oracle = TagSets(), {}
+    names = ["a", "b", "c", "d"]
+    for step in range(3000):
+        ids = [rng.randrange(200) for _ in range(rng.randint(1, 5))]
+        if rng.random() < 0.8:
+            tags = [rng.sample(names, rng.randint(0, 3)) for _ in ids]
+            sets.set(ids, tags)
+            oracle.update({i: set(t) for i, t in zip(ids, tags, strict=True)})
+        else:
+            sets.drop(ids)
+            oracle.update({i: set() for i in ids})
+        if step % 7 == 0:
+            tag = rng.choice(names)
+            assert sets.members(tag).tolist() == sorted(i for i, t in oracle.items() if tag in t)
+    for combo in (["a"], ["a", "b"], ["b", "c", "d"]):
+        assert sets.matching(combo).tolist() == sorted(
+            i for i, t in oracle.items() if set(combo) <= t)
+    frozen = sets.freeze()
+    sets.set([0], [["zzz"]])  # a write after the freeze leaves the frozen arrays alone
+    assert "zzz" not in frozen
+    again = TagSets.from_arrays(*TagSets.to_arrays(frozen))
+    assert again.tags_of(range(1, 200)) == [sorted(oracle.get(i, set()))
+                                            for i in range(1, 200)]
+
+
+def test_label_lookups_agree_across_dense_and_sparse_ids() -> None:
+    """A filter's labels from the dense id -> label array (catalog ids count up) equal the
+    binary search's, through replaces and removes, and after an id far out of range."""
+    from services.index.store.ann import AnnIndex
+    from services.index.store.params import FaissParams
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    ids = np.arange(3000, dtype=np.int64) * 2
+    ann = AnnIndex.build("ivf_sq8", 16, FaissParams(ivf_nlist=8, train_min=100), ids, x)
+    ask = np.sort(rng.choice(7000, 900, replace=False)).astype(np.int64)
+
+    def by_search() -> list[int]:
+        ann._dense, ann._by_id = None, None
+        saved, ann._dense_ok = ann._dense_ok, lambda top: False  # type: ignore[method-assign]
+        try:
+            return sorted(ann.labels_of_sorted(ask).tolist())
+        finally:
+            ann._dense_ok = saved  # type: ignore[method-assign]
+
+    assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()
+    ann.labels_of_sorted(ask)  # the dense array now exists and is kept by the writes below
+    ann.add(ids[:50], x[50:100])  # replaced: new labels
+    ann.remove(ids[100:200])
+    ann.add(np.arange(6000, 6100, dtype=np.int64), x[:100])  # grows the dense array
+    assert ann._dense is not None
+    assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()
+    ann.labels_of_sorted(ask)
+    ann.add(np.asarray([10**9], np.int64), x[:1])  # too sparse now: the other lookups
+    assert ann._dense is None
+    assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()
