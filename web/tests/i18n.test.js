@@ -9,6 +9,8 @@ function keys(node, prefix = '') {
   )
 }
 
+const PLURAL_FORM = /_(zero|one|two|few|many)$/
+
 describe('i18n', () => {
   afterEach(() => {
     setLocale('en')
@@ -36,8 +38,18 @@ describe('i18n', () => {
     expect(locale.value).toBe('en')
   })
 
-  it('has every English key in Chinese too', () => {
-    expect(keys(messages['zh-CN']).sort()).toEqual(keys(messages.en).sort())
+  it('has every English key in Chinese too (plural forms are each language\'s own)', () => {
+    const base = (code) => keys(messages[code]).filter((k) => !PLURAL_FORM.test(k)).sort()
+    expect(base('zh-CN')).toEqual(base('en'))
+  })
+
+  it('takes the plural form the count needs where the language has one', () => {
+    expect(t('admin.start', { n: 1 })).toBe('Upload 1 file')
+    expect(t('admin.start', { n: 3 })).toBe('Upload 3 files')
+    expect(t('search.results', { total: 1 })).toBe('1 result')
+    expect(t('search.results', { total: 0 })).toBe('0 results')
+    setLocale('zh-CN')
+    expect(t('search.results', { total: 1 })).toBe('共 1 个结果')
   })
 
   it('translates known error codes and falls back to the server message', () => {

@@ -47,9 +47,21 @@ function lookup(table, key) {
   return key.split('.').reduce((node, part) => (node == null ? undefined : node[part]), table)
 }
 
+/** The text of key in one locale: `key_one` etc. when a count (`n` or `total`) takes that
+ * plural form there and the locale has it (Intl.PluralRules), else key itself. */
+function find(code, key, params) {
+  const count = params.n ?? params.total
+  if (typeof count === 'number') {
+    const form = new Intl.PluralRules(code).select(count)
+    const text = lookup(messages[code], `${key}_${form}`)
+    if (text !== undefined) return text
+  }
+  return lookup(messages[code], key)
+}
+
 /** The string for key in the current locale (English, then the key itself, as fallbacks). */
 export function t(key, params = {}) {
-  const text = lookup(messages[locale.value], key) ?? lookup(messages.en, key) ?? key
+  const text = find(locale.value, key, params) ?? find('en', key, params) ?? key
   return String(text).replace(/\{(\w+)\}/g, (_, name) =>
     params[name] !== undefined ? String(params[name]) : `{${name}}`,
   )
