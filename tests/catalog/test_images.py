@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.catalog.db.engine import Database
-from services.catalog.db.models import Image
+from services.catalog.db.models import Image, ImageTag
 from services.catalog.repository import images, tags
 from services.catalog.repository.errors import (
     ImageNotFound,
@@ -212,14 +212,23 @@ def test_list_filters_and_pages(db: Database, make_image: MakeImage) -> None:
     assert n == 1
 
 
+def _set_created_at(db: Database, stamps: dict[int, datetime]) -> None:
+    """Rewrite images' created_at, and the copy their tag rows keep (the catalog itself never
+    changes a created_at)."""
+    with db.write() as session:
+        for image_id, stamp in stamps.items():
+            session.execute(sa.update(Image).where(Image.id == image_id)
+                            .values(created_at=stamp))
+            session.execute(sa.update(ImageTag).where(ImageTag.image_id == image_id)
+                            .values(created_at=stamp))
+        session.commit()
+
+
 def test_keyset_pages_match_offset_pages_with_tied_timestamps(db: Database,
                                                                 make_image: MakeImage) -> None:
     rows = [make_image(tags=["even"] if i % 2 == 0 else []) for i in range(7)]
     same = datetime(2026, 1, 1, tzinfo=UTC)
-    with db.write() as session:  # ties on created_at: the id orders them
-        session.execute(sa.update(Image).where(Image.id.in_([r.id for r in rows[2:6]]))
-                        .values(created_at=same))
-        session.commit()
+    _set_created_at(db, {r.id: same for r in rows[2:6]})  # ties: the id orders them
     for descending in (True, False):
         for filters in ({}, {"tags": ["even"]}, {"statuses": ["pending"]}):
             everything, _ = read(db, images.list_images, limit=50, descending=descending,

@@ -120,7 +120,7 @@ def create_image(
             if attempt == 2:
                 raise
     image_id = row.id
-    tag_repo.attach(session=session, image_id=image_id, names=names)
+    tag_repo.attach(session=session, image_id=image_id, created_at=row.created_at, names=names)
     if created:
         counts.apply(session, {ImageStatus.pending: 1})
     session.commit()
@@ -379,8 +379,9 @@ def ids_with_tags(*, session: Session, tags: Sequence[str], status: str | None =
 
 def add_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> ImageRecord:
     names = tag_repo.normalize_tags(tags)
-    get_image(session=session, image_id=image_id)
-    tag_repo.attach(session=session, image_id=image_id, names=names)
+    image = get_image(session=session, image_id=image_id)
+    tag_repo.attach(session=session, image_id=image_id, created_at=image.created_at,
+                    names=names)
     session.commit()
     return get_image(session=session, image_id=image_id)
 

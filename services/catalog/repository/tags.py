@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,11 +72,13 @@ def ensure_tags(*, session: Session, names: list[str]) -> dict[str, int]:
     return {name: tag_id for name, tag_id in rows}
 
 
-def attach(*, session: Session, image_id: int, names: list[str]) -> None:
+def attach(*, session: Session, image_id: int, created_at: datetime, names: list[str]) -> None:
+    """Tag the image; `created_at` is the image's (each tag row keeps a copy, see ImageTag)."""
     ids = ensure_tags(session=session, names=names)
     _insert_ignoring_duplicates(
         session, ImageTag,
-        [{"image_id": image_id, "tag_id": tag_id} for tag_id in ids.values()],
+        [{"image_id": image_id, "tag_id": tag_id, "created_at": created_at}
+         for tag_id in ids.values()],
     )
 
 
