@@ -92,9 +92,10 @@ def load_server_side(db_url: str, rows: int, first: int = 1) -> None:
             stop = min(start + SERVER_SLICE, rows + 1) - 1
             seq = f"seq_{start}_to_{stop}"
             conn.exec_driver_sql(f"INSERT INTO images ({COLUMNS}) {select} FROM {seq}")
-            conn.exec_driver_sql(f"INSERT INTO image_tags (image_id, tag_id) "
-                                 f"SELECT seq, 1 FROM {seq} WHERE MOD(seq, 10) = 0 UNION ALL "
-                                 f"SELECT seq, 2 FROM {seq} WHERE MOD(seq, 1000) = 0")
+            conn.exec_driver_sql(f"INSERT INTO image_tags (image_id, tag_id, created_at) "
+                                 f"SELECT seq, 1, {stamp} FROM {seq} WHERE MOD(seq, 10) = 0 "
+                                 f"UNION ALL SELECT seq, 2, {stamp} FROM {seq} "
+                                 f"WHERE MOD(seq, 1000) = 0")
             conn.commit()
             bar.update(stop - start + 1)
     _finish_load(engine)
@@ -131,11 +132,11 @@ def load(db_url: str, rows: int, first: int = 1) -> None:
                                "dinov2_vitb14:bench", ("admin", "alice", "bob")[i % 3], stamp,
                                stamp))
             conn.exec_driver_sql(insert, values)
-            tagged = [(i, 1) for i in range(start, stop) if i % 10 == 0]
-            tagged += [(i, 2) for i in range(start, stop) if i % 1000 == 0]
+            tagged = [(v[0], 1, v[-1]) for v in values if v[0] % 10 == 0]
+            tagged += [(v[0], 2, v[-1]) for v in values if v[0] % 1000 == 0]
             if tagged:
-                conn.exec_driver_sql("INSERT INTO image_tags (image_id, tag_id) VALUES (%s, %s)",
-                                     tagged)
+                conn.exec_driver_sql("INSERT INTO image_tags (image_id, tag_id, created_at) "
+                                     "VALUES (%s, %s, %s)", tagged)
             conn.commit()
             bar.update(stop - start)
     _finish_load(engine)

@@ -3,7 +3,7 @@
 --   mysql -u root -p < config/database.sql
 --
 -- Creates the database `image_search` (keep database.db_name in config/config.yaml the same)
--- and every table at migration revision 0003_image_status_counts, recorded in alembic_version so the
+-- and every table at migration revision 0004_image_tags_created_at, recorded in alembic_version so the
 -- service's own migrations (`imgsearch db upgrade`, or at start with migrate_on_start) carry
 -- on from here. Safe to run again: nothing that exists is touched.
 -- A test keeps this file identical to the migrations (tests/catalog/test_schema.py).
@@ -55,15 +55,18 @@ CREATE TABLE IF NOT EXISTS tags (
     CONSTRAINT uq_tags_name UNIQUE (name)
 ) ENGINE=InnoDB CHARSET=utf8mb4;
 
+-- created_at is the image's own (never changed after the insert), copied so that the
+-- (tag_id, created_at, image_id) index holds a tag's images in listing order.
 CREATE TABLE IF NOT EXISTS image_tags (
     image_id BIGINT NOT NULL,
     tag_id INTEGER NOT NULL,
+    created_at DATETIME(6) NOT NULL,
     CONSTRAINT pk_image_tags PRIMARY KEY (image_id, tag_id),
     CONSTRAINT fk_image_tags_image_id_images FOREIGN KEY (image_id)
         REFERENCES images (id) ON DELETE CASCADE,
     CONSTRAINT fk_image_tags_tag_id_tags FOREIGN KEY (tag_id)
         REFERENCES tags (id) ON DELETE CASCADE,
-    INDEX ix_image_tags_tag_id_image_id (tag_id, image_id)
+    INDEX ix_image_tags_tag_id_created_at_image_id (tag_id, created_at, image_id)
 ) ENGINE=InnoDB CHARSET=utf8mb4;
 
 -- password_hash is argon2id (argon2-cffi); create users with `imgsearch users create`.
@@ -133,6 +136,11 @@ INSERT IGNORE INTO image_status_counts (status, n)
     FROM (SELECT 'pending' AS status UNION ALL SELECT 'indexed' UNION ALL SELECT 'failed'
           UNION ALL SELECT 'deleting' UNION ALL SELECT 'removed') AS s;
 
--- One revision row: a database at an older revision is now at this one.
-DELETE FROM alembic_version WHERE version_num IN ('0001_initial', '0002_user_token_version');
-INSERT IGNORE INTO alembic_version (version_num) VALUES ('0003_image_status_counts');
+-- One revision row. A database this file creates is at 0004. One at 0001 or 0002 is now at
+-- 0003 (0003's table is made above); from 0003 the service's migration 0004 carries on, as
+-- it fills image_tags.created_at from the rows (a CREATE ... IF NOT EXISTS adds no column).
+UPDATE alembic_version SET version_num = '0003_image_status_counts'
+    WHERE version_num IN ('0001_initial', '0002_user_token_version');
+INSERT INTO alembic_version (version_num)
+    SELECT '0004_image_tags_created_at' FROM DUAL
+    WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.catalog.db.engine import Database
-from services.catalog.db.models import Image
+from services.catalog.db.models import Image, ImageTag
 from services.catalog.repository import images, tags
 from services.catalog.repository.errors import (
     ImageNotFound,
@@ -212,14 +212,66 @@ def test_list_filters_and_pages(db: Database, make_image: MakeImage) -> None:
     assert n == 1
 
 
+def _set_created_at(db: Database, stamps: dict[int, datetime]) -> None:
+    """Rewrite images' created_at, and the copy their tag rows keep (the catalog itself never
+    changes a created_at)."""
+    with db.write() as session:
+        for image_id, stamp in stamps.items():
+            session.execute(sa.update(Image).where(Image.id == image_id)
+                            .values(created_at=stamp))
+            session.execute(sa.update(ImageTag).where(ImageTag.image_id == image_id)
+                            .values(created_at=stamp))
+        session.commit()
+
+
+def _walk(db: Database, limit: int, **filters: object) -> list[int]:
+    """Ids of every page of a keyset walk, in order."""
+    out: list[int] = []
+    after = None
+    while True:
+        page, _ = read(db, images.list_images, limit=limit, after=after, with_total=False,
+                       **filters)
+        out += [r.id for r in page]
+        if len(page) < limit:
+            return out
+        after = images.decode_cursor(images.encode_cursor(page[-1]))
+
+
+def test_tag_filtered_keyset_walk_returns_exactly_the_tagged_rows_in_order(
+        db: Database, make_image: MakeImage) -> None:
+    """Rare and common tags, alone, together and with a status: each walk (pages of 3) is
+    the rows carrying the tags, ordered by (created_at, id), checked against every row."""
+    made = [make_image(tags=(["common"] if i % 2 == 0 else [])
+                       + (["rare"] if i % 9 == 4 else [])) for i in range(40)]
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    # Timestamps out of id order, with ties (the id breaks them).
+    _set_created_at(db, {r.id: base + timedelta(minutes=(i * 7) % 13) for i, r in
+                         enumerate(made)})
+    for r in made[::5]:
+        _move(db, r.id, "indexed")
+    everything, _ = read(db, images.list_images, limit=500)
+    for filters in ({"tags": ["rare"]}, {"tags": ["common"]}, {"tags": ["common", "rare"]},
+                    {"tags": ["RARE", "common"]}, {"tags": ["common"], "statuses": ["indexed"]},
+                    {"tags": ["nobody"]}):
+        wanted = [t.lower() for t in filters["tags"]]
+        status = filters.get("statuses", [None])[0]
+        for descending in (True, False):
+            expected = sorted(
+                (r for r in everything if set(wanted) <= set(r.tags)
+                 and status in (None, r.status)),
+                key=lambda r: (r.created_at, r.id), reverse=descending)
+            got = _walk(db, 3, descending=descending, **filters)
+            assert got == [r.id for r in expected], (filters, descending)
+        _, total = read(db, images.list_images, limit=1, **filters)
+        assert total == len(expected)
+    assert 0 < len(_walk(db, 3, tags=["rare"])) < len(_walk(db, 3, tags=["common"]))
+
+
 def test_keyset_pages_match_offset_pages_with_tied_timestamps(db: Database,
                                                                 make_image: MakeImage) -> None:
     rows = [make_image(tags=["even"] if i % 2 == 0 else []) for i in range(7)]
     same = datetime(2026, 1, 1, tzinfo=UTC)
-    with db.write() as session:  # ties on created_at: the id orders them
-        session.execute(sa.update(Image).where(Image.id.in_([r.id for r in rows[2:6]]))
-                        .values(created_at=same))
-        session.commit()
+    _set_created_at(db, {r.id: same for r in rows[2:6]})  # ties: the id orders them
     for descending in (True, False):
         for filters in ({}, {"tags": ["even"]}, {"statuses": ["pending"]}):
             everything, _ = read(db, images.list_images, limit=50, descending=descending,

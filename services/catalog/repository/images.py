@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.catalog.db.models import Image
+from services.catalog.db.models import Image, ImageTag
 from services.catalog.db.types import utcnow
 from services.catalog.repository import counts
 from services.catalog.repository import tags as tag_repo
@@ -120,7 +120,7 @@ def create_image(
             if attempt == 2:
                 raise
     image_id = row.id
-    tag_repo.attach(session=session, image_id=image_id, names=names)
+    tag_repo.attach(session=session, image_id=image_id, created_at=row.created_at, names=names)
     if created:
         counts.apply(session, {ImageStatus.pending: 1})
     session.commit()
@@ -312,7 +312,21 @@ def list_images(
     `created_from` is inclusive, `created_to` exclusive; `q` matches a case-insensitive
     substring of the original filename (taken literally: `%` and `_` are not wildcards).
     """
+    names = tag_repo.normalize_tags(tags)
+    found = tag_repo.tag_ids(session=session, names=names)
+    if len(found) < len(names):  # a tag no image carries: nothing matches
+        return [], 0 if with_total else None
+    # With a tag filter the walk goes along that tag's rows of image_tags: their index
+    # (tag_id, created_at, image_id) holds them in the listing's order (created_at is the
+    # image's own, copied), so a page reads its rows off it and joins each image by its key,
+    # whatever the tag's share of the images. The rarest tag leads; others are one probe each.
+    tag_ids = tag_repo.rarest_first(session=session, tag_ids=[found[n] for n in names])
+    stamp_col, id_col = ((ImageTag.created_at, ImageTag.image_id) if tag_ids
+                         else (Image.created_at, Image.id))
     conditions: list[sa.ColumnElement[bool]] = []
+    if tag_ids:
+        conditions.append(ImageTag.tag_id == tag_ids[0])
+        conditions += [tag_repo.carries_tag(t) for t in tag_ids[1:]]
     if q:
         conditions.append(filename_contains(q))
     if len(statuses) == 1 and after is not None:
@@ -323,17 +337,16 @@ def list_images(
         conditions += [Image.status >= statuses[0], Image.status <= statuses[0]]
     elif statuses:
         conditions.append(Image.status.in_(list(statuses)))
-    names = tag_repo.normalize_tags(tags)
-    if names:
-        conditions.append(tag_repo.carries_all_tags(names))
     if uploader is not None:
         conditions.append(Image.uploader == uploader)
     if created_from is not None:
-        conditions.append(Image.created_at >= created_from)
+        conditions.append(stamp_col >= created_from)
     if created_to is not None:
-        conditions.append(Image.created_at < created_to)
+        conditions.append(stamp_col < created_to)
+    source = (sa.join(Image, ImageTag, ImageTag.image_id == Image.id) if tag_ids
+              else Image.__table__)
     total = session.execute(
-        sa.select(sa.func.count()).select_from(Image).where(*conditions)
+        sa.select(sa.func.count()).select_from(source).where(*conditions)
     ).scalar_one() if with_total else None
     if after is not None:
         stamp, last_id = after
@@ -341,15 +354,13 @@ def list_images(
         # index range; the plain bound on created_at is what starts the walk at the
         # cursor (with only the OR, a status filter walks its rows from the top).
         if descending:
-            conditions += [Image.created_at <= stamp,
-                           sa.or_(Image.created_at < stamp, Image.id < last_id)]
+            conditions += [stamp_col <= stamp, sa.or_(stamp_col < stamp, id_col < last_id)]
         else:
-            conditions += [Image.created_at >= stamp,
-                           sa.or_(Image.created_at > stamp, Image.id > last_id)]
-    order = (Image.created_at.desc(), Image.id.desc()) if descending else (
-        Image.created_at.asc(), Image.id.asc())
+            conditions += [stamp_col >= stamp, sa.or_(stamp_col > stamp, id_col > last_id)]
+    order = (stamp_col.desc(), id_col.desc()) if descending else (stamp_col.asc(), id_col.asc())
     rows = session.execute(
-        sa.select(Image).where(*conditions).order_by(*order).limit(limit).offset(offset)
+        sa.select(Image).select_from(source).where(*conditions).order_by(*order)
+        .limit(limit).offset(offset)
     ).scalars().all()
     return _records(session, rows), None if total is None else int(total)
 
@@ -379,8 +390,9 @@ def ids_with_tags(*, session: Session, tags: Sequence[str], status: str | None =
 
 def add_tags(*, session: Session, image_id: int, tags: Sequence[str]) -> ImageRecord:
     names = tag_repo.normalize_tags(tags)
-    get_image(session=session, image_id=image_id)
-    tag_repo.attach(session=session, image_id=image_id, names=names)
+    image = get_image(session=session, image_id=image_id)
+    tag_repo.attach(session=session, image_id=image_id, created_at=image.created_at,
+                    names=names)
     session.commit()
     return get_image(session=session, image_id=image_id)
 

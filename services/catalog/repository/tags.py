@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from services.catalog.db.models import Image, ImageTag, Tag
 from services.catalog.repository.errors import InvalidTag
@@ -18,6 +19,8 @@ MAX_TAG_LENGTH = 64
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f,]")
 # SQLite allows a few thousand bound parameters per statement; MySQL packets are finite too.
 CHUNK = 500
+# rarest_first counts a tag's rows up to this many.
+RAREST_CAP = 100_000
 
 
 def normalize_tags(tags: Iterable[str]) -> list[str]:
@@ -71,12 +74,22 @@ def ensure_tags(*, session: Session, names: list[str]) -> dict[str, int]:
     return {name: tag_id for name, tag_id in rows}
 
 
-def attach(*, session: Session, image_id: int, names: list[str]) -> None:
+def attach(*, session: Session, image_id: int, created_at: datetime, names: list[str]) -> None:
+    """Tag the image; `created_at` is the image's (each tag row keeps a copy, see ImageTag)."""
     ids = ensure_tags(session=session, names=names)
     _insert_ignoring_duplicates(
         session, ImageTag,
-        [{"image_id": image_id, "tag_id": tag_id} for tag_id in ids.values()],
+        [{"image_id": image_id, "tag_id": tag_id, "created_at": created_at}
+         for tag_id in ids.values()],
     )
+
+
+def tag_ids(*, session: Session, names: list[str]) -> dict[str, int]:
+    """Ids of the existing tags among `names` (normalised); missing names are left out."""
+    if not names:
+        return {}
+    rows = session.execute(sa.select(Tag.name, Tag.id).where(Tag.name.in_(names)))
+    return {name: tag_id for name, tag_id in rows}
 
 
 def detach(*, session: Session, image_id: int, names: list[str]) -> None:
@@ -115,20 +128,29 @@ def tag_counts(*, session: Session) -> list[tuple[str, int]]:
     return [(name, int(n)) for name, n in rows]
 
 
-def carries_all_tags(names: list[str]) -> sa.ColumnElement[bool]:
-    """A condition on `Image`: the image carries every tag in `names` (normalised,
-    non-empty). A correlated count, which the database evaluates row by row while it
-    walks a listing's (created_at) index and stops at the page's end: a 10% tag costs ~10
-    probes of the image_tags primary key per row listed. (An IN over `having_all_tags`
-    is turned into a join driven from the tag's rows: all of them, then a sort.)"""
-    count = (
-        sa.select(sa.func.count())
-        .select_from(ImageTag)
-        .join(Tag, Tag.id == ImageTag.tag_id)
-        .where(ImageTag.image_id == Image.id, Tag.name.in_(names))
-        .scalar_subquery()
-    )
-    return count == len(names)
+def rarest_first(*, session: Session, tag_ids: list[int], cap: int = RAREST_CAP) -> list[int]:
+    """`tag_ids` with the one carried by the fewest images first (the others keep their
+    order). Counts stop at `cap` rows each (index range reads: ~20 ms for a tag on 10% and
+    one on 0.1% at 10M rows); past it a tag is common enough that leading with it costs a
+    page about the same as leading with another such tag."""
+    if len(tag_ids) < 2:
+        return list(tag_ids)
+
+    def size(tag_id: int) -> int:
+        capped = (sa.select(sa.literal(1)).select_from(ImageTag)
+                  .where(ImageTag.tag_id == tag_id).limit(cap).subquery())
+        return int(session.execute(
+            sa.select(sa.func.count()).select_from(capped)).scalar_one())
+
+    lead = min(tag_ids, key=size)
+    return [lead] + [t for t in tag_ids if t != lead]
+
+
+def carries_tag(tag_id: int) -> sa.ColumnElement[bool]:
+    """A condition on `Image`: the image carries the tag (one probe of the primary key).
+    Its own alias of image_tags, as the listing may walk image_tags already."""
+    probe = aliased(ImageTag)
+    return sa.exists().where(probe.image_id == Image.id, probe.tag_id == tag_id)
 
 
 def having_all_tags(names: list[str]) -> sa.Select[Any]:
