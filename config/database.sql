@@ -136,6 +136,16 @@ INSERT IGNORE INTO image_status_counts (status, n)
     FROM (SELECT 'pending' AS status UNION ALL SELECT 'indexed' UNION ALL SELECT 'failed'
           UNION ALL SELECT 'deleting' UNION ALL SELECT 'removed') AS s;
 
+-- A database at 0001 lacks 0002's column (CREATE ... IF NOT EXISTS adds none): add it here,
+-- since the revision moves past 0002 below.
+SET @add_token_version := (SELECT IF(COUNT(*) = 0,
+    'ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0', 'DO 0')
+    FROM information_schema.columns WHERE table_schema = DATABASE()
+    AND table_name = 'users' AND column_name = 'token_version');
+PREPARE add_token_version FROM @add_token_version;
+EXECUTE add_token_version;
+DEALLOCATE PREPARE add_token_version;
+
 -- One revision row. A database this file creates is at 0004. One at 0001 or 0002 is now at
 -- 0003 (0003's table is made above); from 0003 the service's migration 0004 carries on, as
 -- it fills image_tags.created_at from the rows (a CREATE ... IF NOT EXISTS adds no column).

@@ -54,18 +54,23 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*\n", body) if s.strip()]
 
 
+def _run_database_sql(engine: Engine, name: str) -> None:
+    """config/database.sql on the server of `engine`, for the database `name`."""
+    sql = DATABASE_SQL.read_text().replace("`image_search`", f"`{name}`")
+    assert f"`{name}`" in sql
+    with engine.begin() as conn:
+        for statement in _statements(sql):
+            conn.exec_driver_sql(statement)
+
+
 @pytest.fixture
 def database_sql_url(mysql_server_url: str) -> Iterator[str]:
     """A database created by config/database.sql, only its name rewritten; dropped after."""
     name = f"imgsearch_sql_{secrets.token_hex(4)}"
-    sql = DATABASE_SQL.read_text().replace("`image_search`", f"`{name}`")
-    assert f"`{name}`" in sql
     server = make_url(mysql_server_url).set(database="")
     engine = sa.create_engine(server)
     try:
-        with engine.begin() as conn:
-            for statement in _statements(sql):
-                conn.exec_driver_sql(statement)
+        _run_database_sql(engine, name)
         yield server.set(database=name).render_as_string(hide_password=False)
     finally:
         with engine.begin() as conn:
@@ -113,3 +118,33 @@ def test_database_sql_yields_the_migrated_schema(mysql_database_url: str,
     finally:
         migrated.dispose()
         loaded.dispose()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("revision", ["0001_initial", "0002_user_token_version",
+                                      "0003_image_status_counts"])
+def test_database_sql_over_an_older_database_then_migrations_give_the_schema(
+        mysql_database_url: str, revision: str) -> None:
+    """A database made by an older release (at `revision`), then this database.sql, then the
+    service's migrations: the same schema as migrating a new database."""
+    url = make_url(mysql_database_url)
+    reference_url = url.set(database=f"{url.database}_ref")
+    server = sa.create_engine(url.set(database=""))
+    with server.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{reference_url.database}` CHARACTER SET utf8mb4")
+    older = Database.from_settings(DatabaseSettings(), url)
+    reference = Database.from_settings(DatabaseSettings(), reference_url)
+    try:
+        upgrade(older.engine, revision)
+        _run_database_sql(server, str(url.database))
+        assert upgrade(older.engine) == head_revision()
+        upgrade(reference.engine)
+        expected, actual = _schema(reference.engine), _schema(older.engine)
+        for table in expected:
+            assert actual[table] == expected[table], table
+    finally:
+        older.dispose()
+        reference.dispose()
+        with server.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{reference_url.database}`")
+        server.dispose()
