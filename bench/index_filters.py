@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._knn import K, recall, timed
 from bench._report import markdown_table, write_section
 from services.index.schemas import SearchRequest
 from services.index.store.faiss_backend import FaissIndex
@@ -45,20 +46,8 @@ from services.index.store.params import FaissParams
 from tests.index.data import EmbeddingLike
 
 MODEL = "bench:embedding-like"
-K = 10
 TAGS = {"ten": 10, "hundred": 100}  # tag -> every how many images carry it
 SETTINGS = ((32, 64), (16, 16))  # (nprobe, candidates per result re-ranked)
-
-
-def timed(search: Any, xq: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Single-query p50, p99 (ms) and the (nq, K) ids found."""
-    search(xq[:1])
-    times, found = [], []
-    for q in xq:
-        t = time.perf_counter()
-        found.append(search(q[None, :]))
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), np.asarray(found)
 
 
 def timed_after_writes(index: FaissIndex, search: Any, xq: np.ndarray, x: np.ndarray
@@ -72,11 +61,6 @@ def timed_after_writes(index: FaissIndex, search: Any, xq: np.ndarray, x: np.nda
         search(q[None, :])
         times.append((time.perf_counter() - t) * 1e3)
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K
-                          for f, t in zip(found[:, :K], truth, strict=True)]))
 
 
 def build(args: argparse.Namespace, xq: np.ndarray) -> tuple[FaissIndex, dict[str, Any]]:

@@ -31,41 +31,14 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._knn import K, merge_truth, recall, timed
 from bench._report import markdown_table, write_section
 from services.index.store.faiss_backend import FaissIndex
 from services.index.store.params import FaissParams
 from tests.index.data import EmbeddingLike
 
 MODEL = "bench:embedding-like"
-K = 10
 SETTINGS = ((16, 16), (32, 16), (32, 64), (64, 64))  # (nprobe, candidates per result)
-
-
-def timed(search: Any, xq: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Single-query p50, p99 (ms) and the (nq, K) ids found."""
-    search(xq[:1])
-    times, found = [], []
-    for q in xq:
-        t = time.perf_counter()
-        found.append(search(q[None, :]))
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), np.asarray(found)
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K
-                          for f, t in zip(found[:, :K], truth, strict=True)]))
-
-
-def merge_truth(D: np.ndarray, I: np.ndarray, xq: np.ndarray, x: np.ndarray,
-                first_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fold a chunk (m, d) with ids first_id.. into the running exact top-K (nq, K)."""
-    S = xq @ x.T  # (nq, m)
-    cols = np.argpartition(-S, K - 1, axis=1)[:, :K]
-    DD = np.hstack([D, np.take_along_axis(S, cols, axis=1)])
-    II = np.hstack([I, cols + first_id])
-    order = np.argsort(-DD, axis=1, kind="stable")[:, :K]
-    return np.take_along_axis(DD, order, axis=1), np.take_along_axis(II, order, axis=1)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

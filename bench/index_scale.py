@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._knn import K, merge_truth, recall, timed
 from bench._report import markdown_table, write_section
 from services.index.store import snapshot as snap
 from services.index.store.faiss_backend import FaissIndex
@@ -50,7 +51,6 @@ from services.index.store.params import FaissParams
 from tests.index.data import EmbeddingLike
 
 MODEL = "bench:embedding-like"
-K = 10
 NPROBES = (16, 32, 64, 128)
 RERANKS = (4, 16, 64)
 
@@ -68,33 +68,6 @@ def memory() -> dict[str, float]:
             out[key] = int(value.split()[0]) / 2**20
     out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out
-
-
-def merge_truth(D: np.ndarray, I: np.ndarray, xq: np.ndarray, x: np.ndarray,
-                first_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fold a chunk (m, d) with ids first_id.. into the running exact top-K (nq, K)."""
-    S = xq @ x.T  # (nq, m)
-    cols = np.argpartition(-S, K - 1, axis=1)[:, :K]
-    DD = np.hstack([D, np.take_along_axis(S, cols, axis=1)])
-    II = np.hstack([I, cols + first_id])
-    order = np.argsort(-DD, axis=1, kind="stable")[:, :K]
-    return np.take_along_axis(DD, order, axis=1), np.take_along_axis(II, order, axis=1)
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K
-                          for f, t in zip(found[:, :K], truth, strict=True)]))
-
-
-def timed(search: Any, xq: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Single-query p50, p99 (ms) and the (nq, K) ids."""
-    search(xq[:1])
-    times, found = [], []
-    for q in xq:
-        t = time.perf_counter()
-        found.append(search(q[None, :])[:K])
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), np.asarray(found)
 
 
 def _checkpoint(index: FaissIndex, ck: Path, chunks: int, D: np.ndarray, I: np.ndarray) -> None:
