@@ -29,11 +29,13 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def merge_truth(D: np.ndarray, I: np.ndarray, xq: np.ndarray, x: np.ndarray,
-                first_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fold a chunk (m, d) with ids first_id.. into the running exact top-K (nq, K)."""
+                first_id: int = 0, ids: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Fold a chunk (m, d) with ids first_id.. (or `ids`, (m,)) into the running exact top-K
+    (nq, K)."""
     S = xq @ x.T  # (nq, m)
     cols = np.argpartition(-S, K - 1, axis=1)[:, :K]
     DD = np.hstack([D, np.take_along_axis(S, cols, axis=1)])
-    II = np.hstack([I, cols + first_id])
+    II = np.hstack([I, cols + first_id if ids is None else np.asarray(ids)[cols]])
     order = np.argsort(-DD, axis=1, kind="stable")[:, :K]
     return np.take_along_axis(DD, order, axis=1), np.take_along_axis(II, order, axis=1)
