@@ -140,7 +140,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             p50, p99 = timed_after_writes(
                 index, lambda q: index.search(q, K, tags=["ten"]), xq, again)
             out["rows"].append({**base, "what": "tag on 1/10, named, an upsert before each "
-                                "query (filter rebuilt)", "p50": p50, "p99": p99})
+                                "query (filter patched)", "p50": p50, "p99": p99})
             print(out["rows"][-1], flush=True)
     out["parse_ms"] = parse_ms(len(truth["ten"]["ids"]), args.dim)
     out["tag_bytes"] = index.tags.nbytes

@@ -5,13 +5,15 @@ and deletes and survives reopening (from the log and from a snapshot)."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from services.index.store.protocol import VectorIndex
 from services.index.store.tagsets import TagSets
-from tests.index.conftest import MODEL, Data, K, OpenIndex
+from tests.index.conftest import DISK_TYPES, MODEL, SMALL, Data, K, N, OpenIndex
 from tests.index.data import brute_force, recall_at_k
 
 
@@ -145,3 +147,76 @@ def test_label_lookups_agree_across_dense_and_sparse_ids() -> None:
     ann.add(np.asarray([10**9], np.int64), x[:1])  # too sparse now: the other lookups
     assert ann._dense is None
     assert sorted(ann.labels_of_sorted(ask).tolist()) == by_search()
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf_sq8", "ivf_pq"])
+def test_cached_tag_filter_is_patched_by_writes(index_type: str, data: Data, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag's filter, kept between searches, follows upserts, tag changes, removes and new
+    ids by patching (never resolved afresh: at 10M a fresh resolve is an O(n) bitmap per
+    write while ingest runs), and equals a fresh resolve after each; a rebuild of the
+    structure resolves it afresh."""
+    from services.index.store.faiss_backend import FaissIndex
+    from services.index.store.filters import Filter
+    from services.index.store.params import FaissParams
+
+    params = FaissParams(**{k: v for k, v in SMALL.items() if k in FaissParams.__annotations__})
+    index = FaissIndex(index_type, params, store_dir=tmp_path if index_type in DISK_TYPES
+                       else None)
+    for start in range(0, N, 500):
+        index.upsert(data.ids[start : start + 500], data.xb[start : start + 500], MODEL)
+    tags = {int(i): (["even"] if r % 2 == 0 else []) for r, i in enumerate(data.ids)}
+    index.set_tags(data.ids, [tags[int(i)] for i in data.ids])
+    live = {int(i) for i in data.ids}
+    of = Filter.of.__func__  # type: ignore[attr-defined]
+    resolves: list[int] = []
+
+    def counted(cls: type[Filter], *args: Any, **kwargs: Any) -> Filter:
+        resolves.append(1)
+        return of(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Filter, "of", classmethod(counted))
+    index.search(data.xq[:1], K, tags=["even"])
+    assert len(resolves) == 1
+    rng = np.random.default_rng(7)
+    new_ids = iter(range(10**6, 10**6 + 1000))
+    for step in range(48):
+        pick = rng.choice(data.ids, 6, replace=False)
+        op = step % 4
+        if op == 0:  # new vectors for existing (or removed) ids
+            index.upsert(pick, data.xq[rng.integers(0, 50, len(pick))], MODEL)
+            live |= {int(i) for i in pick}
+        elif op == 1:
+            choice = [["even"], [], ["even", "x"], ["x"]]
+            given = [choice[int(c)] for c in rng.integers(0, 4, len(pick))]
+            index.set_tags(pick, given)
+            tags.update({int(i): t for i, t in zip(pick, given, strict=True)})
+        elif op == 2:
+            index.remove(pick)
+            live -= {int(i) for i in pick}
+            tags.update({int(i): [] for i in pick})
+        else:  # ids never seen, tagged before and after their vectors arrive
+            fresh = np.asarray([next(new_ids) for _ in range(4)], np.int64)
+            index.set_tags(fresh[:2], [["even"]] * 2)
+            index.upsert(fresh, data.xq[rng.integers(0, 50, 4)], MODEL)
+            index.set_tags(fresh[2:], [["even"]] * 2)
+            live |= {int(i) for i in fresh}
+            tags.update({int(i): ["even"] for i in fresh})
+        _, I = index.search(data.xq[:3], K, tags=["even"])
+        allowed = {i for i, t in tags.items() if "even" in t and i in live}
+        assert set(I[I >= 0].tolist()) <= allowed
+        assert (I >= 0).all()
+        cached = index._filters[("even",)].filter
+        ann = index._ann
+        again = of(Filter, ann, index.tags.matching(["even"]), is_sorted=True)
+        assert cached.allowed.tolist() == again.allowed.tolist()
+        assert cached.live == again.live
+        if cached.bitmap is not None and ann is not None:
+            assert np.array_equal(cached.bitmap, ann.bitmap_of(again.labels))
+    assert len(resolves) == 1, "every write was patched in, none resolved afresh"
+    if index_type != "flat":
+        index.rebuild()
+        _, I = index.search(data.xq[:3], K, tags=["even"])
+        assert len(resolves) == 2
+        assert set(I[I >= 0].tolist()) <= {i for i, t in tags.items()
+                                          if "even" in t and i in live}

@@ -16,9 +16,13 @@ exactly); `thaw` applies the queue in short slices.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,23 @@ SEARCH_PARAMS = ("ivf_nprobe", "hnsw_ef_search", "rerank_factor", "pq_rerank_fac
 # Queued writes are applied to Faiss for about this long per hold of the write lock (at least
 # one write: never longer than that write took to arrive the normal way).
 _THAW_SLICE_S = 0.01
+
+
+_Version = tuple[int, int, int]  # (tags, structure serial, structure version)
+
+
+@dataclass
+class _CachedFilter:
+    """A tag combination's resolved filter, the state it is valid for, and the ids written
+    since it was last brought up to date with their labels then (patched at its next use)."""
+
+    version: _Version
+    filter: Filter
+    pending: dict[int, int] = field(default_factory=dict)
+
+    def pending_max(self) -> int:
+        """Past this many written ids, resolving afresh costs less than patching."""
+        return max(1024, min(65536, len(self.filter.allowed) // 4))
 
 
 def dedupe_last(ids: Ids, vectors: Vectors) -> tuple[Ids, Vectors]:
@@ -130,8 +151,8 @@ class FaissIndex:
         # from the vectors: an id may carry tags before its vector arrives.
         self._tags = TagSets()
         # The resolved filter of each tag combination searched lately, with the versions
-        # of the tags and of the structure it was resolved against.
-        self._filters: dict[tuple[str, ...], tuple[tuple[int, int, int], Filter]] = {}
+        # of the tags and of the structure it is valid for.
+        self._filters: dict[tuple[str, ...], _CachedFilter] = {}
         self._filters_mutex = threading.Lock()  # searches share the read lock
 
     # -- introspection -------------------------------------------------------------------
@@ -198,7 +219,7 @@ class FaissIndex:
             return
         ids, vectors = dedupe_last(np.asarray(ids, np.int64),
                                    np.asarray(vectors, np.float32))
-        with self._lock.write():
+        with self._lock.write(), self._filters_follow(ids):
             self.check(model, vectors.shape[1])
             if self.count == 0 and (self._store is None or self._store.dim != vectors.shape[1]
                                     or self._model != model):
@@ -221,8 +242,9 @@ class FaissIndex:
 
     def set_tags(self, ids: Ids, tags: list[list[str]]) -> None:
         """Replace the tags of each id (tags[i] for ids[i])."""
-        with self._lock.write():
-            self._tags.set(np.asarray(ids, np.int64).tolist(), tags)
+        ids = np.asarray(ids, np.int64)
+        with self._lock.write(), self._filters_follow(ids):
+            self._tags.set(ids.tolist(), tags)
 
     def tags_of(self, ids: Ids) -> list[list[str]]:
         return self._tags.tags_of(np.asarray(ids, np.int64).tolist())
@@ -234,7 +256,7 @@ class FaissIndex:
     def remove(self, ids: Ids) -> int:
         """Remove the vectors of `ids` and their tags (their images are gone)."""
         ids = np.unique(np.asarray(ids, np.int64))
-        with self._lock.write():
+        with self._lock.write(), self._filters_follow(ids):
             if len(ids):
                 self._tags.drop(ids.tolist())
             if self._store is None or not len(ids):
@@ -282,22 +304,62 @@ class FaissIndex:
             fill_short(store, xq, k, D, I, None, self._params)
             return D, I
 
+    def _filter_version(self) -> _Version:
+        ann = self._ann
+        return (self._tags.version, ann.serial if ann is not None else 0,
+                ann.version if ann is not None else 0)
+
+    @contextmanager
+    def _filters_follow(self, ids: Ids) -> Iterator[None]:
+        """Around a write touching `ids` (the caller holds the write lock): each cached tag
+        filter valid before it notes the ids and their labels then, and stays valid, to be
+        patched at its next use. A write that replaces the structure (training, a rebuild)
+        leaves the filters stale: they are resolved afresh."""
+        before = self._filter_version()
+        with self._filters_mutex:
+            follow = [c for c in self._filters.values() if c.version == before]
+        keep = [c for c in follow if len(c.pending) + len(ids) <= c.pending_max()]
+        old: dict[int, int] = {}
+        if keep:
+            ann = self._ann
+            id_list = ids.tolist()
+            old = dict(zip(id_list, map(ann.id_to_label.get, id_list, itertools.repeat(-1)),
+                           strict=True)) if ann is not None else dict.fromkeys(id_list, -1)
+        yield
+        after = self._filter_version()
+        if after == before or after[1] != before[1]:
+            return
+        with self._filters_mutex:
+            for cached in keep:
+                for id_, label in old.items():
+                    cached.pending.setdefault(id_, label)
+                cached.version = after
+
     def _tag_filter(self, tags: list[str]) -> Filter:
-        """The ids carrying every one of `tags`, resolved to labels: cached until the tags
-        or the structure change (the caller holds the read lock)."""
+        """The ids carrying every one of `tags`, resolved to labels: cached, patched after
+        writes to a few ids, resolved afresh after a structural change (the caller holds
+        the read lock)."""
         key = tuple(sorted(set(tags)))
         ann = self._ann
-        version = (self._tags.version, ann.serial if ann is not None else 0,
-                   ann.version if ann is not None else 0)
+        version = self._filter_version()
         with self._filters_mutex:
             cached = self._filters.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1]
+            if cached is not None and cached.version == version:
+                if cached.pending:
+                    ids = np.fromiter(sorted(cached.pending), np.int64, len(cached.pending))
+                    old = np.fromiter(map(cached.pending.__getitem__, ids.tolist()), np.int64,
+                                      len(ids))
+                    want = set(key)
+                    member = np.fromiter((want.issubset(t) for t in
+                                          self._tags.tags_of(ids.tolist())), bool, len(ids))
+                    cached.filter = cached.filter.patched(ann, ids, old, member)
+                    cached.pending = {}
+                return cached.filter
         flt = Filter.of(ann, self._tags.matching(key), is_sorted=True)
         with self._filters_mutex:
             if len(self._filters) >= 64:  # a few tag combinations are searched at a time
                 self._filters.pop(next(iter(self._filters)))
-            self._filters[key] = (version, flt)
+            self._filters[key] = _CachedFilter(version, flt)
         return flt
 
     def _delta_ids(self) -> Ids | None:
@@ -443,6 +505,8 @@ class FaissIndex:
             self._model = meta.get("model")
             self._ann = None
             self._tags = TagSets.from_arrays(*state["tags"]) if "tags" in state else TagSets()
+            with self._filters_mutex:
+                self._filters.clear()  # resolved against the tag sets replaced
             dim = meta.get("dim")
             if dim is None or "ids" not in state:
                 self._store = None

@@ -87,19 +87,62 @@ def fill_short(store: VectorStore, xq: Vectors, k: int, D: NDArray[np.float32], 
 
 @dataclass
 class Filter:
-    """An allowed set resolved against one state of the approximate structure: the
-    (m,) ascending unique ids, their live labels and (once a search needed it) the bitmap
-    of those labels. Valid while the structure's `version` is unchanged: a tag filter is
-    kept between searches (`FaissIndex`), so repeated queries of a tag skip the work."""
+    """An allowed set resolved against one state of the approximate structure: the (m,)
+    ascending unique ids, how many of them have a live label (`live`), their labels (when
+    resolved from scratch) and, once a search needed it, the bitmap of those labels.
+
+    Valid for the state it was resolved against. A tag filter is kept between searches
+    (`FaissIndex`) and patched after writes (`patched`): repeated queries of a tag skip
+    the work, also while ingest writes."""
 
     allowed: Ids
+    live: int
     labels: Ids | None = None
     bitmap: NDArray[np.uint8] | None = None
 
     @classmethod
     def of(cls, ann: AnnIndex | None, allowed: Ids, *, is_sorted: bool = False) -> Filter:
         allowed = allowed if is_sorted else np.unique(allowed)
-        return cls(allowed, ann.labels_of_sorted(allowed) if ann is not None else None)
+        if ann is None:
+            return cls(allowed, len(allowed))
+        labels = ann.labels_of_sorted(allowed)
+        return cls(allowed, len(labels), labels)
+
+    def bitmap_for(self, ann: AnnIndex) -> NDArray[np.uint8]:
+        """The bitmap of the live labels (built once, kept)."""
+        if self.bitmap is None:
+            labels = self.labels if self.labels is not None \
+                else ann.labels_of_sorted(self.allowed)
+            self.bitmap = ann.bitmap_of(labels)
+        return self.bitmap
+
+    def patched(self, ann: AnnIndex | None, ids: Ids, old_labels: Ids, member: NDArray[np.bool_]
+                ) -> Filter:
+        """This filter after writes to (p,) ascending `ids` only: `old_labels` their labels
+        when this filter was resolved (-1: none), `member` whether each carries the filter's
+        tags now; `ann` is the structure now (the same object as then). O(m) memory moves
+        and O(p) lookups, never O(n) over the whole structure; a new object (searches may
+        still hold this one)."""
+        allowed = self.allowed
+        pos = np.searchsorted(allowed, ids)
+        was = (pos < len(allowed)) & (allowed[np.minimum(pos, max(len(allowed) - 1, 0))] == ids) \
+            if len(allowed) else np.zeros(len(ids), bool)
+        allowed = np.delete(allowed, pos[was])
+        new = ids[member]
+        allowed = np.insert(allowed, np.searchsorted(allowed, new), new)
+        if ann is None:
+            return Filter(allowed, len(allowed))
+        now = ann.labels_of(new)  # the live ones only
+        gone = old_labels[was & (old_labels >= 0)]
+        live = self.live - len(gone) + len(now)
+        bitmap = None
+        if self.bitmap is not None:
+            bitmap = np.zeros((ann.next_label + 7) // 8, np.uint8)
+            keep = min(len(bitmap), len(self.bitmap))
+            bitmap[:keep] = self.bitmap[:keep]
+            np.bitwise_and.at(bitmap, gone >> 3, ~np.left_shift(1, gone & 7).astype(np.uint8))
+            np.bitwise_or.at(bitmap, now >> 3, np.left_shift(1, now & 7).astype(np.uint8))
+        return Filter(allowed, live, None, bitmap)
 
 
 def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: int,
@@ -111,7 +154,7 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
     Large sets never loop over their ids in Python: their labels come from a binary search
     (`AnnIndex.labels_of_sorted`) and reach Faiss as a bitmap (both kept in a `Filter`)."""
     flt = allowed if isinstance(allowed, Filter) else Filter.of(ann, allowed)
-    allowed, labels = flt.allowed, flt.labels
+    allowed = flt.allowed
     if extra is not None:
         extra = extra[np.isin(extra, allowed)]
     exact_max = params.filter_exact_max
@@ -119,19 +162,20 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
         # Each row is a read from the file: past a few times the rows a re-ranking reads,
         # the approximate path with the bitmap is cheaper.
         exact_max = min(exact_max, 4 * params.candidates(ann.index_type, k))
-    if labels is None or len(labels) <= exact_max:
-        small = allowed if labels is None else np.unique(np.concatenate([
-            ann.label_ids[labels] if ann is not None else allowed,
-            extra if extra is not None else np.empty(0, np.int64)]))
+    if ann is None or flt.live <= exact_max:
+        if ann is None:
+            small = allowed
+        else:
+            live = ann.label_ids[flt.labels if flt.labels is not None
+                                 else ann.labels_of_sorted(allowed)]
+            small = np.unique(np.concatenate([
+                live, extra if extra is not None else np.empty(0, np.int64)]))
         _, rows = store.rows_of(small)
         if not len(rows):
             return empty_result(len(xq), k)
         return exact_over_store(store, xq, k, params.exact_engine, rows)
-    assert ann is not None
-    if flt.bitmap is None:
-        flt.bitmap = ann.bitmap_of(labels)
     candidates = ann.search(xq, params.candidates(ann.index_type, k),
-                            allowed_bitmap=flt.bitmap)
+                            allowed_bitmap=flt.bitmap_for(ann))
     if extra is not None and len(extra):
         candidates = np.hstack([candidates, np.broadcast_to(extra, (len(xq), len(extra)))])
     D, I = rerank(store, xq, candidates, k)
