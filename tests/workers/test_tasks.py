@@ -169,6 +169,25 @@ def test_deleted_while_ingesting_leaves_no_vector(env: Any) -> None:
     assert clients.index.vectors == {}
 
 
+def test_tag_added_while_embedding_is_not_lost_by_the_upsert(env: Any) -> None:
+    """An upload of the same file adds a tag (catalog, then index) while the worker embeds:
+    the upsert carries the tags the row had at the start, and the worker sends the newer
+    ones after it."""
+    ctx, clients, _ = env
+    image_id = stored(ctx, clients, make_png(12), tags=["a"])
+    embed = clients.embedding.embed
+
+    def embed_while_tagged(images: list[bytes]) -> Any:
+        out = embed(images)
+        clients.catalog.images[image_id]["tags"] = ["a", "b"]  # the upload's catalog write
+        clients.index.set_tags([image_id], [["a", "b"]])  # ... and its index write
+        return out
+
+    clients.embedding.embed = embed_while_tagged
+    assert ingest(ctx, image_id) == "indexed"
+    assert clients.index.tags[image_id] == ["a", "b"]
+
+
 def test_delete_removes_vector_files_and_row_and_is_idempotent(env: Any) -> None:
     ctx, clients, _ = env
     image_id = stored(ctx, clients, make_png(11))

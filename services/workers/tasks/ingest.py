@@ -226,14 +226,15 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
             keep.append(j)
     if not keep:
         return
+    sent = {items[j].id: sorted(items[j].row.get("tags") or []) for j in keep}
     try:
-        ctx.clients.index.upsert([items[j].id for j in keep], vectors[keep], model,
-                                 tags=[list(items[j].row.get("tags") or []) for j in keep])
+        ctx.clients.index.upsert(list(sent), vectors[keep], model, tags=list(sent.values()))
     except DomainError as exc:
         failure = _mismatch(exc)
         if failure is not None:
             raise failure from exc
         raise
+    _follow_tags(ctx, sent)
     # Re-queued by reconcile: the row said indexed but its vector was missing (after a
     # reindex, the model may have changed too: the row names the model of its vector).
     stale_model = [items[j].id for j in keep if items[j].row["status"] == ImageStatus.indexed
@@ -242,6 +243,18 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
         ctx.clients.catalog.set_model(stale_model, model)
     for j in keep:
         _finish(ctx, batch, items[j], model, duplicates[j])
+
+
+def _follow_tags(ctx: TaskContext, sent: dict[int, list[str]]) -> None:
+    """The upsert carried the tags the rows had when the batch began; a tag added since
+    (an upload of the same file with more tags) reached the index already and the upsert
+    overwrote it. Read the rows again and send what changed: a tag change after this read
+    reaches the index after the upsert, so it is not lost."""
+    now = {int(row["id"]): sorted(row.get("tags") or [])
+           for row in ctx.clients.catalog.lookup(list(sent)) if row["status"] not in GONE}
+    changed = [i for i, tags in now.items() if tags != sent.get(i)]
+    if changed:
+        ctx.clients.index.set_tags(changed, [now[i] for i in changed])
 
 
 def _finish(ctx: TaskContext, batch: _Batch, item: _Item, model: str,
