@@ -10,6 +10,7 @@ from pydantic import Field
 from services.common.peers import port_field
 from services.common.settings import SectionSettings, common_settings
 from services.common.vocabulary import INDEX_MAX_K
+from services.index.store.vectorstore import DEFAULT_MAP_BUDGET
 
 
 class IndexSettings(SectionSettings, section="index"):
@@ -26,6 +27,9 @@ class IndexSettings(SectionSettings, section="index"):
     # How re-ranking gathers rows from the disk store: mmap (a read-only mapping, one
     # vectorised gather) | pread (a read per run of rows).
     vector_reads: Literal["mmap", "pread"] = "mmap"
+    # With mmap: MB of the file's pages re-ranking keeps mapped into the process at most
+    # (then dropped from it, kept in the page cache): bounds the resident size.
+    vector_map_mb: int = Field(default=DEFAULT_MAP_BUDGET >> 20, ge=16)
     snapshot_every: int = Field(default=10000, ge=1)
     hnsw_m: int = Field(default=32, ge=4)
     hnsw_ef_construction: int = Field(default=200, ge=8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.index.store.vectorstore import VectorStore
+from services.index.store.vectorstore import REGION, VectorStore
 
 
 def test_mapped_take_equals_pread_through_growth_and_writes(tmp_path: Path) -> None:
@@ -28,3 +28,44 @@ def test_mapped_take_equals_pread_through_growth_and_writes(tmp_path: Path) -> N
         np.testing.assert_array_equal(got, plain.take(rows))
     store.close()
     plain.close()
+
+
+def _mapped_rss(store: VectorStore) -> int:
+    """Resident bytes of the store file's mapping in this process (/proc/self/smaps)."""
+    assert store._file is not None
+    name = Path(f"/proc/self/fd/{store._file.fd}").readlink().name.removesuffix(" (deleted)")
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+            inside = name in line
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1]) * 1024
+    return total
+
+
+def test_mapped_pages_stay_within_the_budget(tmp_path: Path) -> None:
+    """Gathers all over a file much larger than the budget: the mapping's resident pages
+    stay within the budget (a fault maps a row's whole 2 MB region at most), the rows read
+    are still right; with no budget they grow to the whole file."""
+    rng = np.random.default_rng(1)
+    dim, n, budget = 256, 100_000, 4 * REGION  # 512-byte rows: a 51 MB file, 25 regions
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    ids = np.arange(n, dtype=np.int64)
+    bounded = VectorStore(dim, capacity=n, directory=tmp_path, reads="mmap", map_budget=budget)
+    unbounded = VectorStore(dim, capacity=n, directory=tmp_path, reads="mmap",
+                            map_budget=1 << 40)
+    peaks = []
+    for store in (bounded, unbounded):
+        store.upsert(ids, x)
+        peak = 0
+        for _ in range(300):
+            rows = rng.integers(0, n, size=2)
+            np.testing.assert_array_equal(store.take(rows), x[rows].astype(np.float16)
+                                          .astype(np.float32))
+            peak = max(peak, _mapped_rss(store))
+        peaks.append(peak)
+    assert 0 < peaks[0] <= budget, peaks
+    assert peaks[1] > 2 * budget, peaks  # what the budget prevents
+    bounded.close()
+    unbounded.close()

@@ -59,6 +59,7 @@ def open_generation(settings: IndexSettings, directory: Path, *,
     on_disk = settings.vector_store == "disk" or (
         settings.vector_store == "auto" and meta.type in ("ivf_sq8", "ivf_pq"))
     backend = FaissIndex(meta.type, params, store_dir=directory / "vectors" if on_disk else None,
-                         store_dtype=settings.vector_dtype, store_reads=settings.vector_reads)
+                         store_dtype=settings.vector_dtype, store_reads=settings.vector_reads,
+                         store_map_budget=settings.vector_map_mb << 20)
     return DurableIndex(directory, backend, snapshot_every=settings.snapshot_every, meta=meta,
                         maintenance_interval_s=settings.maintenance_interval_s)

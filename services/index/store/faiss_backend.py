@@ -44,7 +44,12 @@ from services.index.store.params import FaissParams, check_type
 from services.index.store.protocol import Ids, IndexStats, Vectors
 from services.index.store.rwlock import RWLock
 from services.index.store.tagsets import TagSets
-from services.index.store.vectorstore import StoreDtype, StoreReads, VectorStore
+from services.index.store.vectorstore import (
+    DEFAULT_MAP_BUDGET,
+    StoreDtype,
+    StoreReads,
+    VectorStore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +131,8 @@ class FaissIndex:
 
     def __init__(self, index_type: str = "flat", params: FaissParams | None = None, *,
                  store_dir: Path | None = None, store_dtype: StoreDtype = "float16",
-                 store_reads: StoreReads = "mmap") -> None:
+                 store_reads: StoreReads = "mmap", store_map_budget: int = DEFAULT_MAP_BUDGET
+                 ) -> None:
         """`store_dir`: keep the vectors in a file there (`store_dtype` rows), not in RAM;
         re-ranking gathers rows from it through a mapping or by reads (`store_reads`)."""
         self._type = check_type(index_type)
@@ -134,6 +140,7 @@ class FaissIndex:
         self._store_dir = store_dir
         self._store_dtype: StoreDtype = store_dtype
         self._store_reads: StoreReads = store_reads
+        self._store_map_budget = store_map_budget
         # Called with (done, total) while a rebuild adds rows (the bench shows a bar).
         self.build_progress: Progress | None = None
         self._model: str | None = None
@@ -185,7 +192,7 @@ class FaissIndex:
         # The store replaced (if any) is not closed here: a rebuild may still be reading
         # it; its file goes when the last reference does.
         return VectorStore(dim, capacity, directory=self._store_dir, dtype=self._store_dtype,
-                           reads=self._store_reads)
+                           reads=self._store_reads, map_budget=self._store_map_budget)
 
     def stats(self) -> IndexStats:
         with self._lock.read():
