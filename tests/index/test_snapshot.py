@@ -209,3 +209,40 @@ def test_writes_during_a_rebuild_reach_the_rebuilt_index(filled_copy: DurableInd
     _assert_holds(index, expected, kind)
     _, I = index.search(vecs[written[-5:]], 5)  # found through the rebuilt structure
     assert I[:, 0].tolist() == [700000 + n for n in written[-5:]]
+
+
+def _cached_bytes(path: Path) -> int:
+    """Bytes of `path` in the page cache (util-linux `fincore`)."""
+    import shutil
+    import subprocess
+
+    from tests.helpers.requirements import require
+
+    require("fincore", shutil.which("fincore") is not None, "apt-get install util-linux")
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.split()[0])
+
+
+def test_snapshot_leaves_its_rows_out_of_the_page_cache(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot's vectors are synced and dropped from the page cache as they are written:
+    at 10M they are 15 GB that would evict the vector file's rows searches re-rank."""
+    from services.index.store.faiss_backend import FaissIndex
+
+    monkeypatch.setattr(snap, "SYNC_BYTES", 1 << 20)
+    rng = np.random.default_rng(3)
+    index = FaissIndex("flat", store_dir=tmp_path / "store")
+    index.upsert(np.arange(40_000, dtype=np.int64),
+                 rng.standard_normal((40_000, 128), dtype=np.float32), MODEL)  # 10 MB
+    view = index.freeze()
+    try:
+        path = snap.write_snapshot(tmp_path, 1, view)
+    finally:
+        index.thaw(view)
+    size = (path / "vectors.npy").stat().st_size
+    assert size > 10_000_000
+    assert _cached_bytes(path / "vectors.npy") <= size // 4
+    loaded = snap.load_latest(tmp_path)
+    assert loaded is not None and loaded[0] == 1
+    index.close()
