@@ -243,6 +243,15 @@ def test_snapshot_leaves_its_rows_out_of_the_page_cache(tmp_path: Path,
     size = (path / "vectors.npy").stat().st_size
     assert size > 10_000_000
     assert _cached_bytes(path / "vectors.npy") <= size // 4
+    # Loading it (a start) reads the rows once and leaves them out of the cache too.
+    with open(path / "vectors.npy", "rb") as handle:
+        handle.read()  # everything cached now
+    assert _cached_bytes(path / "vectors.npy") >= size // 2
     loaded = snap.load_latest(tmp_path)
     assert loaded is not None and loaded[0] == 1
+    again = FaissIndex("flat", store_dir=tmp_path / "again")
+    again.import_state(loaded[1])
+    assert again.count == 40_000
+    assert _cached_bytes(path / "vectors.npy") <= size // 4
     index.close()
+    again.close()

@@ -9,8 +9,9 @@ on: it reads a `FrozenState` in blocks of about `BLOCK_BYTES` (32 MB), each unde
 read lock, and streams them to the files.
 
 A snapshot is read again only at a start, so its pages are synced and dropped from the page
-cache as it is written (every `SYNC_BYTES` of rows, and the Faiss file): at 10M vectors it
-is 15 GB, and cached it would evict the rows of the vector file that searches re-rank.
+cache as it is written (every `SYNC_BYTES` of rows, and the Faiss file), and its rows again
+as a start reads them: at 10M vectors it is 15 GB, and cached it would evict the rows of
+the vector file that searches re-rank.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def write_snapshot(directory: Path, seq: int, view: FrozenState,
 
 def _vector_blocks(path: Path) -> Callable[[int], Iterator[tuple[int, np.ndarray]]]:
     """blocks(rows) -> (first row, (m, dim) float32 rows) of a .npy matrix, read with plain
-    reads (a memory map would leave every page it touched counted in the process)."""
+    reads (a memory map would leave every page it touched counted in the process); the
+    pages read are dropped from the page cache (read once, at a start)."""
 
     def blocks(step: int) -> Iterator[tuple[int, np.ndarray]]:
         with open(path, "rb") as handle:
@@ -156,8 +158,12 @@ def _vector_blocks(path: Path) -> Callable[[int], Iterator[tuple[int, np.ndarray
             for start in range(0, n, step):
                 m = min(step, n - start)
                 block = np.empty((m, dim), dtype=dtype)
+                offset = handle.tell()
                 if handle.readinto(block.data.cast("B")) != block.nbytes:
                     raise ValueError(f"{path}: truncated")
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(handle.fileno(), offset, block.nbytes,
+                                     os.POSIX_FADV_DONTNEED)
                 yield start, block.astype(np.float32)
 
     return blocks
