@@ -400,6 +400,14 @@ class FaissIndex:
                 self._ann.params = self._ann.params.replace(overrides)
 
     # -- rebuilds ------------------------------------------------------------------------
+    def set_store_map_budget(self, nbytes: int) -> None:
+        """Bytes of the disk store's pages re-ranking may keep mapped (`vector_map_mb`);
+        the pages mapped now are dropped."""
+        with self._lock.write():
+            self._store_map_budget = nbytes
+            if self._store is not None:
+                self._store.set_map_budget(nbytes)
+
     def needs_compaction(self) -> bool:
         """Too many tombstones, or an auto-sized IVF that the gallery has outgrown."""
         ann = self._ann

@@ -132,14 +132,19 @@ class _RowFile:
                                                 (start + self.row_bytes - 1) // REGION]))
             touched = len(regions) * REGION
             size = self.capacity * self.row_bytes
-            view = self._view
-            if (view is not None and self.map_budget < size
-                    and self._mapped_bytes + touched > self.map_budget):
-                view.madvise(mmap.MADV_DONTNEED)  # concurrent gathers fault them back in
-                self._mapped_bytes = 0
+            if self.map_budget < size and self._mapped_bytes + touched > self.map_budget:
+                self.unmap_pages()
             self._mapped_bytes = min(self._mapped_bytes + touched, size)
             return mapped[rows]
         return self.take_pread(rows)
+
+    def unmap_pages(self) -> None:
+        """Drop the mapping's pages from the process (they stay in the page cache; gathers
+        running meanwhile fault them back in)."""
+        view = self._view
+        if view is not None:
+            view.madvise(mmap.MADV_DONTNEED)
+        self._mapped_bytes = 0
 
     def take_pread(self, rows: NDArray[np.int64]) -> NDArray[Any]:
         """`take` by reads through the descriptor (adjacent rows read together): the plain
@@ -190,6 +195,12 @@ class VectorStore:
     @property
     def on_disk(self) -> bool:
         return self._file is not None
+
+    def set_map_budget(self, nbytes: int) -> None:
+        """A new `map_budget` for the disk store's mapping (its pages mapped now dropped)."""
+        if self._file is not None:
+            self._file.map_budget = nbytes
+            self._file.unmap_pages()
 
     @property
     def dtype(self) -> np.dtype[Any]:
