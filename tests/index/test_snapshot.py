@@ -218,7 +218,8 @@ def _cached_bytes(path: Path) -> int:
 
     from tests.helpers.requirements import require
 
-    require("fincore", shutil.which("fincore") is not None, "apt-get install util-linux")
+    require("fincore", shutil.which("fincore") is not None,
+            "apt-get install util-linux-extra")
     out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
                          check=True, capture_output=True, text=True).stdout
     return int(out.split()[0])
