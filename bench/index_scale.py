@@ -101,8 +101,9 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
         print(f"resuming after chunk {done}", flush=True)
         index.import_state(state)
         truth = dict(np.load(ck / f"truth-{done}.npz"))
-    # Build seconds before this run (a checkpoint records them).
+    # Build seconds and peak RSS (GB) before this run (a checkpoint records them).
     before = float(truth.pop("elapsed", np.float64(0.0)))
+    peak_before = float(truth.pop("peak", np.float64(0.0)))
     total = gen.chunks(args.n)
     started = time.monotonic()
     faiss.omp_set_num_threads(args.build_threads)
@@ -121,7 +122,8 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
             if (c + 1) % args.checkpoint == 0 or c + 1 == total:
                 # The last one too: measuring again (another grid) needs no second build.
                 _checkpoint(index, ck, c + 1, {
-                    **truth, "elapsed": np.float64(before + time.monotonic() - started)})
+                    **truth, "elapsed": np.float64(before + time.monotonic() - started),
+                    "peak": np.float64(max(peak_before, memory()["peak"]))})
     faiss.omp_set_num_threads(1)
     build_s = before + time.monotonic() - started
     I = truth["I"]
@@ -131,6 +133,10 @@ def phase_ours(args: argparse.Namespace) -> dict[str, Any]:
                            "stats": {"ram_bytes": index.stats().bytes,
                                      "disk_bytes": index.stats().disk_bytes}}
     out["memory_after_build"] = memory()
+    # The build's peak: this run's, unless it built nothing (resumed at the end: loading
+    # the checkpoint is not the build).
+    out["build_peak"] = max(peak_before, out["memory_after_build"]["peak"]) \
+        if done < total else peak_before
     out["load"] = [os.getloadavg()[0]]
     with threadpool_limits(limits=1, user_api="blas"):
         # One untimed pass of every query at the widest setting: the rows re-ranking reads
@@ -273,8 +279,12 @@ def report(args: argparse.Namespace, ours: dict[str, Any], direct: dict[str, Any
         f"built in "
         f"{ours['build_s'] / 60:.0f} min on {ours.get('build_threads', 1)} thread(s) "
         f"(generation and the exact top-10 included; peak RSS "
-        f"{ours['memory']['peak']:.2f} GB), {ours['stats']['ram_bytes'] / n:.0f} bytes of "
-        f"RAM and {ours['stats']['disk_bytes'] / n:.0f} bytes of disk per vector. Load "
+        f"{ours['build_peak']:.2f} GB), {ours['stats']['ram_bytes'] / n:.0f} bytes of "
+        f"RAM and {ours['stats']['disk_bytes'] / n:.0f} bytes of disk per vector"
+        + ("; the searches ran in a later process that loaded the index from the build's "
+           "final checkpoint (build time and peak as the build recorded them)"
+           if ours.get("resumed_at", 0) >= n else "")
+        + f". Load "
         f"average (1 min) {load[0]:.1f} before the searches, {load[1]:.1f} after, on "
         f"{os.cpu_count()} cores.\n\n"
         + markdown_table(["side", "nprobe", "rerank", "recall@10", "p50 (ms)", "p99 (ms)",
