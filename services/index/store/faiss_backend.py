@@ -80,6 +80,18 @@ class _CachedFilter:
         """Past this many written ids, resolving afresh costs less than patching."""
         return max(1024, min(65536, len(self.filter.allowed) // 4))
 
+    def current(self, ann: AnnIndex | None, tags: TagSets, key: tuple[str, ...]) -> Filter:
+        """The filter with the pending writes patched in (the caller holds the mutex)."""
+        if self.pending:
+            ids = np.fromiter(sorted(self.pending), np.int64, len(self.pending))
+            old = np.fromiter(map(self.pending.__getitem__, ids.tolist()), np.int64, len(ids))
+            want = set(key)
+            member = np.fromiter((want.issubset(t) for t in tags.tags_of(ids.tolist())), bool,
+                                 len(ids))
+            self.filter = self.filter.patched(ann, ids, old, member)
+            self.pending = {}
+        return self.filter
+
 
 def dedupe_last(ids: Ids, vectors: Vectors) -> tuple[Ids, Vectors]:
     """Keep the last occurrence of each id (a batch upserting one id twice: last wins)."""
@@ -352,16 +364,7 @@ class FaissIndex:
         with self._filters_mutex:
             cached = self._filters.get(key)
             if cached is not None and cached.version == version:
-                if cached.pending:
-                    ids = np.fromiter(sorted(cached.pending), np.int64, len(cached.pending))
-                    old = np.fromiter(map(cached.pending.__getitem__, ids.tolist()), np.int64,
-                                      len(ids))
-                    want = set(key)
-                    member = np.fromiter((want.issubset(t) for t in
-                                          self._tags.tags_of(ids.tolist())), bool, len(ids))
-                    cached.filter = cached.filter.patched(ann, ids, old, member)
-                    cached.pending = {}
-                return cached.filter
+                return cached.current(ann, self._tags, key)
         flt = Filter.of(ann, self._tags.matching(key), is_sorted=True)
         with self._filters_mutex:
             if len(self._filters) >= 64:  # a few tag combinations are searched at a time

@@ -1,4 +1,5 @@
-"""Small durable-file helpers: fsync a directory, write a small file atomically."""
+"""Small durable-file helpers: fsync a directory, write a small file atomically, drop a file's
+pages from the page cache."""
 
 from __future__ import annotations
 
@@ -24,3 +25,10 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def drop_cached(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Drop the clean pages of [offset, offset + length) of the open file `fd` from the page
+    cache (length 0: to the end); a no-op where the platform has no posix_fadvise."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from services.index.store.frozen import FrozenState, block_rows
-from services.index.store.fsutil import fsync_dir
+from services.index.store.fsutil import drop_cached, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ SYNC_BYTES = 256 << 20  # rows written between a sync and a drop from the page c
 def _forget(handle: IO[bytes]) -> None:
     """Sync what was written to `handle` and drop its pages from the page cache."""
     handle.flush()
-    os.fdatasync(handle.fileno())
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    os.fsync(handle.fileno())
+    drop_cached(handle.fileno())
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -55,8 +54,7 @@ def _fsync_file(path: Path) -> None:
     """fsync `path` and drop its pages from the page cache."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        drop_cached(handle.fileno())
 
 
 def _npy_writer(path: Path, dtype: str, shape: tuple[int, ...]) -> IO[bytes]:
@@ -88,7 +86,6 @@ def _write_rows(tmp: Path, view: FrozenState, progress: Progress | None) -> None
                 progress("rows")
         for handle in (ids_out, vecs_out):
             _forget(handle)
-            os.fsync(handle.fileno())
 
 
 def _snapshots(directory: Path) -> list[tuple[int, Path]]:
@@ -161,9 +158,7 @@ def _vector_blocks(path: Path) -> Callable[[int], Iterator[tuple[int, np.ndarray
                 offset = handle.tell()
                 if handle.readinto(block.data.cast("B")) != block.nbytes:
                     raise ValueError(f"{path}: truncated")
-                if hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(handle.fileno(), offset, block.nbytes,
-                                     os.POSIX_FADV_DONTNEED)
+                drop_cached(handle.fileno(), offset, block.nbytes)
                 yield start, block.astype(np.float32)
 
     return blocks
