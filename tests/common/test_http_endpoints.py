@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,7 +98,7 @@ def _pick(endpoints: Endpoints) -> str:
 class _Replica:
     """A tiny HTTP server on one loopback address that says who it is."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, gate: threading.Event) -> None:
         self.host = host
         self.hits = 0
         self.hosts: set[str] = set()
@@ -107,6 +108,7 @@ class _Replica:
             def do_GET(self) -> None:
                 replica.hits += 1
                 replica.hosts.add(self.headers.get("Host", ""))
+                gate.wait(timeout=30)  # held open while the test keeps the gate closed
                 body = json.dumps({"replica": replica.host}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -127,9 +129,17 @@ class _Replica:
 
 
 @pytest.fixture
-def replicas() -> Iterator[list[_Replica]]:
+def gate() -> Iterator[threading.Event]:
+    opened = threading.Event()
+    opened.set()
+    yield opened
+    opened.set()
+
+
+@pytest.fixture
+def replicas(gate: threading.Event) -> Iterator[list[_Replica]]:
     port = free_port()
-    running = [_Replica(f"127.0.0.{i}", port) for i in (2, 3, 4)]
+    running = [_Replica(f"127.0.0.{i}", port, gate) for i in (2, 3, 4)]
     try:
         yield running
     finally:
@@ -138,19 +148,29 @@ def replicas() -> Iterator[list[_Replica]]:
 
 
 def test_client_spreads_over_every_replica_and_survives_one_going_away(
-        replicas: list[_Replica]) -> None:
+        replicas: list[_Replica], gate: threading.Event) -> None:
+    """One request at a time goes round the replicas; requests in flight together go to
+    different replicas (the fewest in flight), however slowly each one answers."""
     port = replicas[0].server.server_address[1]
     addresses = [r.host for r in replicas]
     client = ServiceClient("embedding", f"http://embedding.test:{port}", "token",
                            resolver=lambda host, p: list(addresses), cooldown_s=60,
                            backoff_max=0.1)
     try:
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda _: client.request("GET", "/who").json()["replica"],
-                                    range(30)))
+        answers = [client.request("GET", "/who").json()["replica"] for _ in range(30)]
+        assert [answers.count(a) for a in addresses] == [10, 10, 10]
         assert {r.host: r.hits for r in replicas} == {a: answers.count(a) for a in addresses}
-        assert all(r.hits >= 5 for r in replicas), [r.hits for r in replicas]
         assert all(r.hosts == {f"embedding.test:{port}"} for r in replicas)
+        gate.clear()  # every replica now holds its requests until the gate opens
+        with ThreadPoolExecutor(3) as pool:
+            held = [pool.submit(lambda: client.request("GET", "/who").json()["replica"])
+                    for _ in range(3)]
+            deadline = time.monotonic() + 30
+            while sum(r.hits for r in replicas) < 33 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [r.hits for r in replicas] == [11, 11, 11]
+            gate.set()
+            assert sorted(f.result() for f in held) == addresses
         replicas[1].stop()  # its address still resolves, but nothing answers there
         answers = [client.request("GET", "/who").json()["replica"] for _ in range(12)]
         assert set(answers) == {"127.0.0.2", "127.0.0.4"}
