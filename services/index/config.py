@@ -35,12 +35,13 @@ class IndexSettings(SectionSettings, section="index"):
     hnsw_ef_construction: int = Field(default=200, ge=8)
     hnsw_ef_search: int = Field(default=256, ge=1)
     ivf_nlist: int = Field(default=0, ge=0)
-    ivf_nprobe: int = Field(default=32, ge=1)
+    ivf_nprobe: int = Field(default=0, ge=0)  # 0: one list in 64, at least 32
     pq_m: int = Field(default=64, ge=1)
     pq_nbits: int = Field(default=8, ge=4, le=12)
     train_min: int = Field(default=10000, ge=0)
     rerank_factor: int = Field(default=4, ge=1)
-    pq_rerank_factor: int = Field(default=64, ge=1)  # rerank_factor of ivf_pq
+    # rerank_factor of ivf_pq; 0: 64, x sqrt(n / 2.5M) past 2.5M vectors (128 at 10M)
+    pq_rerank_factor: int = Field(default=0, ge=0)
     rerank_max: int = Field(default=8192, ge=1)  # candidates re-scored per query at most
     filter_exact_max: int = Field(default=20000, ge=0)
     compact_fraction: float = Field(default=0.2, gt=0, le=1)

@@ -312,7 +312,7 @@ class AnnIndex:
             params.efSearch = ef
         else:
             params = faiss.SearchParametersIVF()
-            params.nprobe = min(self.params.ivf_nprobe, self.index.nlist)
+            params.nprobe = self.params.nprobe_for(self.index.nlist)
         if sel is not None:
             params.sel = sel
         _, labels = self.index.search(np.ascontiguousarray(xq, dtype=np.float32), k,

@@ -216,7 +216,9 @@ class FaissIndex:
                 tombstones=ann.tombstones if ann is not None else 0, bytes=nbytes,
                 disk_bytes=self._store.disk_bytes if self._store is not None else 0,
                 trained=self._type == "flat" or ann is not None,
-                params=self._params.as_dict(),
+                params=dict(self._params.as_dict(), in_effect=self._params.in_effect(
+                    self._type, ann.live, ann.index.nlist)) if ann is not None
+                and self._type != "hnsw" else self._params.as_dict(),
             )
 
     def check(self, model: str | None, dim: int) -> None:
@@ -315,7 +317,8 @@ class FaissIndex:
             # Small galleries (or what tombstones left of one) are cheaper to brute-force.
             if self._ann is None or len(store) <= self._params.filter_exact_max:
                 return exact_over_store(store, xq, k, self._params.exact_engine)
-            candidates = self._ann.search(xq, self._params.candidates(self._type, k))
+            candidates = self._ann.search(
+                xq, self._params.candidates(self._type, k, self._ann.live))
             if delta is not None:
                 candidates = np.hstack([candidates,
                                         np.broadcast_to(delta, (len(xq), len(delta)))])

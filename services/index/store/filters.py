@@ -161,7 +161,7 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
     if store.on_disk and ann is not None:
         # Each row is a read from the file: past a few times the rows a re-ranking reads,
         # the approximate path with the bitmap is cheaper.
-        exact_max = min(exact_max, 4 * params.candidates(ann.index_type, k))
+        exact_max = min(exact_max, 4 * params.candidates(ann.index_type, k, ann.live))
     if ann is None or flt.live <= exact_max:
         if ann is None:
             small = allowed
@@ -174,7 +174,7 @@ def search_filtered(store: VectorStore, ann: AnnIndex | None, xq: Vectors, k: in
         if not len(rows):
             return empty_result(len(xq), k)
         return exact_over_store(store, xq, k, params.exact_engine, rows)
-    candidates = ann.search(xq, params.candidates(ann.index_type, k),
+    candidates = ann.search(xq, params.candidates(ann.index_type, k, ann.live),
                             allowed_bitmap=flt.bitmap_for(ann))
     if extra is not None and len(extra):
         candidates = np.hstack([candidates, np.broadcast_to(extra, (len(xq), len(extra)))])
