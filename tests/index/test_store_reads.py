@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from services.index.store.vectorstore import REGION, VectorStore
 
@@ -69,3 +70,35 @@ def test_mapped_pages_stay_within_the_budget(tmp_path: Path) -> None:
     assert peaks[1] > 2 * budget, peaks  # what the budget prevents
     bounded.close()
     unbounded.close()
+
+
+def test_gathers_over_the_same_rows_keep_their_pages(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A region gathered again since the last drop counts once: gathers that stay within
+    the budget's worth of the file never drop the pages (a 1M gallery's whole file fits the
+    default budget), gathers all over a larger file still do."""
+    rng = np.random.default_rng(2)
+    dim, n, budget = 256, 100_000, 8 * REGION  # 512-byte rows: 4096 per region
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    store = VectorStore(dim, capacity=n, directory=tmp_path, reads="mmap", map_budget=budget)
+    store.upsert(np.arange(n, dtype=np.int64), x)
+    rows_file = store._file
+    assert rows_file is not None
+    drops: list[int] = []
+    real_drop = rows_file.unmap_pages
+
+    def counted_drop() -> None:
+        drops.append(1)
+        real_drop()
+
+    monkeypatch.setattr(rows_file, "unmap_pages", counted_drop)
+    hot = 6 * REGION // (dim * 2)  # the rows of 6 regions, within the budget of 8
+    for _ in range(200):
+        rows = rng.integers(0, hot, size=64)
+        np.testing.assert_array_equal(store.take(rows), x[rows].astype(np.float16)
+                                      .astype(np.float32))
+    assert drops == []
+    for _ in range(20):
+        store.take(rng.integers(0, n, size=4))
+    assert drops and _mapped_rss(store) <= budget
+    store.close()

@@ -19,11 +19,12 @@ reads no neighbours: snapshots and rebuilds stream the file with reads, so the p
 process counts as resident are the rows re-ranking touched (page cache either way, given
 back under pressure). Those pages would still add up in the process's resident size (every
 row ever re-ranked, up to the whole file; a fault maps the row's whole page-cache folio, up
-to 2 MB, not one page), so once the gathers since the last drop could have mapped
-`map_budget` bytes, the mapping's pages are dropped from the process (MADV_DONTNEED: they
-stay in the page cache, the next touch maps them again without a read; a gather of 1280
-rows then costs about 1 ms more at 1M rows, 4 ms at 10M): the file's share of the resident
-size stays within the budget (or one gather, if larger). `reads="pread"` keeps the plain
+to 2 MB, not one page), so once the 2 MB regions the gathers touched since the last drop
+(each counted once) add up to `map_budget` bytes, the mapping's pages are dropped from the
+process (MADV_DONTNEED: they stay in the page cache, the next touch maps them again without
+a read; a gather of 1280 rows then costs about 4 ms more at 10M rows; a file within the
+budget, 1M rows of 768-d float16, is never dropped): the file's share of the resident size
+stays within the budget (or one gather, if larger). `reads="pread"` keeps the plain
 path, the oracle of the tests.
 
 A snapshot reads the rows as they were at one instant while writes go on: `freeze()` is
@@ -74,7 +75,10 @@ class _RowFile:
         self.map_budget = map_budget
         self._mapped: NDArray[Any] | None = None
         self._view: mmap.mmap | None = None
-        self._mapped_bytes = 0  # at most this many bytes of pages mapped since the last drop
+        # The 2 MB regions of the mapping gathers touched since the last drop (what may be
+        # mapped into the process now), and how many.
+        self._regions = np.zeros(0, dtype=bool)
+        self._mapped_regions = 0
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.row_bytes = dim * self.dtype.itemsize
@@ -118,7 +122,9 @@ class _RowFile:
             view = mmap.mmap(self.fd, self.capacity * self.row_bytes, prot=mmap.PROT_READ)
             view.madvise(mmap.MADV_RANDOM)
             mapped = np.frombuffer(view, dtype=self.dtype).reshape(self.capacity, self.dim)
-            self._mapped, self._view, self._mapped_bytes = mapped, view, 0
+            self._mapped, self._view = mapped, view
+            self._regions = np.zeros(-(-self.capacity * self.row_bytes // REGION), dtype=bool)
+            self._mapped_regions = 0
         return mapped
 
     def take(self, rows: NDArray[np.int64]) -> NDArray[Any]:
@@ -128,14 +134,19 @@ class _RowFile:
             # Bytes this gather may map: a fault maps the whole page-cache folio of the
             # row (up to 2 MB) or, for small folios, its neighbours (fault-around), never
             # past the 2 MB-aligned region holding it; MADV_RANDOM changes neither.
+            # Regions touched since the last drop count once: a gallery whose rows fit the
+            # budget is never dropped, however many queries re-read them.
             start = rows * self.row_bytes
             regions = np.unique(np.concatenate([start // REGION,
                                                 (start + self.row_bytes - 1) // REGION]))
-            touched = len(regions) * REGION
-            size = self.capacity * self.row_bytes
-            if self.map_budget < size and self._mapped_bytes + touched > self.map_budget:
+            seen = self._regions
+            fresh = regions[~seen[regions]]
+            if (self.map_budget < self.capacity * self.row_bytes
+                    and (self._mapped_regions + len(fresh)) * REGION > self.map_budget):
                 self.unmap_pages()
-            self._mapped_bytes = min(self._mapped_bytes + touched, size)
+                fresh = regions
+            seen[fresh] = True
+            self._mapped_regions += len(fresh)
             return mapped[rows]
         return self.take_pread(rows)
 
@@ -145,7 +156,8 @@ class _RowFile:
         view = self._view
         if view is not None:
             view.madvise(mmap.MADV_DONTNEED)
-        self._mapped_bytes = 0
+        self._regions[:] = False
+        self._mapped_regions = 0
 
     def take_pread(self, rows: NDArray[np.int64]) -> NDArray[Any]:
         """`take` by reads through the descriptor (adjacent rows read together): the plain
