@@ -111,13 +111,40 @@ class Ids(BaseModel):
     ids: list[int]
 
 
-class Transition(_Body):
-    from_: ImageStatus = Field(alias="from")
-    to: ImageStatus
+class _MoveFields(_Body):
+    """What a row records when it moves (each field only for the statuses that keep it)."""
+
     model_id: str | None = Field(default=None, max_length=128)
     error: str | None = None
     thumbnail_key: str | None = Field(default=None, max_length=255)
     near_duplicate_of: int | None = None
+
+
+class Transition(_MoveFields):
+    from_: ImageStatus = Field(alias="from")
+    to: ImageStatus
+
+
+class MoveItem(_MoveFields):
+    id: int
+
+
+class TransitionBatch(_Body):
+    from_: ImageStatus = Field(alias="from")
+    to: ImageStatus
+    items: list[MoveItem] = Field(min_length=1)
+
+
+class MoveResult(BaseModel):
+    id: int
+    changed: bool
+    status: ImageStatus | None = Field(
+        description="the row's status after the call: `to` when it moved, the status that "
+        "kept it from moving otherwise; null when there is no such row")
+
+
+class TransitionBatchResult(BaseModel):
+    results: list[MoveResult]
 
 
 class BulkTransition(_Body):
@@ -173,6 +200,14 @@ class JobItems(_Body):
 class ItemReport(_Body):
     state: ItemOutcome
     error: str | None = None
+
+
+class ItemOutcomeReport(ItemReport):
+    image_id: int
+
+
+class ItemReports(_Body):
+    items: list[ItemOutcomeReport] = Field(min_length=1)
 
 
 class JobFinish(_Body):

@@ -16,7 +16,7 @@ from services.catalog.api.deps import (
 )
 from services.catalog.repository import images as repo
 from services.catalog.repository import tags as tag_repo
-from services.catalog.repository.images import ImageRecord
+from services.catalog.repository.images import ImageRecord, Move
 from services.catalog.repository.session import read, transact
 from services.catalog.schemas import (
     BulkTransition,
@@ -37,6 +37,8 @@ from services.catalog.schemas import (
     TagList,
     TagsBody,
     Transition,
+    TransitionBatch,
+    TransitionBatchResult,
 )
 from services.common.errors import InvalidRequest
 from services.common.vocabulary import ImageStatus
@@ -137,6 +139,17 @@ def bulk_transition(body: BulkTransition, db: DbDep,
     changed, unchanged = transact(db, repo.bulk_transition, ids=body.ids,
                                   from_=[s.value for s in body.from_], to=body.to.value)
     return BulkTransitionResult(changed=changed, unchanged=unchanged)
+
+
+@router.post("/v1/images/transitions", response_model=TransitionBatchResult)
+def transition_batch(body: TransitionBatch, db: DbDep,
+                     settings: SettingsDep) -> TransitionBatchResult:
+    """Compare-and-set many images `from` -> `to`, each with its own fields; a row not in
+    `from` is reported with its status and left as it is."""
+    check_count("items", len(body.items), settings.max_lookup_ids)
+    moved = transact(db, repo.transition_batch, from_=body.from_.value, to=body.to.value,
+                     moves=[Move(**item.model_dump()) for item in body.items])
+    return TransitionBatchResult.model_validate({"results": [asdict(m) for m in moved]})
 
 
 @router.post("/v1/images/model", response_model=ModelUpdateResult)

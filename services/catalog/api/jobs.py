@@ -13,6 +13,7 @@ from services.catalog.repository.jobs import JobRecord
 from services.catalog.repository.session import read, transact
 from services.catalog.schemas import (
     ItemReport,
+    ItemReports,
     JobCreate,
     JobFinish,
     JobItems,
@@ -71,6 +72,16 @@ def record_item(job_id: int, image_id: int, body: ItemReport, db: DbDep,
     """Record one item's outcome (idempotent); counts are recomputed from the items."""
     return _out(transact(db, repo.record_item, job_id=job_id, image_id=image_id,
                          state=body.state.value, error=body.error,
+                         failed_limit=settings.items_failed_limit))
+
+
+@router.post("/v1/jobs/{job_id}/outcomes", response_model=JobOut)
+def record_items(job_id: int, body: ItemReports, db: DbDep, settings: SettingsDep) -> JobOut:
+    """Record many items' outcomes in one transaction (each idempotent); one recount."""
+    return _out(transact(db, repo.record_items, job_id=job_id,
+                         outcomes=[(item.image_id, item.state.value, item.error)
+                                   for item in body.items],
+                         max_items=settings.max_lookup_ids,
                          failed_limit=settings.items_failed_limit))
 
 

@@ -41,6 +41,13 @@ class TooManyItems(DomainError):
     status = 422
 
 
+class DuplicateIds(DomainError):
+    """An id given twice in a batch whose entries each carry their own fields or outcome."""
+
+    code = "duplicate_ids"
+    status = 422
+
+
 class UserExists(Conflict):
     code = "user_exists"
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +18,7 @@ from services.catalog.db.models import Image, ImageTag
 from services.catalog.db.types import utcnow
 from services.catalog.repository import counts
 from services.catalog.repository import tags as tag_repo
-from services.catalog.repository.errors import ImageNotFound, InvalidCursor
+from services.catalog.repository.errors import DuplicateIds, ImageNotFound, InvalidCursor
 from services.catalog.repository.transitions import check_edge
 from services.common.errors import StatusConflict
 from services.common.vocabulary import GONE, ImageStatus
@@ -129,6 +130,40 @@ def create_image(
     return get_image(session=session, image_id=image_id), created
 
 
+@dataclass(frozen=True)
+class Move:
+    """One row of a batch transition and the fields it sets when it moves (see
+    `_moved_values`)."""
+
+    id: int
+    model_id: str | None = None
+    error: str | None = None
+    thumbnail_key: str | None = None
+    near_duplicate_of: int | None = None
+
+
+def _moved_values(move: Move, to: str, now: datetime) -> dict[str, object]:
+    """The columns a row moving to `to` gets: `indexed` clears the error and records the
+    model, `failed` records the error (never empty), `pending` clears it; a thumbnail key and
+    a near duplicate (never the row itself) are recorded when given."""
+    values: dict[str, object] = {"status": to, "updated_at": now}
+    if to == ImageStatus.indexed:
+        values["error"] = None
+        if move.model_id is not None:
+            values["model_id"] = move.model_id
+    elif to == ImageStatus.failed:
+        values["error"] = move.error or "unknown error"
+    elif to == ImageStatus.pending:
+        values["error"] = None
+    elif move.error is not None:
+        values["error"] = move.error
+    if move.thumbnail_key is not None:
+        values["thumbnail_key"] = move.thumbnail_key
+    if move.near_duplicate_of is not None and move.near_duplicate_of != move.id:
+        values["near_duplicate_of"] = move.near_duplicate_of
+    return values
+
+
 def transition(
     *,
     session: Session,
@@ -147,23 +182,11 @@ def transition(
     (detail: the current status) when the row was not in `from_`.
     """
     check_edge(from_, to)
-    values: dict[str, object] = {"status": to, "updated_at": utcnow()}
-    if to == ImageStatus.indexed:
-        values["error"] = None
-        if model_id is not None:
-            values["model_id"] = model_id
-    elif to == ImageStatus.failed:
-        values["error"] = error or "unknown error"
-    elif to == ImageStatus.pending:
-        values["error"] = None
-    elif error is not None:
-        values["error"] = error
-    if thumbnail_key is not None:
-        values["thumbnail_key"] = thumbnail_key
-    if near_duplicate_of is not None and near_duplicate_of != image_id:
-        values["near_duplicate_of"] = near_duplicate_of
+    move = Move(id=image_id, model_id=model_id, error=error, thumbnail_key=thumbnail_key,
+                near_duplicate_of=near_duplicate_of)
     result = session.execute(
-        sa.update(Image).where(Image.id == image_id, Image.status == from_).values(**values)
+        sa.update(Image).where(Image.id == image_id, Image.status == from_)
+        .values(**_moved_values(move, to, utcnow()))
         .execution_options(synchronize_session=False)
     )
     changed = result.rowcount == 1  # type: ignore[attr-defined]
@@ -175,6 +198,61 @@ def transition(
         raise StatusConflict(f"image {image_id} is {current.status}, not {from_}",
                              image_id=image_id, current=current.status, expected=from_)
     return get_image(session=session, image_id=image_id)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a batch transition did to one row: `status` is the row's status afterwards
+    (`to` when it moved, the status that kept it from moving otherwise, None: no such row)."""
+
+    id: int
+    changed: bool
+    status: str | None
+
+
+def transition_batch(*, session: Session, from_: str, to: str, moves: Sequence[Move]
+                     ) -> list[Moved]:
+    """Compare-and-set `from_ -> to` on many rows at once, each with its own fields.
+
+    The rows are locked and read in one statement per chunk (ascending id under the lock,
+    as any other writer of a single row takes it), the rows in `from_` are updated (one
+    statement per set of columns, executed for each row), and the others are reported with
+    their status, not changed: a row another caller moved meanwhile is left to that caller,
+    as a single transition's 409 would leave it. Returns one result per move, in the order
+    given. `InvalidTransition` for an edge outside the graph and `DuplicateIds` for an id
+    given twice change nothing.
+    """
+    check_edge(from_, to)
+    ids = [move.id for move in moves]
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise DuplicateIds("each image may appear once in a batch transition",
+                           detail={"ids": repeated})
+    current: dict[int, str] = {}
+    for part in tag_repo.chunks(ids):
+        rows = session.execute(
+            sa.select(Image.id, Image.status).where(Image.id.in_(part)).with_for_update())
+        current.update((int(image_id), str(status)) for image_id, status in rows)
+    now = utcnow()
+    # Rows setting the same columns share one statement, run with each row's parameters.
+    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for move in moves:
+        if current.get(move.id) == from_:
+            values = _moved_values(move, to, now)
+            groups.setdefault(tuple(values), []).append(
+                {"b_id": move.id, **{f"b_{name}": v for name, v in values.items()}})
+    table = cast(sa.Table, Image.__table__)
+    for names, params in groups.items():
+        session.execute(
+            sa.update(table).where(table.c.id == sa.bindparam("b_id"), table.c.status == from_)
+            .values({name: sa.bindparam(f"b_{name}") for name in names}),
+            params,
+        )
+    changed = sum(len(params) for params in groups.values())
+    counts.apply(session, counts.moved(from_, to, changed))
+    session.commit()
+    return [Moved(id=i, changed=current.get(i) == from_,
+                  status=to if current.get(i) == from_ else current.get(i)) for i in ids]
 
 
 def bulk_transition(

@@ -7,10 +7,11 @@ counters equal to its items.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.catalog.db.models import Job, JobItem
 from services.catalog.db.types import utcnow
-from services.catalog.repository.errors import JobNotFound, TooManyItems
+from services.catalog.repository.errors import DuplicateIds, JobNotFound, TooManyItems
 from services.catalog.repository.tags import chunks
 from services.common.vocabulary import JOB_FINISHED, ItemState, JobStatus
 
@@ -149,19 +150,58 @@ def register_items(*, session: Session, job_id: int, image_ids: Sequence[int],
 
 def record_item(*, session: Session, job_id: int, image_id: int, state: str,
                 error: str | None = None, failed_limit: int = 100) -> JobRecord:
-    """Record one item's outcome (idempotent: the same report twice changes nothing; a later
-    different report replaces the earlier one) and recount the job from its items."""
+    """Record one item's outcome (`record_items` with one outcome)."""
+    return record_items(session=session, job_id=job_id, outcomes=[(image_id, state, error)],
+                        max_items=1, failed_limit=failed_limit)
+
+
+# (image id, state: done | failed | skipped, message or None)
+Outcome = tuple[int, str, str | None]
+
+
+def record_items(*, session: Session, job_id: int, outcomes: Sequence[Outcome],
+                 max_items: int, failed_limit: int = 100) -> JobRecord:
+    """Record items' outcomes and recount the job from its items, once.
+
+    Idempotent per item: the same report twice changes nothing; a later different report
+    replaces the earlier one. Items not registered are added (the job's total grows to the
+    number of items). Under the job row's lock, like every writer of the job's items.
+    `TooManyItems` above `max_items`, `DuplicateIds` for an image given twice (which of its
+    outcomes would count?), `JobNotFound`: nothing is recorded.
+    """
+    if len(outcomes) > max_items:
+        raise TooManyItems(f"at most {max_items} items per request",
+                           detail={"given": len(outcomes), "max": max_items})
+    repeated = sorted(i for i, n in Counter(i for i, _, _ in outcomes).items() if n > 1)
+    if repeated:
+        raise DuplicateIds("each image may appear once in a batch of outcomes",
+                           detail={"ids": repeated})
     job = _job(session, job_id, lock=True)
-    item = session.execute(
-        sa.select(JobItem).where(JobItem.job_id == job_id, JobItem.image_id == image_id)
-    ).scalar_one_or_none()
-    error = error if state in NOTED_STATES else None
-    if item is None:
-        session.add(JobItem(job_id=job_id, image_id=image_id, state=state, error=error,
-                            updated_at=utcnow()))
-    elif (item.state, item.error) != (state, error):
-        item.state, item.error, item.updated_at = state, error, utcnow()
-    session.flush()
+    wanted = [(image_id, state, error if state in NOTED_STATES else None)
+              for image_id, state, error in outcomes]
+    known: dict[int, tuple[str, str | None]] = {}
+    for part in chunks([image_id for image_id, _, _ in wanted]):
+        found = session.execute(
+            sa.select(JobItem.image_id, JobItem.state, JobItem.error)
+            .where(JobItem.job_id == job_id, JobItem.image_id.in_(part)))
+        known.update((int(image_id), (state, error)) for image_id, state, error in found)
+    now = utcnow()
+    table = cast(sa.Table, JobItem.__table__)
+    added = [{"job_id": job_id, "image_id": image_id, "state": state, "error": error,
+              "updated_at": now} for image_id, state, error in wanted if image_id not in known]
+    changed = [{"b_image_id": image_id, "b_state": state, "b_error": error, "b_updated_at": now}
+               for image_id, state, error in wanted
+               if image_id in known and known[image_id] != (state, error)]
+    if added:
+        session.execute(sa.insert(table), added)
+    if changed:
+        session.execute(
+            sa.update(table)
+            .where(table.c.job_id == job_id, table.c.image_id == sa.bindparam("b_image_id"))
+            .values(state=sa.bindparam("b_state"), error=sa.bindparam("b_error"),
+                    updated_at=sa.bindparam("b_updated_at")),
+            changed,
+        )
     counts: dict[str, int] = dict.fromkeys(tuple(ItemState), 0)
     rows = session.execute(
         sa.select(JobItem.state, sa.func.count()).where(JobItem.job_id == job_id)
