@@ -27,6 +27,15 @@ Job = dict[str, Any]
 ABSENT = "absent"
 
 
+@dataclass(frozen=True)
+class Moved:
+    """One row of a batch transition: whether it moved, and its status now (`ABSENT`: no
+    such row)."""
+
+    changed: bool
+    current: str
+
+
 def _is_not_found(exc: DomainError) -> bool:
     return exc.status == 404
 
@@ -67,6 +76,20 @@ class CatalogApi:
                 raise StatusConflict.from_error(exc) from exc
             raise
         return image
+
+    def transition_batch(self, frm: str, to: str, items: list[dict[str, Any]]
+                         ) -> dict[int, Moved]:
+        """Compare-and-set `frm` -> `to` on many rows in one request; each item is
+        `{"id", "model_id"?, "error"?, "thumbnail_key"?, "near_duplicate_of"?}`. Returns each
+        id's result: a row not in `frm` is left as it is and reported with its current
+        status (`ABSENT` when the row no longer exists)."""
+        if not items:
+            return {}
+        body = {"from": frm, "to": to, "items": [
+            {k: v for k, v in item.items() if v is not None} for item in items]}
+        data = self.client.request("POST", "/v1/images/transitions", json=body).json()
+        return {int(r["id"]): Moved(bool(r["changed"]), r["status"] or ABSENT)
+                for r in data["results"]}
 
     def delete_image(self, image_id: int) -> bool:
         """Remove the row (it must be deleting or removed); False when it was already gone."""
@@ -133,6 +156,17 @@ class CatalogApi:
             body["error"] = error[:1000]
         job: Job = self.client.request("POST", f"/v1/jobs/{job_id}/items/{image_id}",
                                        json=body).json()
+        return job
+
+    def record_items(self, job_id: int, items: list[tuple[int, str, str | None]]) -> Job:
+        """Record several items' outcomes (image id, state, error) in one request (each
+        idempotent; an image given twice: its last outcome); returns the job with its new
+        counts."""
+        last = {image_id: (state, error) for image_id, state, error in items}
+        body = {"items": [{"image_id": image_id, "state": state,
+                           **({"error": error[:1000]} if error else {})}
+                          for image_id, (state, error) in last.items()]}
+        job: Job = self.client.request("POST", f"/v1/jobs/{job_id}/outcomes", json=body).json()
         return job
 
     def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from services.common.errors import DomainError, StatusConflict
 from services.common.http import TransientUpstream
 from services.common.vocabulary import GONE, JOB_FINISHED, ImageStatus, JobStatus, is_edge
-from services.workers.clients import ABSENT
+from services.workers.clients import ABSENT, Moved
 from services.workers.config import WorkersSettings
 from services.workers.tasks.context import TaskContext
 
@@ -27,6 +27,8 @@ class FakeCatalog:
         self.items: dict[int, dict[int, tuple[str, str | None]]] = {}
         self.next_id = 1
         self.model_calls = 0
+        self.batch_calls: list[tuple[str, str, list[int]]] = []  # transition_batch calls
+        self.record_calls = 0  # record_items calls
 
     def add(self, **fields: Any) -> dict[str, Any]:
         image_id = self.next_id
@@ -64,6 +66,10 @@ class FakeCatalog:
         return dict(self.add(**body)), True
 
     def transition(self, image_id: int, frm: str, to: str, **fields: Any) -> dict[str, Any]:
+        return self._move(image_id, frm, to, fields)
+
+    def _move(self, image_id: int, frm: str, to: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """A compare-and-set of one row (a single transition, or one row of a batch)."""
         row = self.images.get(image_id)
         if row is None:
             raise StatusConflict("no such image", image_id=image_id, current=ABSENT,
@@ -74,6 +80,24 @@ class FakeCatalog:
         row["status"] = to
         row.update({k: v for k, v in fields.items() if v is not None})
         return dict(row)
+
+    def transition_batch(self, frm: str, to: str, items: list[dict[str, Any]]
+                         ) -> dict[int, Moved]:
+        self.batch_calls.append((frm, to, [int(item["id"]) for item in items]))
+        if not is_edge(frm, to):
+            raise DomainError("not an edge", code="invalid_transition", status=422)
+        ids = [int(item["id"]) for item in items]
+        if len(set(ids)) != len(ids):
+            raise DomainError("duplicate ids", code="duplicate_ids", status=422)
+        out: dict[int, Moved] = {}
+        for item in items:
+            fields = {k: v for k, v in item.items() if k != "id"}
+            try:
+                self._move(int(item["id"]), frm, to, fields)
+                out[int(item["id"])] = Moved(True, to)
+            except StatusConflict as exc:
+                out[int(item["id"])] = Moved(False, str(exc.current))
+        return out
 
     def delete_image(self, image_id: int) -> bool:
         row = self.images.get(image_id)
@@ -137,6 +161,17 @@ class FakeCatalog:
     def record_item(self, job_id: int, image_id: int, state: str,
                     error: str | None = None) -> dict[str, Any]:
         self.items[job_id][image_id] = (state, error)
+        if self.jobs[job_id]["status"] == JobStatus.queued:
+            self.jobs[job_id]["status"] = JobStatus.running
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def record_items(self, job_id: int, items: list[tuple[int, str, str | None]],
+                     ) -> dict[str, Any]:
+        self.record_calls += 1
+        for image_id, state, error in items:
+            self.items[job_id][image_id] = (state, error)
         if self.jobs[job_id]["status"] == JobStatus.queued:
             self.jobs[job_id]["status"] = JobStatus.running
         job = self.get_job(job_id)

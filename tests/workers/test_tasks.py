@@ -68,17 +68,17 @@ def test_ingest_rerun_is_a_noop(env: Any) -> None:
 def test_ingest_after_crash_between_upsert_and_transition_converges(env: Any) -> None:
     ctx, clients, _ = env
     image_id = stored(ctx, clients, make_png(3))
-    original = clients.catalog.transition
+    original = clients.catalog.transition_batch
 
     def crash(*args: Any, **kwargs: Any) -> Any:
         raise TransientUpstream("catalog went away")
 
-    clients.catalog.transition = crash
+    clients.catalog.transition_batch = crash
     with pytest.raises(TransientUpstream):
         ingest(ctx, image_id)
     assert image_id in clients.index.vectors
     assert clients.catalog.images[image_id]["status"] == "pending"
-    clients.catalog.transition = original
+    clients.catalog.transition_batch = original
     # The vector of the first attempt must not be mistaken for a near duplicate of itself.
     assert ingest(ctx, image_id) == "indexed"
     assert clients.catalog.images[image_id]["near_duplicate_of"] is None
@@ -402,27 +402,35 @@ def test_batch_is_one_embed_request_and_a_refused_image_fails_alone(env: Any) ->
 
 
 def test_batch_after_crash_between_upsert_and_transitions_converges(env: Any) -> None:
+    """The batch transition is one request: it fails before the catalog applies it (every
+    row still pending) or after (every row indexed, the answer lost); either way the retry
+    converges without near duplicates of the batch's own vectors."""
     ctx, clients, _ = env
-    ids = [stored(ctx, clients, make_png(600 + i)) for i in range(3)]
-    original = clients.catalog.transition
-    calls = 0
+    original = clients.catalog.transition_batch
 
-    def crash_on_second(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise TransientUpstream("catalog went away")
-        return original(*args, **kwargs)
+    def crash_before(*args: Any, **kwargs: Any) -> Any:
+        raise TransientUpstream("catalog went away")
 
-    clients.catalog.transition = crash_on_second
-    with pytest.raises(TransientUpstream):
-        ingest(ctx, image_ids=ids)
-    clients.catalog.transition = original
-    # The batch's own vectors (upserted by the first attempt) are no near duplicates.
-    assert ingest(ctx, image_ids=ids) == "indexed=2, noop=1"
-    assert all(clients.catalog.images[i]["status"] == "indexed" for i in ids)
-    assert all(clients.catalog.images[i]["near_duplicate_of"] is None for i in ids)
-    assert set(clients.index.vectors) == set(ids)
+    def crash_after(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise TransientUpstream("the answer was lost")
+
+    for base, crash, rerun in ((600, crash_before, "indexed=3"),
+                               (610, crash_after, "noop=3")):
+        ids = [stored(ctx, clients, make_png(base + i)) for i in range(3)]
+        job = clients.catalog.new_job("ingest")
+        clients.catalog.register_items(job, ids)
+        clients.catalog.transition_batch = crash
+        with pytest.raises(TransientUpstream):
+            ingest(ctx, job_id=job, image_ids=ids)
+        assert clients.catalog.get_job(job)["done"] == 0
+        clients.catalog.transition_batch = original
+        assert ingest(ctx, job_id=job, image_ids=ids) == rerun
+        assert all(clients.catalog.images[i]["status"] == "indexed" for i in ids)
+        assert all(clients.catalog.images[i]["near_duplicate_of"] is None for i in ids)
+        assert set(ids) <= set(clients.index.vectors)
+        job_row = clients.catalog.get_job(job)
+        assert (job_row["status"], job_row["done"]) == ("succeeded", 3)
 
 
 def test_near_duplicates_within_one_batch_are_found(env: Any) -> None:

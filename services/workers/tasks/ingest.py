@@ -5,11 +5,13 @@ that enqueued them; reconcile re-queues single images). Its steps, each safe to 
 the rows (one lookup), read each file and write its thumbnail (content-addressed, atomic),
 embed every image in one request (so the embedding service runs one full batch), look for
 near duplicates (one index search, plus the earlier images of the batch), upsert the vectors
-(one call, idempotent by id), move each row pending -> indexed (compare-and-set), record the
-job items. A worker killed between any two steps leaves a state the next run finishes: the
-vectors upserted but the rows still pending are upserted again; a row already indexed with
-its vector present is a no-op. One bad image fails alone: the others of its batch are
-embedded without it.
+(one call, idempotent by id), move the rows pending -> indexed (one batch compare-and-set:
+a row deleted meanwhile is reported, not moved, and its vector removed again), move the
+rows that failed pending -> failed (one more), record the job items (one request). A
+worker killed between any two steps leaves a state the next run finishes: the vectors
+upserted but the rows still pending are upserted again; a row already indexed with its
+vector present is a no-op. One bad image fails alone: the others of its batch are embedded
+without it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from numpy.typing import NDArray
 from services.common.errors import DomainError, StatusConflict
 from services.common.storage import resolve
 from services.common.vocabulary import GONE, ImageStatus, ItemState
+from services.workers.clients import Moved
 from services.workers.tasks import removal
 from services.workers.tasks.context import TaskContext
 from services.workers.tasks.progress import Outcome, record_items
@@ -53,13 +56,15 @@ class _Item:
 
 
 class _Batch:
-    """The outcomes and job items of one task's images, recorded together at the end."""
+    """The outcomes and job items of one task's images, recorded together at the end; the
+    rows that failed are moved `pending -> failed` together too (`write_failures`)."""
 
     def __init__(self, ctx: TaskContext, job_id: int | None) -> None:
         self.ctx = ctx
         self.job_id = job_id
         self.outcomes: dict[int, str] = {}
         self.items: list[Outcome] = []
+        self.failures: dict[int, str] = {}  # pending rows to move to failed -> message
 
     def settle(self, image_id: int, outcome: str, state: str, message: str | None = None,
                ) -> None:
@@ -70,12 +75,21 @@ class _Batch:
         image_id = int(row["id"])
         logger.warning("ingest of image %s failed: %s", image_id, message)
         if row["status"] == ImageStatus.pending:
-            try:
-                self.ctx.clients.catalog.transition(
-                    image_id, ImageStatus.pending, ImageStatus.failed, error=message)
-            except StatusConflict as exc:
-                logger.info("image %s moved to %s meanwhile", image_id, exc.current)
+            self.failures[image_id] = message
         self.settle(image_id, "failed", ItemState.failed, message)
+
+    def write_failures(self) -> None:
+        """`pending -> failed` with its message for every failed row, in one request; a row
+        that moved meanwhile (deleted, or indexed by another run) is left as it is."""
+        if not self.failures:
+            return
+        moved = self.ctx.clients.catalog.transition_batch(
+            ImageStatus.pending, ImageStatus.failed,
+            [{"id": image_id, "error": message} for image_id, message in self.failures.items()])
+        for image_id, result in moved.items():
+            if not result.changed:
+                logger.info("image %s moved to %s meanwhile", image_id, result.current)
+        self.failures.clear()
 
 
 def ingest(ctx: TaskContext, image_id: int | None = None, job_id: int | None = None,
@@ -130,6 +144,9 @@ def ingest_batch(ctx: TaskContext, image_ids: list[int], job_id: int | None = No
             if not _refused(exc):
                 raise
             _fail_rest(batch, items, f"{exc.code}: {exc.message}")
+    # Not written when a transient error interrupts the batch: its retry (or reconcile)
+    # finds the bad images pending and fails them again.
+    batch.write_failures()
     record_items(ctx, job_id, batch.items)
     return batch.outcomes
 
@@ -213,6 +230,7 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
     duplicates = _near_duplicates(ctx, items, vectors, model)
     keep: list[int] = []
     skipped: dict[int, int] = {}  # image of this batch skipped -> the image it duplicates
+    skips: list[tuple[_Item, int, float]] = []
     for j, item in enumerate(items):
         duplicate_of, score = duplicates[j]
         if duplicate_of in skipped:
@@ -220,10 +238,11 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
             duplicates[j] = (duplicate_of, score)
         if (duplicate_of is not None and on_near_duplicate == "skip"
                 and item.row["status"] == ImageStatus.pending):
-            _skip(ctx, batch, item.row, duplicate_of, score)
+            skips.append((item, duplicate_of, score))
             skipped[item.id] = duplicate_of
         else:
             keep.append(j)
+    _skip(ctx, batch, skips)
     if not keep:
         return
     sent = {items[j].id: sorted(items[j].row.get("tags") or []) for j in keep}
@@ -241,8 +260,7 @@ def _index(ctx: TaskContext, batch: _Batch, items: list[_Item], on_near_duplicat
                    and items[j].row.get("model_id") != model]
     if stale_model:
         ctx.clients.catalog.set_model(stale_model, model)
-    for j in keep:
-        _finish(ctx, batch, items[j], model, duplicates[j])
+    _finish(ctx, batch, [items[j] for j in keep], model, [duplicates[j] for j in keep])
 
 
 def _follow_tags(ctx: TaskContext, sent: dict[int, list[str]]) -> None:
@@ -257,27 +275,34 @@ def _follow_tags(ctx: TaskContext, sent: dict[int, list[str]]) -> None:
         ctx.clients.index.set_tags(changed, [now[i] for i in changed])
 
 
-def _finish(ctx: TaskContext, batch: _Batch, item: _Item, model: str,
-            duplicate: tuple[int | None, float]) -> None:
-    """pending -> indexed with the model, thumbnail and near duplicate of the vector upserted."""
-    duplicate_of, score = duplicate
-    if item.row["status"] == ImageStatus.indexed:
-        batch.settle(item.id, ImageStatus.indexed, ItemState.done)
-        return
-    try:
-        ctx.clients.catalog.transition(item.id, ImageStatus.pending, ImageStatus.indexed,
-                                       model_id=model, thumbnail_key=item.thumb_key,
-                                       near_duplicate_of=duplicate_of)
-    except StatusConflict as exc:
-        if exc.current != ImageStatus.indexed:
-            # Deleted while we embedded: the delete may have run before our upsert, so take
-            # the vector out again (removal is idempotent) rather than leave an orphan.
-            ctx.clients.index.remove([item.id])
-            batch.settle(item.id, "skipped", ItemState.skipped, f"image is {exc.current}")
-            return
-    message = (f"near_duplicate_of={duplicate_of} score={score:.4f}"
-               if duplicate_of is not None else None)
-    batch.settle(item.id, ImageStatus.indexed, ItemState.done, message)
+def _finish(ctx: TaskContext, batch: _Batch, items: list[_Item], model: str,
+            duplicates: list[tuple[int | None, float]]) -> None:
+    """pending -> indexed with the model, thumbnail and near duplicate of the vector upserted,
+    for every pending row of the batch in one request."""
+    moves = [{"id": item.id, "model_id": model, "thumbnail_key": item.thumb_key,
+              "near_duplicate_of": duplicate_of}
+             for item, (duplicate_of, _) in zip(items, duplicates, strict=True)
+             if item.row["status"] == ImageStatus.pending]
+    moved = ctx.clients.catalog.transition_batch(ImageStatus.pending, ImageStatus.indexed,
+                                                 moves)
+    gone: list[tuple[_Item, str]] = []
+    for item, (duplicate_of, score) in zip(items, duplicates, strict=True):
+        if item.row["status"] == ImageStatus.indexed:
+            batch.settle(item.id, ImageStatus.indexed, ItemState.done)
+            continue
+        result = moved[item.id]
+        if not result.changed and result.current != ImageStatus.indexed:
+            gone.append((item, result.current))
+            continue
+        message = (f"near_duplicate_of={duplicate_of} score={score:.4f}"
+                   if duplicate_of is not None else None)
+        batch.settle(item.id, ImageStatus.indexed, ItemState.done, message)
+    if gone:
+        # Deleted while we embedded: the delete may have run before our upsert, so take the
+        # vectors out again (removal is idempotent) rather than leave orphans.
+        ctx.clients.index.remove([item.id for item, _ in gone])
+        for item, current in gone:
+            batch.settle(item.id, "skipped", ItemState.skipped, f"image is {current}")
 
 
 def _near_duplicates(ctx: TaskContext, items: list[_Item], vectors: NDArray[np.float32],
@@ -312,21 +337,30 @@ def _near_duplicates(ctx: TaskContext, items: list[_Item], vectors: NDArray[np.f
     return out
 
 
-def _skip(ctx: TaskContext, batch: _Batch, row: dict[str, Any], duplicate_of: int,
-          score: float) -> None:
-    """The uploader asked to skip near duplicates: pending -> deleting -> removed, file gone."""
-    image_id = int(row["id"])
-    try:
-        ctx.clients.catalog.transition(image_id, ImageStatus.pending, ImageStatus.deleting,
-                                       near_duplicate_of=duplicate_of)
-    except StatusConflict as exc:
-        if exc.current != ImageStatus.deleting:
-            raise
-    removal.remove_artifacts(ctx, row)
-    try:
-        ctx.clients.catalog.transition(image_id, ImageStatus.deleting, ImageStatus.removed)
-    except StatusConflict as exc:
-        if exc.current != ImageStatus.removed:
-            raise
-    batch.settle(image_id, "skipped", ItemState.skipped,
-                 f"near_duplicate_of={duplicate_of} score={score:.4f}")
+def _moved_or_raise(moved: dict[int, Moved], frm: str, to: str) -> None:
+    """A row of a skip that is neither moved now nor already in `to` was changed by someone
+    else: stop, as a single transition's conflict would (the retry reads the rows again)."""
+    for image_id, result in moved.items():
+        if not result.changed and result.current != to:
+            raise StatusConflict(f"image {image_id} is {result.current}, not {frm}",
+                                 image_id=image_id, current=result.current, expected=frm)
+
+
+def _skip(ctx: TaskContext, batch: _Batch, skips: list[tuple[_Item, int, float]]) -> None:
+    """The uploader asked to skip near duplicates: pending -> deleting -> removed, file gone
+    (each transition one request for all of them)."""
+    if not skips:
+        return
+    catalog = ctx.clients.catalog
+    marked = catalog.transition_batch(
+        ImageStatus.pending, ImageStatus.deleting,
+        [{"id": item.id, "near_duplicate_of": duplicate_of} for item, duplicate_of, _ in skips])
+    _moved_or_raise(marked, ImageStatus.pending, ImageStatus.deleting)
+    for item, _, _ in skips:
+        removal.remove_artifacts(ctx, item.row)
+    removed = catalog.transition_batch(ImageStatus.deleting, ImageStatus.removed,
+                                       [{"id": item.id} for item, _, _ in skips])
+    _moved_or_raise(removed, ImageStatus.deleting, ImageStatus.removed)
+    for item, duplicate_of, score in skips:
+        batch.settle(item.id, "skipped", ItemState.skipped,
+                     f"near_duplicate_of={duplicate_of} score={score:.4f}")

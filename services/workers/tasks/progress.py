@@ -27,12 +27,14 @@ def record_item(ctx: TaskContext, job_id: int | None, image_id: int, state: str,
 
 
 def record_items(ctx: TaskContext, job_id: int | None, items: list[Outcome]) -> None:
-    """Record several items' outcomes, then finish the job if they were the last."""
+    """Record several items' outcomes, `page_size` a request (one for an ingest batch), then
+    finish the job if they were the last."""
     if job_id is None or not items:
         return
+    page = ctx.settings.page_size
     job = None
-    for image_id, state, error in items:
-        job = ctx.clients.catalog.record_item(job_id, image_id, state, error)
+    for start in range(0, len(items), page):
+        job = ctx.clients.catalog.record_items(job_id, items[start:start + page])
     ctx.heartbeat(job_id)
     finish_if_settled(ctx, job_id, job)
 
