@@ -281,6 +281,9 @@ def test_reindex_builds_and_swaps_a_fresh_index(env: Any) -> None:
     clients.embedding.model = "fake_vitb14:111111111111"
     job = clients.catalog.new_job("reindex")
     assert reindex(ctx, job) == 3
+    # The staged batch's items recorded in one request.
+    assert clients.catalog.items[job] == {i: ("done", None) for i in ids}
+    assert clients.catalog.record_calls == 1
     assert clients.index.model == "fake_vitb14:111111111111"
     assert set(clients.index.vectors) == set(ids)
     assert clients.catalog.get_job(job)["status"] == "succeeded"

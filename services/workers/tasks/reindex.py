@@ -113,14 +113,13 @@ def _embed_chunk(ctx: TaskContext, job_id: int | None, chunk: list[dict[str, obj
     ctx.clients.index.staging_upsert(ids, np.asarray(vectors, dtype=np.float32), model,
                                      tags=[tags_of[i] for i in ids])
     if job_id is not None:
-        for image_id in ids:
-            catalog.record_item(job_id, image_id, ItemState.done)
+        catalog.record_items(job_id, [(image_id, ItemState.done, None) for image_id in ids])
     return ids
 
 
 def _record_failed(ctx: TaskContext, job_id: int | None, ids: list[int],
                    message: str) -> list[int]:
     if job_id is not None:
-        for image_id in ids:
-            ctx.clients.catalog.record_item(job_id, image_id, ItemState.failed, message)
+        ctx.clients.catalog.record_items(
+            job_id, [(image_id, ItemState.failed, message) for image_id in ids])
     return []
