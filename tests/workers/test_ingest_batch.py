@@ -168,11 +168,13 @@ def test_near_duplicates_skipped_together(env: Any) -> None:
 
 
 def test_skipping_a_row_someone_else_moved_stops_the_batch(env: Any) -> None:
-    """As a single transition's conflict did: the retry reads the rows again."""
+    """As a single transition's conflict did; the other skipped rows are finished first
+    (removed, files gone, none left deleting), and the retry converges."""
     ctx, clients, _ = env
-    first, second = make_png(880), make_png(881)
+    first, second, third = make_png(880), make_png(881), make_png(882)
     clients.embedding.aliases[second] = first
-    a, b = (stored(ctx, clients, d) for d in (first, second))
+    clients.embedding.aliases[third] = first
+    a, b, c = (stored(ctx, clients, d) for d in (first, second, third))
     embed = clients.embedding.embed
 
     def embed_while_failed(images: list[bytes]) -> Any:
@@ -181,10 +183,17 @@ def test_skipping_a_row_someone_else_moved_stops_the_batch(env: Any) -> None:
 
     clients.embedding.embed = embed_while_failed  # type: ignore[method-assign]
     with pytest.raises(Exception) as info:
-        ingest(ctx, image_ids=[a, b], on_near_duplicate="skip")
+        ingest(ctx, image_ids=[a, b, c], on_near_duplicate="skip")
     assert getattr(info.value, "code", None) == "status_conflict"
     assert clients.catalog.images[b]["status"] == "failed"
-    assert b not in clients.index.vectors
+    assert clients.catalog.images[c]["status"] == "removed"
+    assert not resolve(ctx.images_dir, clients.catalog.images[c]["storage_key"]).exists()
+    assert clients.catalog.images[a]["status"] == "pending"
+    assert not clients.index.vectors
+    clients.embedding.embed = embed  # type: ignore[method-assign]
+    assert ingest(ctx, image_ids=[a, b, c], on_near_duplicate="skip") == (
+        "failed=1, indexed=1, skipped=1")
+    assert set(clients.index.vectors) == {a}
 
 
 def test_outcomes_are_recorded_a_page_a_request(data_dir: Path) -> None:

@@ -337,9 +337,9 @@ def _near_duplicates(ctx: TaskContext, items: list[_Item], vectors: NDArray[np.f
     return out
 
 
-def _moved_or_raise(moved: dict[int, Moved], frm: str, to: str) -> None:
-    """A row of a skip that is neither moved now nor already in `to` was changed by someone
-    else: stop, as a single transition's conflict would (the retry reads the rows again)."""
+def _raise_if_moved_elsewhere(moved: dict[int, Moved], frm: str, to: str) -> None:
+    """A skipped row that is neither moved now nor already in `to` was changed by someone
+    else: stop, as a single transition's conflict did (the retry reads the rows again)."""
     for image_id, result in moved.items():
         if not result.changed and result.current != to:
             raise StatusConflict(f"image {image_id} is {result.current}, not {frm}",
@@ -348,19 +348,22 @@ def _moved_or_raise(moved: dict[int, Moved], frm: str, to: str) -> None:
 
 def _skip(ctx: TaskContext, batch: _Batch, skips: list[tuple[_Item, int, float]]) -> None:
     """The uploader asked to skip near duplicates: pending -> deleting -> removed, file gone
-    (each transition one request for all of them)."""
+    (each transition one request for all of them). The rows marked are finished even when
+    another row of the batch conflicts, so none is left deleting for reconcile."""
     if not skips:
         return
     catalog = ctx.clients.catalog
     marked = catalog.transition_batch(
         ImageStatus.pending, ImageStatus.deleting,
         [{"id": item.id, "near_duplicate_of": duplicate_of} for item, duplicate_of, _ in skips])
-    _moved_or_raise(marked, ImageStatus.pending, ImageStatus.deleting)
-    for item, _, _ in skips:
+    ours = [(item, duplicate_of, score) for item, duplicate_of, score in skips
+            if marked[item.id].changed or marked[item.id].current == ImageStatus.deleting]
+    for item, _, _ in ours:
         removal.remove_artifacts(ctx, item.row)
     removed = catalog.transition_batch(ImageStatus.deleting, ImageStatus.removed,
-                                       [{"id": item.id} for item, _, _ in skips])
-    _moved_or_raise(removed, ImageStatus.deleting, ImageStatus.removed)
-    for item, duplicate_of, score in skips:
+                                       [{"id": item.id} for item, _, _ in ours])
+    for item, duplicate_of, score in ours:
         batch.settle(item.id, "skipped", ItemState.skipped,
                      f"near_duplicate_of={duplicate_of} score={score:.4f}")
+    _raise_if_moved_elsewhere(marked, ImageStatus.pending, ImageStatus.deleting)
+    _raise_if_moved_elsewhere(removed, ImageStatus.deleting, ImageStatus.removed)
