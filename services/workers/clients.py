@@ -158,10 +158,13 @@ class CatalogApi:
                                        json=body).json()
         return job
 
-    def record_items(self, job_id: int, items: list[tuple[int, str, str | None]]) -> Job:
+    def record_items(self, job_id: int, items: list[tuple[int, str, str | None]]
+                     ) -> Job | None:
         """Record several items' outcomes (image id, state, error) in one request (each
         idempotent; an image given twice: its last outcome); returns the job with its new
-        counts."""
+        counts (None, and no request, for no items)."""
+        if not items:
+            return None
         last = {image_id: (state, error) for image_id, state, error in items}
         body = {"items": [{"image_id": image_id, "state": state,
                            **({"error": error[:1000]} if error else {})}
