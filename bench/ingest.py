@@ -165,6 +165,24 @@ def internal_json(stack: Stack, name: str, path: str) -> dict[str, object]:
         return body
 
 
+def catalog_requests(stack: Stack) -> dict[str, float]:
+    """Requests the catalog answered so far, per method and route (its /metrics)."""
+    with stack.internal("catalog") as client:
+        response = client.get("/metrics")
+        response.raise_for_status()
+    counts: dict[str, float] = {}
+    for line in response.text.splitlines():
+        if not line.startswith("http_requests_total{"):
+            continue
+        labels, value = line.rsplit(" ", 1)
+        method = re.search(r'method="([^"]*)"', labels)
+        route = re.search(r'route="([^"]*)"', labels)
+        if method and route:
+            key = f"{method[1]} {route[1]}"
+            counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
+
+
 def at_fraction(samples: list[Sample], total: int, fraction: float) -> Sample:
     for sample in samples:
         if sample.indexed >= fraction * total:
@@ -219,6 +237,7 @@ def _measure(stack: Stack, folder: Path, tmp: Path, args: argparse.Namespace) ->
         output, _ = cli.communicate()
         elapsed = time.perf_counter() - start
     loads.append(os.getloadavg()[0])
+    requests = catalog_requests(stack)
     catalog = internal_json(stack, "catalog", "/v1/stats")
     index = internal_json(stack, "index", "/v1/stats")
     images = catalog["images"]
@@ -240,6 +259,11 @@ def _measure(stack: Stack, folder: Path, tmp: Path, args: argparse.Namespace) ->
     cpu_total = sum(last.cpu.get(n, 0.0) for n in names)
     embedding_share = last.cpu.get("embedding", 0.0) / max(cpu_total, 1e-9)
     outside_ms = (cpu_total - last.cpu.get("embedding", 0.0)) / args.count * 1000
+    request_rows: list[list[object]] = [
+        [f"`{route}`", f"{n:.0f}", f"{n / args.count:.3f}"]
+        for route, n in sorted(requests.items(), key=lambda kv: -kv[1])]
+    request_rows.append(["all", f"{sum(requests.values()):.0f}",
+                         f"{sum(requests.values()) / args.count:.3f}"])
     series = [s for s in samples[:: max(1, len(samples) // 10)]] + [last]
     trend = markdown_table(["t (s)", "indexed", *[f"{n} MB" for n in names]],
                            [[f"{s.t:.0f}", s.indexed, *[f"{s.rss.get(n, 0):.0f}" for n in names]]
@@ -263,6 +287,9 @@ def _measure(stack: Stack, folder: Path, tmp: Path, args: argparse.Namespace) ->
         "(the worker includes its pool processes):\n\n"
         + markdown_table(["process", "RSS 10%", "RSS 50%", "RSS end", "RSS max",
                           "growth 10%->end", "CPU s"], rows)
+        + "\n\nRequests the catalog answered during the run, per image (the sampler's "
+        "`GET /v1/stats` is the benchmark's own):\n\n"
+        + markdown_table(["route", "requests", "per image"], request_rows)
         + "\n\nOver time:\n\n" + trend
         + f"\n\nLoad average (1 min): {loads[0]:.1f} at the start, {loads[1]:.1f} at the end, "
         f"on {os.cpu_count()} cores (other work shared the machine when it is above that).")
