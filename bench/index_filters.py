@@ -63,6 +63,36 @@ def timed_after_writes(index: FaissIndex, search: Any, xq: np.ndarray, x: np.nda
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
+def tags_for(ids: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """The ids among (m,) `ids` that carry a tag, and their tags (`TAGS`): every tagged id
+    carries the first tag."""
+    carry = ids[ids % min(TAGS.values()) == 0]
+    return carry, [[t for t, every in TAGS.items() if i % every == 0] for i in carry.tolist()]
+
+
+Tagged = dict[str, tuple[list[np.ndarray], list[np.ndarray]]]
+
+
+def collect_tagged(tagged: Tagged, ids: np.ndarray, x: np.ndarray) -> None:
+    """Keep the ids (m,) and vectors (m, d) of a chunk that carry each tag."""
+    for tag, every in TAGS.items():
+        keep = ids % every == 0
+        tagged.setdefault(tag, ([], []))
+        tagged[tag][0].append(ids[keep])
+        tagged[tag][1].append(x[keep])
+
+
+def tag_truth(tagged: Tagged, xq: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Per tag, its ids and the exact top-K (nq, K) of the (nq, d) queries among them."""
+    truth = {}
+    for tag, (id_parts, x_parts) in tagged.items():
+        tids, tx = np.concatenate(id_parts), np.concatenate(x_parts)
+        S = xq @ tx.T
+        top = np.argsort(-S, axis=1)[:, :K]
+        truth[tag] = {"ids": tids, "truth": tids[top]}
+    return truth
+
+
 def build(args: argparse.Namespace, xq: np.ndarray) -> tuple[FaissIndex, dict[str, Any]]:
     """The index with its tags, and per tag the exact top-K of the queries among its ids."""
     gen = EmbeddingLike(args.dim, clusters=max(100, args.n // 1000), seed=0)
@@ -71,25 +101,14 @@ def build(args: argparse.Namespace, xq: np.ndarray) -> tuple[FaissIndex, dict[st
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     index = FaissIndex("ivf_pq", params, store_dir=work)
-    tagged: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {t: ([], []) for t in TAGS}
+    tagged: Tagged = {}
     for c in tqdm(range(gen.chunks(args.n)), desc="add", unit="chunk", mininterval=30):
         x = gen.base_chunk(c, args.n)
         ids = np.arange(c * gen.chunk, c * gen.chunk + len(x), dtype=np.int64)
         index.upsert(ids, x, MODEL)
-        carry = ids % min(TAGS.values()) == 0  # every tagged id carries the first tag
-        index.set_tags(ids[carry], [[t for t, every in TAGS.items() if i % every == 0]
-                                    for i in ids[carry].tolist()])
-        for tag, every in TAGS.items():
-            keep = ids % every == 0
-            tagged[tag][0].append(ids[keep])
-            tagged[tag][1].append(x[keep])
-    truth = {}
-    for tag, (id_parts, x_parts) in tagged.items():
-        tids, tx = np.concatenate(id_parts), np.concatenate(x_parts)
-        S = xq @ tx.T
-        top = np.argsort(-S, axis=1)[:, :K]
-        truth[tag] = {"ids": tids, "truth": tids[top]}
-    return index, truth
+        index.set_tags(*tags_for(ids))
+        collect_tagged(tagged, ids, x)
+    return index, tag_truth(tagged, xq)
 
 
 def parse_ms(n_ids: int, dim: int) -> float:

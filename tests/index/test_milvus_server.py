@@ -5,12 +5,6 @@ never comes back."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,48 +14,10 @@ import pytest
 from services.index.config import IndexSettings
 from services.index.store.factory import open_generation
 from services.index.store.protocol import VectorIndex
-from tests.helpers.procs import free_port
+from tests.helpers.procs import MilvusServer
 from tests.helpers.requirements import missing
 from tests.index.conftest import GEN, MODEL, SMALL, Data, K, milvus_available
 from tests.index.data import brute_force, recall_at_k
-
-START_TIMEOUT = 60.0
-
-
-class MilvusServer:
-    """`python -m milvus_lite server` on a free port over `data_dir`."""
-
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.data_dir, self.log = data_dir, log
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "milvus_lite", "server", "--data-dir",
-                 str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"milvus-lite server exited: {self.log.read_text()[-2000:]}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError("milvus-lite server did not start listening")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
 
 
 @pytest.fixture
