@@ -202,7 +202,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--change", type=int, default=1000, help="ids per tag change")
