@@ -11,8 +11,11 @@ travels. Setting an id's tags rewrites its vector row; an upsert copies the tags
 
 Filtered search, as in the Faiss backend: allowed sets up to `filter_exact_max` ids are
 fetched and brute-forced (exact); larger ones go through Milvus's filter, and a query that
-comes back short is answered exactly. Milvus's graph index (milvus-lite's AUTOINDEX, built in
-the background once a segment is sealed) returns fewer than k hits under a selective filter.
+comes back short is answered exactly. A named tag is first asked for its ids (one query,
+limited to `filter_exact_max` + 1): a tag that small is brute-forced the same way. Milvus's
+graph index (milvus-lite's AUTOINDEX, built in the background once a segment is sealed)
+under a selective filter returns fewer than k hits, or k hits that are not the best: a 1%
+tag named at 50,000 vectors recalled 0.68 before (bench/index_milvus.py).
 """
 
 from __future__ import annotations
@@ -197,6 +200,16 @@ class MilvusIndex:
             iterator.close()
         return counts
 
+    def _few_tagged_ids(self, tags: list[str]) -> Ids | None:
+        """Ids of vectors carrying every one of `tags` if they are few enough to brute-force
+        (at most `filter_exact_max`, and what one Milvus query returns), else None."""
+        limit = min(self.filter_exact_max, _MAX_LIMIT - 1) + 1
+        rows = self._client.query(self.collection, filter=_tags_expr(tags),
+                                  output_fields=["id"], limit=limit)
+        if len(rows) >= limit:
+            return None
+        return np.unique(np.asarray([int(r["id"]) for r in rows], np.int64))
+
     def _tagged_ids(self, tags: list[str]) -> Ids:
         """Ids of vectors carrying every one of `tags` (the exact fallback's set)."""
         iterator = self._client.query_iterator(self.collection, batch_size=1000,
@@ -249,6 +262,10 @@ class MilvusIndex:
                 if len(allowed) <= self.filter_exact_max:
                     return self._search_exact(queries, k, allowed)
                 expr = f"id in {allowed.tolist()}"
+            elif tags:
+                few = self._few_tagged_ids(tags)
+                if few is not None:
+                    return self._search_exact(queries, k, few) if len(few) else (D, I)
             if tags:
                 expr = " and ".join(e for e in (expr, _tags_expr(tags)) if e)
             hits = self._client.search(self.collection, data=queries.tolist(),
