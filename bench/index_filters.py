@@ -127,7 +127,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     xq = gen.queries(args.queries)
     started = time.monotonic()
     index, truth = build(args, xq)
-    out: dict[str, Any] = {"n": args.n, "build_s": time.monotonic() - started, "rows": []}
+    out: dict[str, Any] = {"n": args.n, "build_s": time.monotonic() - started, "rows": [],
+                           "load": [os.getloadavg()[0]]}
     # One untimed pass of every query, unfiltered and filtered: the rows it re-ranks are in
     # the page cache and mapped for every row of the table alike, not only the later ones.
     for q in xq:
@@ -163,6 +164,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(out["rows"][-1], flush=True)
     out["parse_ms"] = parse_ms(len(truth["ten"]["ids"]), args.dim)
     out["tag_bytes"] = index.tags.nbytes
+    out["load"].append(os.getloadavg()[0])
     return out
 
 
@@ -187,7 +189,9 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> str:
         "catalog listing them (20 s for a 10% tag at 10M rows, \"Catalog at scale\") and the "
         f"request body are not counted; parsing a search body with {ten:,} allowed ids alone "
         f"takes {result['parse_ms']:.0f} ms. Every query ran once, untimed, before the "
-        "table (warm page cache and mapping for all rows alike).\n\n"
+        "table (warm page cache and mapping for all rows alike). Load average (1 min) "
+        f"{result['load'][0]:.1f} before the searches, {result['load'][1]:.1f} after, on "
+        f"{os.cpu_count()} cores.\n\n"
         + markdown_table(["nprobe", "rerank", "query", "recall@10", "p50 (ms)", "p99 (ms)",
                           "vs unfiltered"], rows))
 
