@@ -34,6 +34,21 @@ def test_gelu_matches_erf_everywhere(rows: int) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_gelu_fit_holds_over_every_range() -> None:
+    """The fitted tanh form of erf on a dense grid where erf bends (|u| < 12, steps of 1.2e-5)
+    and on every scale from 1e-30 to 1e30, both signs: past the fit's interval u P(u^2) must
+    keep growing, so that tanh stays at 1."""
+    dense = np.linspace(-12, 12, 2_000_000)
+    scales = np.geomspace(1e-30, 1e30, 20_000)
+    u = np.concatenate([dense, scales, -scales]).astype(np.float32).reshape(-1, 1000)
+    bias = np.zeros(u.shape[1], np.float32)
+    expected = _gelu_reference(u, bias)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = gelu_scaled(u.copy(), bias, np.empty((2, GELU_BLOCK), np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
 def _attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
     s = np.einsum("ntd,nsd->nts", q.astype(np.float64), k.astype(np.float64))
     s -= s.max(axis=2, keepdims=True)

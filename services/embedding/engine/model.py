@@ -501,7 +501,7 @@ class Dinov2Model:
                 u += blk.b_in
                 act = swiglu(u, hidden, s.get("act", rows, hidden))
             else:
-                act = gelu_scaled(u, blk.b_in, s.get("gelu", 3, GELU_BLOCK))
+                act = gelu_scaled(u, blk.b_in, s.get("gelu", 2, GELU_BLOCK))
             tick("GELU" if not swiglu_mlp else "SwiGLU")
             np.matmul(act, blk.w_out.T, out=out[a:e])
             tick("fc2 product")
