@@ -214,6 +214,7 @@ def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
                      *(("ours_detected",) if detected else ()), "sgemm")
             times: dict[str, list[float]] = {side: [] for side in sides}
             paired: list[float] = []  # per round: ours / ORT of that round's medians
+            paired_detected: list[float] = []  # the same for ours with the detected kernels
             for round_ in range(rounds):
                 round_ms: dict[str, float] = {}
                 for side in sides if round_ % 2 == 0 else sides[::-1]:
@@ -227,6 +228,8 @@ def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
                     times[side] += got
                     round_ms[side] = float(np.median(got))
                 paired.append(round_ms["ours"] / round_ms["ort"])
+                if detected:
+                    paired_detected.append(round_ms["ours_detected"] / round_ms["ort"])
             ms = {side: float(np.median(times[side])) / batch for side in sides if side != "sgemm"}
             peak = float(np.median(times["sgemm"]))
             full, cls = flops_per_image(config, 224, 224) / 1e9, flops_cls(config, 224, 224) / 1e9
@@ -243,7 +246,9 @@ def speed_rows(threads: int, rounds: int, batches: list[int], archs: list[str],
                    _rate(full, ms["ours_full"], peak) if has_full else "-",
                    _rate(full, ms["ort"], peak)]
             if detected:
-                row += [f"{ms['ours_detected']:.0f}", f"{ms['ours_detected'] / ms['ort']:.2f}"]
+                row += [f"{ms['ours_detected']:.0f}", f"{ms['ours_detected'] / ms['ort']:.2f}",
+                        f"{float(np.median(paired_detected)):.2f} "
+                        f"({min(paired_detected):.2f}-{max(paired_detected):.2f})"]
             print(row, f"load {os.getloadavg()[0]:.1f}", flush=True)
             rows.append(row)
             if on_row is not None:
@@ -420,7 +425,8 @@ def main() -> None:
             "`ours`, the work of the CLS-only last block instead of the whole one). "
             + (f"`ours, detected kernels` is `ours` with the OpenBLAS kernels it detects "
                f"({detected}) instead of those in effect ({CORETYPE_ENV}={CHOSEN_CORETYPE}, table "
-               "below), as another process of each round. " if detected else "")
+               "below), as another process of each round, paired with ORT by round as `ours` "
+               "is. " if detected else "")
             + (f"Left out of this run (`--sides`): {', '.join(left_out)}; their cells read `-`. "
                if left_out else "")
             + f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after"
@@ -433,7 +439,8 @@ def main() -> None:
                             "ours full/ORT", "ours/torch", "sgemm peak GFLOP/s",
                             "ours GFLOP/s (of peak)", "ours full GFLOP/s (of peak)",
                             "ORT GFLOP/s (of peak)",
-                            *(["ours, detected kernels ms/image", "ours, detected kernels/ORT"]
+                            *(["ours, detected kernels ms/image", "ours, detected kernels/ORT",
+                               "ours, detected kernels/ORT paired (range)"]
                               if detected else [])], rows),
             f"Peak RSS of a process loading {rss_arch} from safetensors and embedding a batch of "
             f"{rss_batch}: **{rss:.0f} MB** for {weights:.0f} MB of float32 weights "
