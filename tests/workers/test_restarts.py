@@ -51,7 +51,9 @@ def test_index_killed_and_restarted_during_bulk_ingest(shared_stack: Stack,
                                                        tmp_path: Path) -> None:
     stack = shared_stack
     before = len(stack.catalog_ids("indexed"))
-    count = 60
+    # Enough images that work remains when each kill lands: a batch of 8 costs a handful of
+    # requests, so 60 images were all through the index before the progress poll saw 30.
+    count = 400
     folder = gallery(tmp_path / "in", count, offset=3000)
     rng = random.Random(11)
     worker = stack.worker(tmp_path).start()
