@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
@@ -16,6 +19,7 @@ from services.catalog.db.migrate import upgrade
 from services.catalog.repository import images
 from services.catalog.repository.images import ImageRecord
 from services.catalog.repository.session import transact
+from tests.helpers.procs import ServiceProcess
 
 BACKENDS = ["sqlite", pytest.param("mysql", marks=pytest.mark.integration)]
 
@@ -66,3 +70,35 @@ def make_image(db: Database) -> Callable[..., ImageRecord]:
         return record
 
     return make
+
+
+@contextlib.contextmanager
+def catalog_process(tmp: Path, database_url: str, **env: str) -> Iterator[httpx.Client]:
+    """A catalog service process on `database_url` (data and logs under `tmp`, extra `env`),
+    and an HTTP client of it that carries the internal token."""
+    token = secrets.token_urlsafe(24)
+    proc = ServiceProcess("catalog", env={
+        "IMGSEARCH_INTERNAL_TOKEN": token,
+        "IMGSEARCH_DATA_DIR": str(tmp / "data"),
+        "IMGSEARCH_DATABASE_URL": database_url,
+        "IMGSEARCH_LOG_FORMAT": "text",
+        **env,
+    }, log_dir=tmp)
+    proc.start(timeout=60)
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30,
+                          headers={"X-Internal-Token": token}) as client:
+            yield client
+    finally:
+        proc.stop()
+
+
+def create_over_http(client: httpx.Client, n: int) -> int:
+    """Create image `n` (its bytes' digest `sha(n)`) through the route; its id."""
+    digest = sha(n)
+    response = client.post("/v1/images", json={
+        "sha256": digest, "original_filename": f"{n}.jpg",
+        "storage_key": f"{digest[:2]}/{digest}.jpg", "mime": "image/jpeg", "width": 8,
+        "height": 6, "bytes": 100})
+    assert response.status_code in (200, 201), response.text
+    return int(response.json()["image"]["id"])

@@ -4,7 +4,6 @@ changes nothing, error codes)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from services.catalog.repository.errors import (
 )
 from services.catalog.repository.images import ImageRecord, Move, Moved
 from services.catalog.repository.session import read, transact
-from tests.catalog.conftest import sha
+from tests.catalog.conftest import catalog_process, create_over_http
 from tests.catalog.test_concurrency import _race
-from tests.helpers.procs import ServiceProcess
 
 
 def _status(db: Database, image_id: int) -> str:
@@ -196,31 +194,13 @@ def test_racing_outcome_batches_keep_counts_equal_to_items(db: Database) -> None
 
 @pytest.fixture
 def catalog(tmp_path: Path, mysql_database_url: str) -> Iterator[httpx.Client]:
-    token = secrets.token_urlsafe(24)
-    proc = ServiceProcess("catalog", env={
-        "IMGSEARCH_INTERNAL_TOKEN": token,
-        "IMGSEARCH_DATA_DIR": str(tmp_path / "data"),
-        "IMGSEARCH_DATABASE_URL": mysql_database_url,
-        "IMGSEARCH_CATALOG_MAX_LOOKUP_IDS": "4",
-        "IMGSEARCH_LOG_FORMAT": "text",
-    }, log_dir=tmp_path)
-    proc.start(timeout=60)
-    try:
-        with httpx.Client(base_url=proc.url, timeout=30,
-                          headers={"X-Internal-Token": token}) as client:
-            yield client
-    finally:
-        proc.stop()
+    with catalog_process(tmp_path, mysql_database_url,
+                         IMGSEARCH_CATALOG_MAX_LOOKUP_IDS="4") as client:
+        yield client
 
 
 def _create(client: httpx.Client, n: int) -> int:
-    digest = sha(20_000 + n)
-    response = client.post("/v1/images", json={
-        "sha256": digest, "original_filename": f"{n}.jpg",
-        "storage_key": f"{digest[:2]}/{digest}.jpg", "mime": "image/jpeg", "width": 8,
-        "height": 6, "bytes": 100})
-    assert response.status_code in (200, 201), response.text
-    return int(response.json()["image"]["id"])
+    return create_over_http(client, 20_000 + n)
 
 
 def _error(response: httpx.Response, status: int) -> str:

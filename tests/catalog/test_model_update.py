@@ -5,7 +5,6 @@ body validation)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from services.catalog.db.engine import Database
 from services.catalog.repository import images
 from services.catalog.repository.images import ImageRecord
 from services.catalog.repository.session import transact
-from tests.catalog.conftest import sha
-from tests.helpers.procs import ServiceProcess
+from tests.catalog.conftest import catalog_process, create_over_http
 
 
 def _to(db: Database, record: ImageRecord, *path: str) -> None:
@@ -55,31 +53,13 @@ def test_set_model_touches_only_indexed_rows(db: Database,
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A catalog process on SQLite with a small id limit."""
     tmp: Path = tmp_path_factory.mktemp("catalog-model")
-    token = secrets.token_urlsafe(24)
-    proc = ServiceProcess("catalog", env={
-        "IMGSEARCH_INTERNAL_TOKEN": token,
-        "IMGSEARCH_DATA_DIR": str(tmp / "data"),
-        "IMGSEARCH_DATABASE_URL": f"sqlite:///{tmp / 'catalog.db'}",
-        "IMGSEARCH_CATALOG_MAX_LOOKUP_IDS": "4",
-        "IMGSEARCH_LOG_FORMAT": "text",
-    }, log_dir=tmp)
-    proc.start(timeout=60)
-    try:
-        with httpx.Client(base_url=proc.url, timeout=30,
-                          headers={"X-Internal-Token": token}) as client:
-            yield client
-    finally:
-        proc.stop()
+    with catalog_process(tmp, f"sqlite:///{tmp / 'catalog.db'}",
+                         IMGSEARCH_CATALOG_MAX_LOOKUP_IDS="4") as client:
+        yield client
 
 
 def _create(client: httpx.Client, n: int) -> int:
-    digest = sha(10_000 + n)
-    response = client.post("/v1/images", json={
-        "sha256": digest, "original_filename": f"{n}.jpg",
-        "storage_key": f"{digest[:2]}/{digest}.jpg", "mime": "image/jpeg", "width": 8,
-        "height": 6, "bytes": 100})
-    assert response.status_code in (200, 201), response.text
-    return int(response.json()["image"]["id"])
+    return create_over_http(client, 10_000 + n)
 
 
 @pytest.mark.slow

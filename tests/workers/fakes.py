@@ -160,16 +160,15 @@ class FakeCatalog:
 
     def record_item(self, job_id: int, image_id: int, state: str,
                     error: str | None = None) -> dict[str, Any]:
-        self.items[job_id][image_id] = (state, error)
-        if self.jobs[job_id]["status"] == JobStatus.queued:
-            self.jobs[job_id]["status"] = JobStatus.running
-        job = self.get_job(job_id)
-        assert job is not None
-        return job
+        return self._record(job_id, [(image_id, state, error)])
 
     def record_items(self, job_id: int, items: list[tuple[int, str, str | None]],
                      ) -> dict[str, Any]:
         self.record_calls += 1
+        return self._record(job_id, items)
+
+    def _record(self, job_id: int, items: list[tuple[int, str, str | None]]
+                ) -> dict[str, Any]:
         for image_id, state, error in items:
             self.items[job_id][image_id] = (state, error)
         if self.jobs[job_id]["status"] == JobStatus.queued:
