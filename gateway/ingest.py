@@ -23,7 +23,13 @@ from gateway.security import Principal
 from gateway.uploads import clean_filename, read_limited
 from services.common import gallery
 from services.common.errors import DomainError
-from services.common.gallery import CatalogCall, CheckedImage, ImageBeingDeleted, check_image
+from services.common.gallery import (
+    CatalogCall,
+    CheckedImage,
+    ImageBeingDeleted,
+    StoredImage,
+    check_image,
+)
 from services.common.queue import INGEST, ingest_messages
 from services.common.vocabulary import JobKind, JobStatus
 
@@ -71,28 +77,29 @@ def _catalog_call(state: GatewayState) -> CatalogCall:
 def _index_tags(state: GatewayState) -> gallery.IndexTags:
     index = state.upstreams.index
 
-    def put(image_id: int, tags: list[str]) -> None:
-        index.request("PUT", "/v1/tags", json={"ids": [image_id], "tags": [tags]})
+    def put(image_ids: list[int], tags: list[list[str]]) -> None:
+        index.request("PUT", "/v1/tags", json={"ids": image_ids, "tags": tags})
 
     return put
 
 
-async def register(state: GatewayState, image: CheckedImage, *, tags: list[str],
+async def register(state: GatewayState, stored: list[StoredImage], *, tags: list[str],
                    uploader: str, outcome: UploadOutcome) -> None:
-    """Store one checked image and create (or find) its catalog row (`services.common.gallery`,
-    the same steps as the workers' bulk ingest)."""
-    try:
-        added = await run_in_threadpool(gallery.register, _catalog_call(state), state.images_dir,
-                                        image, tags=tags, uploader=uploader,
-                                        index_tags=_index_tags(state))
-    except ImageBeingDeleted as exc:
-        outcome.reject(image.filename, exc)
-        return
-    if added.to_ingest:
-        outcome.to_ingest.append(int(added.image["id"]))
-    outcome.images.append(UploadedImage(id=added.image["id"], original_filename=image.filename,
-                                        status=added.image["status"],
-                                        duplicate=added.duplicate))
+    """Create (or find) the catalog rows of stored files in one catalog request
+    (`services.common.gallery`, the same steps as the workers' bulk ingest)."""
+    results = await run_in_threadpool(gallery.register_many, _catalog_call(state),
+                                      state.images_dir, stored, tags=tags, uploader=uploader,
+                                      index_tags=_index_tags(state))
+    for image, added in zip(stored, results, strict=True):
+        if isinstance(added, ImageBeingDeleted):
+            outcome.reject(image.filename, added)
+            continue
+        if added.to_ingest:
+            outcome.to_ingest.append(int(added.image["id"]))
+        outcome.images.append(UploadedImage(id=added.image["id"],
+                                            original_filename=image.filename,
+                                            status=added.image["status"],
+                                            duplicate=added.duplicate))
 
 
 async def start_job(state: GatewayState, kind: str, image_ids: list[int], *, creator: str,
@@ -122,13 +129,14 @@ async def enqueue_ingest(state: GatewayState, job_id: int, image_ids: list[int],
 
 async def upload(state: GatewayState, principal: Principal, files: list[UploadFile], *,
                  tags: list[str], on_near_duplicate: str) -> UploadAnswer:
-    """`POST /admin/images`: every file checked, stored and catalogued (or rejected), one
-    ingest job for the new ones, their tasks queued."""
+    """`POST /admin/images`: every file checked and stored (or rejected), the stored ones
+    catalogued in one request, one ingest job for the new ones, their tasks queued."""
     limit = state.settings.max_files_per_request
     if len(files) > limit:
         raise TooManyFiles(f"{len(files)} files in one request; the limit is {limit}",
                            detail={"max_files_per_request": limit})
     outcome = UploadOutcome()
+    stored: list[StoredImage] = []
     for file in files:
         filename = clean_filename(file.filename)
         try:
@@ -137,8 +145,10 @@ async def upload(state: GatewayState, principal: Principal, files: list[UploadFi
         except DomainError as exc:
             outcome.reject(filename, exc)
             continue
-        await register(state, checked, tags=tags, uploader=principal.username,
-                       outcome=outcome)
+        # Stored at once, so only one file's bytes are held at a time.
+        stored.append(await run_in_threadpool(gallery.store_checked, state.images_dir, checked))
+        del data, checked
+    await register(state, stored, tags=tags, uploader=principal.username, outcome=outcome)
     if not outcome.images and outcome.first_error is not None:
         first = outcome.first_error
         raise UploadRejected(first.message, code=first.code, status=first.status,

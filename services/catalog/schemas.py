@@ -86,6 +86,14 @@ class ImageCreated(BaseModel):
     created: bool
 
 
+class ImageCreateBatch(_Body):
+    images: list[ImageCreate] = Field(min_length=1)
+
+
+class ImagesCreated(BaseModel):
+    results: list[ImageCreated] = Field(description="one per image given, in that order")
+
+
 class ImageList(BaseModel):
     images: list[ImageOut]
     total: int | None = Field(description="rows matching the filters; null with total=false")

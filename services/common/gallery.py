@@ -5,14 +5,15 @@ accepted, stored and retried the same way whichever way it arrives:
 
 - `check_image` decodes the whole file (a header alone does not prove it is not truncated);
 - `store` writes it once under its content-addressed key (`image_key`, atomic);
-- `register` creates the row (idempotent by sha256). A row that already exists is a
-  duplicate, except a `failed` one, which goes back to `pending` (another try), and one being
-  deleted, which is refused until the delete has finished. A duplicate still `pending` is
-  ingested again (its first task may have died with a worker; ingest is idempotent). Tags
-  given for an existing row are added to it. A file this call stored is removed again when
-  its row cannot be made.
+  `store_checked` also keeps what its row needs, without the bytes;
+- `register_many` creates the rows of stored files in one catalog request, idempotent by
+  sha256. A row that already exists is a duplicate, except a `failed`
+  one, which goes back to `pending` (another try), and one being deleted, which is refused
+  until the delete has finished. A duplicate still `pending` is ingested again (its first
+  task may have died with a worker; ingest is idempotent). Tags given for an existing row
+  are added to it. A file the call stored is removed again when its row cannot be made.
 
-`register` talks to the catalog through `CatalogCall` (method, path, JSON body -> JSON
+Both talk to the catalog through `CatalogCall` (method, path, JSON body -> JSON
 answer), a blocking call: the gateway runs it in a thread.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,8 @@ from services.common.vocabulary import GONE, ImageStatus
 
 # (method, path, JSON body) -> the catalog's JSON answer; raises DomainError on an error answer
 CatalogCall = Callable[[str, str, dict[str, Any]], Any]
-# (image id, its tags now) -> the index holds them (PUT /v1/tags on the index service).
-IndexTags = Callable[[int, list[str]], None]
+# (image ids, the tags of each now) -> the index holds them (PUT /v1/tags on the index service).
+IndexTags = Callable[[list[int], list[list[str]]], None]
 
 class ImageBeingDeleted(DomainError):
     """The same image exists and is being deleted: it cannot be added until that finishes."""
@@ -85,35 +86,73 @@ def discard(images_dir: Path, key: str) -> None:
         os.unlink(resolve(images_dir, key))
 
 
-def register(call: CatalogCall, images_dir: Path, image: CheckedImage, *, tags: list[str],
-             uploader: str | None, index_tags: IndexTags | None = None) -> Registered:
-    """Store `image` and create or find its row; raises `ImageBeingDeleted` (nothing changed
-    but the tags) when the same image is being deleted. Tags added to an existing row go to
-    the index too (`index_tags`): its search filters by the tags it holds. A new row's tags
-    reach the index with its vector (the ingest upsert carries them)."""
+@dataclass(frozen=True)
+class StoredImage:
+    """A checked image written under its content key (`store_checked`): what its catalog row
+    needs. The bytes are not kept, so a batch of these costs little memory."""
+
+    sha256: str
+    filename: str
+    key: str
+    new_file: bool  # this call wrote the file (it is removed again if no row is made)
+    mime: str
+    width: int
+    height: int
+    bytes: int
+
+
+def store_checked(images_dir: Path, image: CheckedImage) -> StoredImage:
+    """`store` a checked image; its facts for `register_many`."""
     key, new_file = store(images_dir, image)
+    return StoredImage(sha256=image.sha256, filename=image.filename, key=key,
+                       new_file=new_file, mime=image.info.mime, width=image.info.width,
+                       height=image.info.height, bytes=len(image.data))
+
+
+def register_many(call: CatalogCall, images_dir: Path, stored: Sequence[StoredImage], *,
+                  tags: list[str], uploader: str | None, index_tags: IndexTags | None = None
+                  ) -> list[Registered | ImageBeingDeleted]:
+    """Create or find the rows of stored files in one catalog request (`POST
+    /v1/images/batch`); for each, in order, its `Registered`, or `ImageBeingDeleted` (nothing
+    changed but the tags) when the same image is being deleted. When the request fails, the
+    files it stored are removed and the error is raised.
+
+    Tags given for an existing row are added to it and go to the index (`index_tags`, one
+    call for them all): its search filters by the tags it holds. A new row's tags reach the
+    index with its vector (the ingest upsert carries them)."""
+    if not stored:
+        return []
     try:
-        body = call("POST", "/v1/images", {
-            "sha256": image.sha256, "original_filename": image.filename[:255],
-            "storage_key": key, "mime": image.info.mime, "width": image.info.width,
-            "height": image.info.height, "bytes": len(image.data), "uploader": uploader,
-            "tags": tags})
+        body = call("POST", "/v1/images/batch", {"images": [{
+            "sha256": item.sha256, "original_filename": item.filename[:255],
+            "storage_key": item.key, "mime": item.mime, "width": item.width,
+            "height": item.height, "bytes": item.bytes, "uploader": uploader, "tags": tags}
+            for item in stored]})
     except BaseException:
-        if new_file:
-            discard(images_dir, key)
+        for item in stored:
+            if item.new_file:
+                discard(images_dir, item.key)
         raise
-    row: dict[str, Any] = body["image"]
-    if body["created"]:
+    results = [_settle(call, result) for result in body["results"]]
+    if tags and index_tags is not None:
+        retagged = {int(r["image"]["id"]): list(r["image"].get("tags") or [])
+                    for r in body["results"]
+                    if not r["created"] and r["image"].get("status") not in GONE}
+        if retagged:
+            index_tags(list(retagged), list(retagged.values()))
+    return results
+
+
+def _settle(call: CatalogCall, result: dict[str, Any]) -> Registered | ImageBeingDeleted:
+    """What one row of `register_many` means for its file."""
+    row: dict[str, Any] = result["image"]
+    if result["created"]:
         return Registered(row, to_ingest=True, duplicate=False)
     image_id, status = int(row["id"]), row.get("status")
     if status in GONE:
-        raise ImageBeingDeleted(
+        return ImageBeingDeleted(
             f"image {image_id} is being deleted; add it again when that has finished",
             detail={"id": image_id})
-    if tags:
-        row = call("POST", f"/v1/images/{image_id}/tags", {"tags": tags})
-        if index_tags is not None:
-            index_tags(image_id, list(row.get("tags") or []))
     if status == ImageStatus.failed:
         # A failed image added again is another try, not a duplicate.
         try:

@@ -206,9 +206,6 @@ class IndexApi:
         if ids:
             self.client.request("PUT", "/v1/tags", json={"ids": ids, "tags": tags})
 
-    def set_tag(self, image_id: int, tags: list[str]) -> None:
-        self.set_tags([image_id], [tags])
-
     def tags_of(self, ids: list[int]) -> dict[int, list[str]]:
         """The tags the index holds for each of `ids`."""
         if not ids:

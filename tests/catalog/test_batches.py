@@ -1,11 +1,12 @@
-"""Batch transitions and batch item outcomes: the repository on each backend (racing threads
-included), then the routes through a real catalog process on MariaDB (limits, bad input that
-changes nothing, error codes)."""
+"""Batch creates, batch transitions and batch item outcomes: the repository on each backend
+(racing threads included), then the routes through a real catalog process on MariaDB
+(limits, bad input that changes nothing, error codes)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,16 +14,17 @@ import sqlalchemy as sa
 
 from services.catalog.db.engine import Database
 from services.catalog.db.models import Image
-from services.catalog.repository import counts, images, jobs
+from services.catalog.repository import counts, images, jobs, tags
 from services.catalog.repository.errors import (
     DuplicateIds,
+    InvalidTag,
     InvalidTransition,
     JobNotFound,
     TooManyItems,
 )
 from services.catalog.repository.images import ImageRecord, Move, Moved
 from services.catalog.repository.session import read, transact
-from tests.catalog.conftest import catalog_process, create_over_http
+from tests.catalog.conftest import catalog_process, create_over_http, sha
 from tests.catalog.test_concurrency import _race
 
 
@@ -190,6 +192,85 @@ def test_racing_outcome_batches_keep_counts_equal_to_items(db: Database) -> None
     assert (job.total, job.done, job.failed, job.skipped) == (40, 30, 10, 0)
 
 
+def _new(n: int, **fields: Any) -> images.NewImage:
+    return images.NewImage(**{"sha256": sha(n), "original_filename": f"{n}.jpg",
+                              "storage_key": f"k/{n}", "mime": "image/jpeg", "width": 2,
+                              "height": 2, "bytes": 10, **fields})
+
+
+def test_batch_create_answers_in_order_and_finds_existing_and_repeated_rows(
+        db: Database, make_image: Callable[..., ImageRecord]) -> None:
+    old = make_image(sha256=sha(2), tags=["old"])
+    transact(db, images.transition, image_id=old.id, from_="pending", to="indexed",
+             model_id="m")
+    given = [_new(1, tags=["A"]), _new(2, tags=["b"]), _new(3), _new(1, tags=["c"]),
+             _new(4, uploader="bob")]
+    results = transact(db, images.create_images, images=given)
+    assert [record.sha256 for record, _ in results] == [image.sha256 for image in given]
+    assert [created for _, created in results] == [True, False, True, False, True]
+    first, existing, third, again, fourth = (record for record, _ in results)
+    assert again.id == first.id and existing.id == old.id
+    assert existing.status == "indexed" and existing.tags == ["b", "old"]
+    assert first.status == "pending" and first.tags == ["a", "c"]
+    assert (fourth.uploader, third.tags) == ("bob", [])
+    assert read(db, images.status_counts)["pending"] == 3
+    assert read(db, images.get_image, image_id=first.id).tags == ["a", "c"]
+
+
+def test_batch_create_of_more_rows_than_a_statement_chunk(db: Database) -> None:
+    n = tags.CHUNK + 37
+    results = transact(db, images.create_images,
+                       images=[_new(k, tags=[f"t{k % 3}", "all"]) for k in range(n)])
+    assert all(created for _, created in results)
+    assert len({record.id for record, _ in results}) == n
+    again = transact(db, images.create_images, images=[_new(k) for k in reversed(range(n))])
+    assert [record.id for record, _ in again] == [record.id for record, _ in reversed(results)]
+    assert not any(created for _, created in again)
+    assert read(db, images.status_counts)["pending"] == n
+    assert len(read(db, images.ids_with_tags, tags=["all"], status="pending")) == n
+
+
+def test_batch_create_with_an_invalid_tag_changes_nothing(db: Database) -> None:
+    with pytest.raises(InvalidTag):
+        transact(db, images.create_images,
+                 images=[_new(1, tags=["fine"]), _new(2, tags=["a,b"])])
+    assert read(db, images.status_counts)["pending"] == 0
+    with db.read() as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(Image)).scalar_one() == 0
+
+
+def test_overlapping_batches_at_the_same_moment_give_one_row_per_sha256(db: Database) -> None:
+    """Batches of new images sharing most of their sha256s, each in its own order: one row
+    each, created by exactly one batch, every tag given attached, the pending count exact."""
+    for round_ in range(3):
+        digests = [sha(2000 + 20 * round_ + k) for k in range(12)]
+
+        def create(i: int, digests: list[str] = digests) -> list[tuple[ImageRecord, bool]]:
+            mine = digests[i % 3:] if i % 2 else list(reversed(digests[:10 + i % 3]))
+            return transact(db, images.create_images, images=[
+                images.NewImage(sha256=d, original_filename=f"{i}.jpg", storage_key=f"k/{d}",
+                                mime="image/jpeg", width=4, height=4, bytes=10,
+                                tags=[f"t{i}"]) for d in mine])
+
+        results = _race(8, create)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert errors == []
+        outcomes = [pair for r in results if not isinstance(r, BaseException) for pair in r]
+        ids: dict[str, set[int]] = {}
+        for record, _ in outcomes:
+            ids.setdefault(record.sha256, set()).add(record.id)
+        assert sorted(ids) == sorted(digests)
+        assert all(len(found) == 1 for found in ids.values())
+        created = [record.sha256 for record, was_created in outcomes if was_created]
+        assert sorted(created) == sorted(digests)
+        final = read(db, images.lookup, ids=[next(iter(v)) for v in ids.values()])
+        for record in final:
+            givers = {f"t{i}" for i in range(8)
+                      if record.sha256 in (digests[i % 3:] if i % 2 else digests[:10 + i % 3])}
+            assert set(record.tags) == givers
+        assert read(db, images.status_counts)["pending"] == 12 * (round_ + 1)
+
+
 # Through a real catalog process on MariaDB: the routes, their limits and error codes.
 
 @pytest.fixture
@@ -277,3 +358,40 @@ def test_batch_routes_over_http(catalog: httpx.Client) -> None:
                   404) == "job_not_found"
     after = catalog.get(f"/v1/jobs/{job}").json()
     assert (after["done"], after["failed"], after["skipped"]) == (1, 1, 1)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_batch_create_route_over_http(catalog: httpx.Client) -> None:
+    def image(n: int, **extra: Any) -> dict[str, Any]:
+        digest = sha(30_000 + n)
+        return {"sha256": digest, "original_filename": f"{n}.jpg",
+                "storage_key": f"{digest[:2]}/{digest}.jpg", "mime": "image/jpeg", "width": 8,
+                "height": 6, "bytes": 100, **extra}
+
+    existing = create_over_http(catalog, 30_000)
+    response = catalog.post("/v1/images/batch", json={"images": [
+        image(1, tags=["Sea"]), image(0, tags=["old"]), image(1), image(2, uploader="bob")]})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["created"] for r in results] == [True, False, False, True]
+    assert results[1]["image"]["id"] == existing
+    assert results[0]["image"]["id"] == results[2]["image"]["id"]
+    assert [r["image"]["tags"] for r in results] == [["sea"], ["old"], ["sea"], []]
+    assert results[3]["image"]["uploader"] == "bob"
+    assert all(r["image"]["status"] == "pending" for r in results)
+    assert catalog.get("/v1/stats").json()["images"]["pending"] == 3
+
+    bad_batches = [
+        ({"images": [image(n) for n in range(10, 15)]}, "invalid_request"),  # 5 > 4
+        ({"images": []}, "invalid_request"),
+        ({"images": [image(10), {**image(11), "sha256": "XYZ"}]}, "invalid_request"),
+        ({"images": [image(10), {**image(11), "status": "indexed"}]}, "invalid_request"),
+        ({"images": [image(10), image(11, tags=["a,b"])]}, "invalid_tag"),
+    ]
+    for body, code in bad_batches:
+        assert _error(catalog.post("/v1/images/batch", json=body), 422) == code, body
+    no_token = httpx.post(str(catalog.base_url) + "/v1/images/batch",
+                          json={"images": [image(10)]})
+    assert _error(no_token, 401) == "invalid_internal_token"
+    assert catalog.get("/v1/stats").json()["total"] == 3

@@ -66,10 +66,18 @@ def test_upload_queues_one_job_and_search_finds_the_image(client: TestClient,
     assert [image["duplicate"] for image in body["images"]] == [False] * 3  # type: ignore[index]
     assert [t.name for t in standins.producer.sent] == ["imgsearch.ingest"]
     assert standins.producer.sent[0].kwargs["image_ids"] == [1, 2, 3]
+    # The three rows in one catalog request.
+    assert standins.catalog.calls["POST /v1/images/batch"] == 1
+    assert standins.catalog.calls["POST /v1/images"] == 0
 
-    again = client.post("/api/v1/admin/images", files=files_of(blobs[:1]),
-                        headers=login(client, *ADMIN)).json()
+    again = client.post("/api/v1/admin/images", files=files_of([*blobs[:1], png_bytes(4)]),
+                        data={"tags": "pets"}, headers=login(client, *ADMIN)).json()
     assert again["images"][0]["duplicate"] is True and again["images"][0]["id"] == 1
+    assert again["images"][1]["duplicate"] is False and again["images"][1]["id"] == 4
+    # The existing image's new tag is in the catalog and in the index at once.
+    assert standins.catalog.images[1]["tags"] == ["cats", "pets"]
+    assert standins.index.tags[1] == {"cats", "pets"}
+    standins.ingest(common_settings().images_dir)
 
     page = client.post("/api/v1/search", files={"file": ("q.png", blobs[1])},
                        data={"k": "2"}).json()

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,7 @@ class Catalog:
     jobs: dict[int, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)  # "METHOD /path" -> requests
 
     def add_user(self, username: str, password: str, role: str) -> None:
         self.users[username] = {"id": len(self.users) + 1, "username": username, "role": role,
@@ -72,19 +74,30 @@ class Catalog:
                                 "token_version": 0}
         self.passwords[username] = password
 
+    def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A new pending row, or the row of the same sha256 with the tags given added."""
+        for row in self.images.values():
+            if row["sha256"] == body["sha256"]:
+                row["tags"] = sorted(set(row.get("tags") or []) | set(body.get("tags") or []))
+                return row, False
+        image_id = len(self.images) + 1
+        row = {**body, "id": image_id, "status": "pending", "thumbnail_key": None,
+               "model_id": None, "error": None, "near_duplicate_of": None,
+               "created_at": _now(), "updated_at": _now()}
+        self.images[image_id] = row
+        return row, True
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         method, path = request.method, request.url.path
+        self.calls[f"{method} {path}"] += 1
         body = json.loads(request.content) if request.content and method != "GET" else {}
         if method == "POST" and path == "/v1/images":
-            for row in self.images.values():
-                if row["sha256"] == body["sha256"]:
-                    return httpx.Response(200, json={"image": row, "created": False})
-            image_id = len(self.images) + 1
-            row = {**body, "id": image_id, "status": "pending", "thumbnail_key": None,
-                   "model_id": None, "error": None, "near_duplicate_of": None,
-                   "created_at": _now(), "updated_at": _now()}
-            self.images[image_id] = row
-            return httpx.Response(201, json={"image": row, "created": True})
+            row, created = self.create(body)
+            return httpx.Response(201 if created else 200, json={"image": row, "created": created})
+        if method == "POST" and path == "/v1/images/batch":
+            results = [self.create(image) for image in body["images"]]
+            return httpx.Response(200, json={"results": [
+                {"image": row, "created": created} for row, created in results]})
         if match := re.fullmatch(r"/v1/images/(\d+)", path):
             row = self.images.get(int(match.group(1)))
             if row is None:

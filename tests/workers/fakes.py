@@ -29,6 +29,7 @@ class FakeCatalog:
         self.model_calls = 0
         self.batch_calls: list[tuple[str, str, list[int]]] = []  # transition_batch calls
         self.record_calls = 0  # record_items calls
+        self.create_calls = 0  # POST /v1/images/batch calls
 
     def add(self, **fields: Any) -> dict[str, Any]:
         image_id = self.next_id
@@ -40,19 +41,19 @@ class FakeCatalog:
         return row
 
     def call(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        """The JSON calls of `services.common.gallery.register`."""
+        """The JSON calls of `services.common.gallery.register_many`."""
         parts = path.strip("/").split("/")
-        if (method, parts) == ("POST", ["v1", "images"]):
-            row, created = self.create_image(body)
-            return {"image": row, "created": created}
+        if (method, parts) == ("POST", ["v1", "images", "batch"]):
+            self.create_calls += 1
+            results = []
+            for image in body["images"]:
+                row, created = self.create_image(image)
+                results.append({"image": row, "created": created})
+            return {"results": results}
         if method == "POST" and parts[:2] == ["v1", "images"] and len(parts) == 4:
             image_id = int(parts[2])
             if parts[3] == "transition":
                 return self.transition(image_id, body["from"], body["to"])
-            if parts[3] == "tags":
-                row = self.images[image_id]
-                row["tags"] = sorted(set(row.get("tags") or []) | set(body["tags"]))
-                return dict(row)
         raise AssertionError(f"unexpected catalog call {method} {path}")
 
     def get_image(self, image_id: int) -> dict[str, Any] | None:
@@ -60,10 +61,12 @@ class FakeCatalog:
         return dict(row) if row else None
 
     def create_image(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """A new pending row, or the row of the same sha256; tags given are added to it."""
         for row in self.images.values():
             if row["sha256"] == body["sha256"]:
+                row["tags"] = sorted(set(row.get("tags") or []) | set(body.get("tags") or []))
                 return dict(row), False
-        return dict(self.add(**body)), True
+        return dict(self.add(**{**body, "tags": sorted(set(body.get("tags") or []))})), True
 
     def transition(self, image_id: int, frm: str, to: str, **fields: Any) -> dict[str, Any]:
         return self._move(image_id, frm, to, fields)
@@ -212,9 +215,6 @@ class FakeIndex:
         self._check()
         for i, t in zip(ids, tags, strict=True):
             self.tags[i] = sorted(t)
-
-    def set_tag(self, image_id: int, tags: list[str]) -> None:
-        self.set_tags([image_id], [tags])
 
     def tags_of(self, ids: list[int]) -> dict[int, list[str]]:
         self._check()

@@ -359,6 +359,57 @@ def test_bulk_ingest_enqueues_batches_of_ingest_batch(data_dir: Path, tmp_path: 
     assert clients.catalog.get_job(job)["status"] == "succeeded"
 
 
+def test_bulk_ingest_registers_a_page_of_files_per_catalog_request(data_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """Rows are made `page_size` files at a time; an existing image given new tags has them
+    in the catalog and in the index (one index call per page); a page whose catalog request
+    fails removes the files it stored and leaves the earlier pages' rows and files."""
+    ctx, clients, enqueued = make_context(data_dir, page_size=3)
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"{i}.png").write_bytes(make_png(600 + i))
+    old = stored(ctx, clients, make_png(603), status="indexed", tags=["old"])
+    clients.index.tags[old] = ["old"]
+    index_calls: list[list[int]] = []
+    set_tags = clients.index.set_tags
+
+    def spy(ids: list[int], tags: list[list[str]]) -> None:
+        index_calls.append(ids)
+        set_tags(ids, tags)
+
+    clients.index.set_tags = spy  # type: ignore[method-assign]
+    job = clients.catalog.new_job("bulk_ingest")
+    assert bulk_ingest(ctx, job, folder=str(folder), tags=["new"]) == 7
+    assert clients.catalog.create_calls == 3  # 3 + 3 + 1 files
+    assert len(clients.catalog.images) == 7
+    assert clients.catalog.images[old]["tags"] == ["new", "old"]
+    assert index_calls == [[old]] and clients.index.tags[old] == ["new", "old"]
+    assert sorted(i for _, kw in enqueued for i in kw["image_ids"]) == sorted(
+        i for i in clients.catalog.images if i != old)
+
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(5):
+        (more / f"{i}.png").write_bytes(make_png(700 + i))
+    calls = clients.catalog.create_calls
+    call = clients.catalog.call
+
+    def second_page_fails(method: str, path: str, body: dict[str, Any]) -> Any:
+        if path == "/v1/images/batch" and clients.catalog.create_calls == calls + 1:
+            raise TransientUpstream("catalog unreachable")
+        return call(method, path, body)
+
+    clients.catalog.call = second_page_fails  # type: ignore[method-assign]
+    with pytest.raises(TransientUpstream):
+        bulk_ingest(ctx, clients.catalog.new_job("bulk_ingest"), folder=str(more))
+    kept = {hashlib.sha256(make_png(700 + i)).hexdigest() for i in range(3)}
+    assert {r["sha256"] for r in clients.catalog.images.values()} >= kept
+    assert len(clients.catalog.images) == 10
+    names = {p.name.split(".")[0] for p in ctx.images_dir.rglob("*.png")}
+    assert names == {r["sha256"] for r in clients.catalog.images.values()}
+
+
 def test_bulk_ingest_checks_the_whole_file_and_retries_a_failed_image(
         env: Any, tmp_path: Path) -> None:
     """The same steps as an upload: a truncated file (valid header) is refused; a file whose

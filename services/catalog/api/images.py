@@ -1,4 +1,4 @@
-"""Image routes: create, read, list, lookup, transitions, tags, stats."""
+"""Image routes: create (one or a batch), read, list, lookup, transitions, tags, stats."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from services.catalog.api.deps import (
 )
 from services.catalog.repository import images as repo
 from services.catalog.repository import tags as tag_repo
-from services.catalog.repository.images import ImageRecord, Move
+from services.catalog.repository.images import ImageRecord, Move, NewImage
 from services.catalog.repository.session import read, transact
 from services.catalog.schemas import (
     BulkTransition,
@@ -24,10 +24,12 @@ from services.catalog.schemas import (
     Ids,
     IdsByTags,
     ImageCreate,
+    ImageCreateBatch,
     ImageCreated,
     ImageList,
     ImageOut,
     Images,
+    ImagesCreated,
     Lookup,
     ModelUpdate,
     ModelUpdateResult,
@@ -59,6 +61,19 @@ def create_image(body: ImageCreate, response: Response, db: DbDep,
     if not created:
         response.status_code = 200
     return ImageCreated(image=_out(record), created=created)
+
+
+@router.post("/v1/images/batch", response_model=ImagesCreated)
+def create_images(body: ImageCreateBatch, db: DbDep, settings: SettingsDep) -> ImagesCreated:
+    """`POST /v1/images` for many images in one transaction: each gets a new pending row or
+    the existing row of its sha256, with `created` saying which."""
+    check_count("images", len(body.images), settings.max_lookup_ids)
+    for image in body.images:
+        check_count("tags", len(image.tags), settings.max_tags_per_request)
+    results = transact(db, repo.create_images,
+                       images=[NewImage(**image.model_dump()) for image in body.images])
+    return ImagesCreated(results=[ImageCreated(image=_out(record), created=created)
+                                  for record, created in results])
 
 
 @router.get("/v1/images/stale", response_model=Images)

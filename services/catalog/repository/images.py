@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -75,59 +75,84 @@ def get_image(*, session: Session, image_id: int) -> ImageRecord:
     return _records(session, [row])[0]
 
 
-def create_image(
-    *,
-    session: Session,
-    sha256: str,
-    original_filename: str,
-    storage_key: str,
-    mime: str,
-    width: int,
-    height: int,
-    bytes: int,
-    uploader: str | None = None,
-    tags: Sequence[str] = (),
-) -> tuple[ImageRecord, bool]:
-    """A `pending` row for these bytes, or the existing row of the same sha256.
+@dataclass(frozen=True)
+class NewImage:
+    """One image for `create_images`: its stored file's facts and the tags to add."""
 
-    Returns (image, created). Two concurrent calls with the same sha256 both get the one row:
-    the loser's INSERT fails on the unique key and it reads the winner's row. Tags given are
-    added in both cases.
+    sha256: str
+    original_filename: str
+    storage_key: str
+    mime: str
+    width: int
+    height: int
+    bytes: int
+    uploader: str | None = None
+    tags: Sequence[str] = ()
+
+
+def create_image(*, session: Session, **fields: Any) -> tuple[ImageRecord, bool]:
+    """A `pending` row for these bytes (`NewImage`'s fields), or the existing row of the same
+    sha256: (image, created). `create_images` with one image."""
+    return create_images(session=session, images=[NewImage(**fields)])[0]
+
+
+def create_images(*, session: Session, images: Sequence[NewImage]
+                  ) -> list[tuple[ImageRecord, bool]]:
+    """A `pending` row for each image, or the existing row of the same sha256, in one
+    transaction; (image, created) for each, in the order given. Tags given are added in
+    every case.
+
+    An sha256 given twice gets one row: its first entry creates (or finds) it, the later ones
+    find it. Concurrent calls with the same sha256 all get the one row: a call whose INSERT
+    fails on the unique key rolls back and reads again, which finds the winner's row. New
+    rows are inserted in sha256 order, so racing calls take their key locks in one order.
     """
-    names = tag_repo.normalize_tags(tags)
+    # Tags are checked before anything is written (InvalidTag changes nothing).
+    names = [tag_repo.normalize_tags(image.tags) for image in images]
+    firsts: dict[str, NewImage] = {}
+    for image in images:
+        firsts.setdefault(image.sha256, image)
+    wanted = sorted(firsts)
     for attempt in range(3):
+        rows: dict[str, Image] = {}
+        for part in tag_repo.chunks(wanted):
+            found = session.execute(sa.select(Image).where(Image.sha256.in_(part)))
+            rows.update((row.sha256, row) for row in found.scalars())
         now = utcnow()
-        row = Image(
-            sha256=sha256, original_filename=original_filename, storage_key=storage_key,
-            mime=mime, width=width, height=height, bytes=bytes, status=ImageStatus.pending,
-            uploader=uploader, created_at=now, updated_at=now,
-        )
+        new = [Image(sha256=sha, original_filename=image.original_filename,
+                     storage_key=image.storage_key, mime=image.mime, width=image.width,
+                     height=image.height, bytes=image.bytes, status=ImageStatus.pending,
+                     uploader=image.uploader, created_at=now, updated_at=now)
+               for sha, image in sorted(firsts.items()) if sha not in rows]
         try:
-            session.add(row)
+            session.add_all(new)
             session.flush()
-            created = True
             break
         except IntegrityError:
             session.rollback()
-            existing = session.execute(
-                sa.select(Image).where(Image.sha256 == sha256)
-            ).scalar_one_or_none()
-            if existing is not None:
-                row, created = existing, False
-                break
-            # The row that refused ours was deleted before we read it (a delete finishing
-            # at that moment): insert again; a conflict that is not the sha256 keeps
-            # failing and is raised.
+            # Another call created one of these rows first: read again. A row that refused
+            # ours and was deleted before we read it (a delete finishing at that moment) is
+            # inserted again; a conflict that is not the sha256 keeps failing and is raised.
             if attempt == 2:
                 raise
-    image_id = row.id
-    tag_repo.attach(session=session, image_id=image_id, created_at=row.created_at, names=names)
-    if created:
-        counts.apply(session, {ImageStatus.pending: 1})
+    rows.update((row.sha256, row) for row in new)
+    tag_repo.attach_many(session=session, items=[
+        (rows[image.sha256].id, rows[image.sha256].created_at, tags)
+        for image, tags in zip(images, names, strict=True) if tags])
+    if new:
+        counts.apply(session, {ImageStatus.pending: len(new)})
+    # Read back inside the transaction: a delete committed after ours cannot hide a row.
+    records = {r.id: r for r in _records(session, list({r.id: r for r in rows.values()}
+                                                       .values()))}
     session.commit()
-    if created:
-        logger.info("image %d created", image_id, extra={"image_id": image_id})
-    return get_image(session=session, image_id=image_id), created
+    for row in new:
+        logger.info("image %d created", row.id, extra={"image_id": row.id})
+    created = {row.sha256 for row in new}
+    out: list[tuple[ImageRecord, bool]] = []
+    for image in images:
+        out.append((records[rows[image.sha256].id], image.sha256 in created))
+        created.discard(image.sha256)  # a second entry of a new sha256 finds the first's row
+    return out
 
 
 @dataclass(frozen=True)

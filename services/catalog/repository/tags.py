@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -19,6 +19,7 @@ MAX_TAG_LENGTH = 64
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f,]")
 # SQLite allows a few thousand bound parameters per statement; MySQL packets are finite too.
 CHUNK = 500
+T = TypeVar("T")
 # rarest_first counts a tag's rows up to this many.
 RAREST_CAP = 100_000
 
@@ -42,7 +43,7 @@ def normalize_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-def chunks(values: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+def chunks(values: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
@@ -67,21 +68,31 @@ def _insert_ignoring_duplicates(session: Session, table: Any,
 
 def ensure_tags(*, session: Session, names: list[str]) -> dict[str, int]:
     """Tag ids of `names` (normalised), creating the missing ones."""
-    if not names:
-        return {}
-    _insert_ignoring_duplicates(session, Tag, [{"name": n} for n in names])
-    rows = session.execute(sa.select(Tag.name, Tag.id).where(Tag.name.in_(names)))
-    return {name: tag_id for name, tag_id in rows}
+    out: dict[str, int] = {}
+    for part in chunks(names):
+        _insert_ignoring_duplicates(session, Tag, [{"name": n} for n in part])
+        rows = session.execute(sa.select(Tag.name, Tag.id).where(Tag.name.in_(part)))
+        out.update((name, tag_id) for name, tag_id in rows)
+    return out
 
 
 def attach(*, session: Session, image_id: int, created_at: datetime, names: list[str]) -> None:
     """Tag the image; `created_at` is the image's (each tag row keeps a copy, see ImageTag)."""
-    ids = ensure_tags(session=session, names=names)
-    _insert_ignoring_duplicates(
-        session, ImageTag,
-        [{"image_id": image_id, "tag_id": tag_id, "created_at": created_at}
-         for tag_id in ids.values()],
-    )
+    attach_many(session=session, items=[(image_id, created_at, names)])
+
+
+def attach_many(*, session: Session,
+                items: Sequence[tuple[int, datetime, list[str]]]) -> None:
+    """`attach` for many images (image id, its created_at, normalised names): the tags are
+    made in one statement and the links in one more per chunk."""
+    ids = ensure_tags(session=session, names=list(dict.fromkeys(
+        name for _, _, names in items for name in names)))
+    links = {(image_id, ids[name]): created_at
+             for image_id, created_at, names in items for name in names}
+    rows = [{"image_id": image_id, "tag_id": tag_id, "created_at": created_at}
+            for (image_id, tag_id), created_at in links.items()]
+    for start in range(0, len(rows), CHUNK):
+        _insert_ignoring_duplicates(session, ImageTag, rows[start:start + CHUNK])
 
 
 def tag_ids(*, session: Session, names: list[str]) -> dict[str, int]:

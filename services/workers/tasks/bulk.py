@@ -1,7 +1,8 @@
 """`bulk_ingest(job_id, folder | paths)`: a server-side folder (an admin's) into the gallery.
 
 Every image file is checked, stored content-addressed and gets a catalog row (idempotent by
-sha256; `services.common.gallery`, the same steps as an upload) and a job item; only then are
+sha256; `services.common.gallery`, the same steps as an upload; one catalog request per
+`page_size` files) and a job item; only then are
 the ingests enqueued, a batch of images per task, so the job's total is complete before any
 item can finish it. Re-running the task for the same job (a retry, or reconcile re-driving a stalled
 job) converges: existing files and rows are found again, indexed rows are counted done.
@@ -16,7 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from services.common import queue
-from services.common.gallery import ImageBeingDeleted, check_image, register
+from services.common.gallery import (
+    ImageBeingDeleted,
+    StoredImage,
+    check_image,
+    register_many,
+    store_checked,
+)
 from services.common.images import ImageError
 from services.common.queue import ingest_messages
 from services.common.vocabulary import IMAGE_SUFFIXES, ImageStatus, ItemState, JobStatus
@@ -72,27 +79,37 @@ def _walk(root: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def store_file(ctx: TaskContext, path: Path, *, tags: list[str] | None,
-               uploader: str | None) -> tuple[int, str] | None:
-    """Check one file (a full decode), store it content-addressed and create or find its row
-    (`services.common.gallery`, as an upload does); (image id, status) with status `pending`
-    when it needs indexing, or None when the file is not a usable image or its image is being
-    deleted."""
+def store_file(ctx: TaskContext, path: Path) -> StoredImage | None:
+    """Check one file (a full decode) and store it content-addressed (as an upload does);
+    None when it is not a usable image."""
     settings = ctx.settings
     try:
         data = path.read_bytes()
         image = check_image(data, path.name, max_bytes=settings.max_image_bytes,
                             max_pixels=settings.max_image_pixels)
-        added = register(ctx.clients.catalog.call, ctx.images_dir, image, tags=tags or [],
-                         uploader=uploader, index_tags=ctx.clients.index.set_tag)
-    except (ImageError, ImageBeingDeleted) as exc:
+        return store_checked(ctx.images_dir, image)
+    except ImageError as exc:
         logger.warning("skipping %s: %s", path.name, exc.message)
-        return None
     except OSError as exc:
         logger.warning("skipping %s: %s", path.name, exc)
-        return None
-    status = ImageStatus.pending if added.to_ingest else str(added.image["status"])
-    return int(added.image["id"]), status
+    return None
+
+
+def register_files(ctx: TaskContext, stored: list[StoredImage], *, tags: list[str] | None,
+                   uploader: str | None) -> list[tuple[int, str]]:
+    """Create or find the rows of stored files in one catalog request
+    (`services.common.gallery`, as an upload does): (image id, status) of each, status
+    `pending` when it needs indexing; an image being deleted is left out."""
+    out: list[tuple[int, str]] = []
+    results = register_many(ctx.clients.catalog.call, ctx.images_dir, stored, tags=tags or [],
+                            uploader=uploader, index_tags=ctx.clients.index.set_tags)
+    for image, added in zip(stored, results, strict=True):
+        if isinstance(added, ImageBeingDeleted):
+            logger.warning("skipping %s: %s", image.filename, added.message)
+            continue
+        status = ImageStatus.pending if added.to_ingest else str(added.image["status"])
+        out.append((int(added.image["id"]), status))
+    return out
 
 
 def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
@@ -109,25 +126,31 @@ def bulk_ingest(ctx: TaskContext, job_id: int, *, folder: str | None = None,
     gone: list[tuple[int, str]] = []  # deleting or removed meanwhile (rare): skipped
     page = array("q")
     count = 0
+    batch: list[StoredImage] = []
+
+    def flush() -> None:
+        nonlocal count
+        for image_id, status in register_files(ctx, batch, tags=tags, uploader=uploader):
+            count += 1
+            page.append(image_id)
+            if status == ImageStatus.pending:
+                pending.append(image_id)
+            elif status == ImageStatus.indexed:
+                indexed.append(image_id)
+            else:
+                gone.append((image_id, status))
+        batch.clear()
+        ctx.clients.catalog.register_items(job_id, page.tolist())
+        ctx.heartbeat(job_id)
+        del page[:]
+
     for path in image_files(source, paths):
-        stored = store_file(ctx, path, tags=tags, uploader=uploader)
-        if stored is None:
-            continue
-        count += 1
-        image_id, status = stored
-        page.append(image_id)
-        if status == ImageStatus.pending:
-            pending.append(image_id)
-        elif status == ImageStatus.indexed:
-            indexed.append(image_id)
-        else:
-            gone.append((image_id, status))
-        if len(page) >= ctx.settings.page_size:
-            ctx.clients.catalog.register_items(job_id, page.tolist())
-            ctx.heartbeat(job_id)
-            page = array("q")
-    ctx.clients.catalog.register_items(job_id, page.tolist())
-    ctx.heartbeat(job_id)
+        stored = store_file(ctx, path)
+        if stored is not None:
+            batch.append(stored)
+        if len(batch) >= ctx.settings.page_size:
+            flush()
+    flush()
     logger.info("bulk job %s: %d images registered, %d to ingest", job_id, count, len(pending))
     for start in range(0, len(indexed), ctx.settings.page_size):
         record_items(ctx, job_id, [(image_id, ItemState.done, None) for image_id in
