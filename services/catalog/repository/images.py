@@ -104,8 +104,9 @@ def create_images(*, session: Session, images: Sequence[NewImage]
 
     An sha256 given twice gets one row: its first entry creates (or finds) it, the later ones
     find it. Concurrent calls with the same sha256 all get the one row: a call whose INSERT
-    fails on the unique key rolls back and reads again, which finds the winner's row. New
-    rows are inserted in sha256 order, so racing calls take their key locks in one order.
+    fails on the unique key rolls back and reads again, which finds the winner's row (racing
+    batches of n images lose at most n times). New rows are inserted in sha256 order, so
+    racing calls take their key locks in one order.
     """
     # Tags are checked before anything is written (InvalidTag changes nothing).
     names = [tag_repo.normalize_tags(image.tags) for image in images]
@@ -113,7 +114,11 @@ def create_images(*, session: Session, images: Sequence[NewImage]
     for image in images:
         firsts.setdefault(image.sha256, image)
     wanted = sorted(firsts)
-    for attempt in range(3):
+    # Each lost race means another call committed a row this one was missing, which the next
+    # read finds: with n sha256s, n + 1 reads see them all (two more for deletes that finish
+    # in between).
+    attempts = len(wanted) + 3
+    for attempt in range(attempts):
         rows: dict[str, Image] = {}
         for part in tag_repo.chunks(wanted):
             found = session.execute(sa.select(Image).where(Image.sha256.in_(part)))
@@ -133,7 +138,7 @@ def create_images(*, session: Session, images: Sequence[NewImage]
             # Another call created one of these rows first: read again. A row that refused
             # ours and was deleted before we read it (a delete finishing at that moment) is
             # inserted again; a conflict that is not the sha256 keeps failing and is raised.
-            if attempt == 2:
+            if attempt == attempts - 1:
                 raise
     rows.update((row.sha256, row) for row in new)
     tag_repo.attach_many(session=session, items=[
