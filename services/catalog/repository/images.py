@@ -147,8 +147,7 @@ def create_images(*, session: Session, images: Sequence[NewImage]
     if new:
         counts.apply(session, {ImageStatus.pending: len(new)})
     # Read back inside the transaction: a delete committed after ours cannot hide a row.
-    records = {r.id: r for r in _records(session, list({r.id: r for r in rows.values()}
-                                                       .values()))}
+    records = {r.id: r for r in _records(session, list(rows.values()))}
     session.commit()
     for row in new:
         logger.info("image %d created", row.id, extra={"image_id": row.id})

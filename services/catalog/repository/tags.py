@@ -17,9 +17,9 @@ from services.common.tags import tag_key
 
 MAX_TAG_LENGTH = 64
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f,]")
+T = TypeVar("T")
 # SQLite allows a few thousand bound parameters per statement; MySQL packets are finite too.
 CHUNK = 500
-T = TypeVar("T")
 # rarest_first counts a tag's rows up to this many.
 RAREST_CAP = 100_000
 
@@ -83,8 +83,8 @@ def attach(*, session: Session, image_id: int, created_at: datetime, names: list
 
 def attach_many(*, session: Session,
                 items: Sequence[tuple[int, datetime, list[str]]]) -> None:
-    """`attach` for many images (image id, its created_at, normalised names): the tags are
-    made in one statement and the links in one more per chunk."""
+    """`attach` for many images (image id, its created_at, normalised names): the tags and
+    then the links are inserted in one statement per chunk of rows."""
     ids = ensure_tags(session=session, names=list(dict.fromkeys(
         name for _, _, names in items for name in names)))
     links = {(image_id, ids[name]): created_at
