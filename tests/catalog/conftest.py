@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from services.catalog.db.migrate import upgrade
 from services.catalog.repository import images
 from services.catalog.repository.images import ImageRecord
 from services.catalog.repository.session import transact
-from tests.helpers.procs import ServiceProcess
+from tests.helpers.procs import catalog_service
 
 BACKENDS = ["sqlite", pytest.param("mysql", marks=pytest.mark.integration)]
 
@@ -74,23 +73,11 @@ def make_image(db: Database) -> Callable[..., ImageRecord]:
 
 @contextlib.contextmanager
 def catalog_process(tmp: Path, database_url: str, **env: str) -> Iterator[httpx.Client]:
-    """A catalog service process on `database_url` (data and logs under `tmp`, extra `env`),
-    and an HTTP client of it that carries the internal token."""
-    token = secrets.token_urlsafe(24)
-    proc = ServiceProcess("catalog", env={
-        "IMGSEARCH_INTERNAL_TOKEN": token,
-        "IMGSEARCH_DATA_DIR": str(tmp / "data"),
-        "IMGSEARCH_DATABASE_URL": database_url,
-        "IMGSEARCH_LOG_FORMAT": "text",
-        **env,
-    }, log_dir=tmp)
-    proc.start(timeout=60)
-    try:
-        with httpx.Client(base_url=proc.url, timeout=30,
-                          headers={"X-Internal-Token": token}) as client:
-            yield client
-    finally:
-        proc.stop()
+    """A catalog service process on `database_url` (`catalog_service`), and an HTTP client of
+    it that carries the internal token."""
+    with catalog_service(tmp, database_url, **env) as (url, token), httpx.Client(
+            base_url=url, timeout=30, headers={"X-Internal-Token": token}) as client:
+        yield client
 
 
 def create_over_http(client: httpx.Client, n: int) -> int:

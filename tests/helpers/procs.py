@@ -3,13 +3,15 @@ stop (or kill -9) on demand."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -86,6 +88,25 @@ class ServiceProcess:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextlib.contextmanager
+def catalog_service(tmp: Path, database_url: str, **env: str) -> Iterator[tuple[str, str]]:
+    """A catalog service process on `database_url` (data and logs under `tmp`, extra `env`):
+    (its URL, the internal token its callers send); stopped on exit."""
+    token = secrets.token_urlsafe(24)
+    proc = ServiceProcess("catalog", env={
+        "IMGSEARCH_INTERNAL_TOKEN": token,
+        "IMGSEARCH_DATA_DIR": str(tmp / "data"),
+        "IMGSEARCH_DATABASE_URL": database_url,
+        "IMGSEARCH_LOG_FORMAT": "text",
+        **env,
+    }, log_dir=tmp)
+    proc.start(timeout=60)
+    try:
+        yield proc.url, token
+    finally:
+        proc.stop()
 
 
 class MilvusServer:

@@ -3,7 +3,6 @@ transition and the batch of outcomes as the ingest task reads them."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,27 +10,19 @@ import pytest
 
 from services.common.http import ServiceClient
 from services.workers.clients import ABSENT, CatalogApi, Moved
-from tests.helpers.procs import ServiceProcess
+from tests.helpers.procs import catalog_service
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
 def catalog(tmp_path: Path, mysql_database_url: str) -> Iterator[CatalogApi]:
-    token = secrets.token_urlsafe(24)
-    proc = ServiceProcess("catalog", env={
-        "IMGSEARCH_INTERNAL_TOKEN": token,
-        "IMGSEARCH_DATA_DIR": str(tmp_path / "data"),
-        "IMGSEARCH_DATABASE_URL": mysql_database_url,
-        "IMGSEARCH_LOG_FORMAT": "text",
-    }, log_dir=tmp_path)
-    proc.start(timeout=60)
-    client = ServiceClient("catalog", proc.url, token, timeout=30)
-    try:
-        yield CatalogApi(client)
-    finally:
-        client.close()
-        proc.stop()
+    with catalog_service(tmp_path, mysql_database_url) as (url, token):
+        client = ServiceClient("catalog", url, token, timeout=30)
+        try:
+            yield CatalogApi(client)
+        finally:
+            client.close()
 
 
 def _image(catalog: CatalogApi, n: int) -> int:
