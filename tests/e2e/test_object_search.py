@@ -29,7 +29,10 @@ def last_prompts(page: Any) -> dict[str, Any]:
 
 def test_click_shows_mask_and_region_search(page: Any) -> None:
     page.goto("/")
-    with page.expect_response(lambda r: r.url.endswith("/api/v1/search")):
+    # The first click waits for nothing: on a loaded machine it can come before the image's
+    # encoding has answered, and then it carries the file. Here it comes after.
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/segment/prepare")), \
+            page.expect_response(lambda r: r.url.endswith("/api/v1/search")):
         upload_query(page, "orange-disc")
     overlay = page.get_by_test_id("segment-overlay")
     expect(overlay).to_be_visible()
