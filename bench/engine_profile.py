@@ -4,8 +4,10 @@ The loop below runs `Dinov2Model.block_step`, the block step of both of the engi
 splits, over whole images on one thread, with a clock read after each step (its `tick`); its
 output is checked against `Dinov2Model.forward` before anything is reported. Four images is
 one thread's share of a batch of 8 on two threads. When an OPENBLAS_CORETYPE is in effect,
-the profile also runs in a child process with the kernels OpenBLAS detects. Writes section
-"engine-profile" of docs/benchmarks.md.
+the profile also runs in a child process with the kernels OpenBLAS detects. Then batch 1 as
+the engine runs it on two threads, the rows split, each thread timing its own steps by CPU
+and wall time beside one thread on all the rows, and the block's products on a row split's
+and a column split's share. Writes section "engine-profile" of docs/benchmarks.md.
 
     .venv/bin/python bench/engine_profile.py              # ViT-S and ViT-B (about 2 minutes)
     .venv/bin/python bench/engine_profile.py --print-only
@@ -18,8 +20,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,9 +38,11 @@ import numpy as np  # noqa: E402
 from bench._report import markdown_table, write_section  # noqa: E402
 from services.embedding.engine import Dinov2Model  # noqa: E402
 from services.embedding.engine.blas import blas_threads  # noqa: E402
+from services.embedding.engine.model import F32, _aligned_empty  # noqa: E402
 
 STEPS = ("QKV product", "fc1 product", "fc2 product", "projection product", "attention",
          "GELU", "layer norms", "bias and residual adds")
+WAIT = "barrier wait"
 
 
 def profile(arch: str, images: int, rounds: int) -> tuple[dict[str, float], float]:
@@ -78,6 +84,125 @@ def profile(arch: str, images: int, rounds: int) -> tuple[dict[str, float], floa
     model.close()
     medians = {step: float(np.median(samples[step])) for step in STEPS}
     return medians, sum(medians.values())
+
+
+Clock = dict[str, float]
+
+
+def _clocked(wall: Clock, cpu: Clock) -> Callable[[str], None]:
+    """A `tick` adding the wall and CPU time since its last call (or its creation) to `step`
+    of `wall` and `cpu`; its thread's CPU time, so it is made on the thread it times."""
+    last = [time.perf_counter(), time.thread_time()]
+
+    def tick(step: str) -> None:
+        now = [time.perf_counter(), time.thread_time()]
+        wall[step] += now[0] - last[0]
+        cpu[step] += now[1] - last[1]
+        last[:] = now
+    return tick
+
+
+def _split_forward(model: Dinov2Model, x: F32) -> tuple[list[Clock], list[Clock]]:
+    """The blocks on one image x (1, T, D) in place, on two threads splitting the rows as
+    `Dinov2Model._rows` does, each timing its steps: ([wall by step], [CPU by step]), one
+    of each per thread, in seconds."""
+    _, t, d = x.shape
+    xs = x.reshape(t, d)
+    ranges = [(0, t // 2), (t // 2, t)]
+    buffers = [_aligned_empty(t, 3 * d) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    walls: list[Clock] = [defaultdict(float) for _ in ranges]
+    cpus: list[Clock] = [defaultdict(float) for _ in ranges]
+
+    def run(w: int, _lo: int, _hi: int) -> None:
+        lo, hi = ranges[w]
+        tick = _clocked(walls[w], cpus[w])
+
+        def wait() -> None:
+            tick("bias and residual adds")
+            barrier.wait()
+            tick(WAIT)
+        try:
+            for i, blk in enumerate(model._blocks):
+                model.block_step(w, blk, xs[lo:hi], buffers[i % 2], lo, hi, t, wait,
+                                 tick=tick)
+        except threading.BrokenBarrierError:
+            return
+        except BaseException:
+            barrier.abort()  # the other thread stops instead of waiting forever
+            raise
+        model._final_norm(model._scratch[w], xs[lo:hi])
+    model._parallel(run, 2)
+    return walls, cpus
+
+
+def profile_split(arch: str, rounds: int) -> dict[str, dict[str, float]]:
+    """Batch 1 on two threads, the rows split as `Dinov2Model._rows` splits them, each thread
+    timing its own steps by the wall clock and by its CPU time (`time.thread_time`), beside
+    one thread running the same blocks on all the rows. A thread's wall time beyond its CPU
+    time in a step is time it did not run: waiting for the interpreter lock after a NumPy
+    call, at the barrier, or descheduled. ms per forward: {"one": one thread's steps, "cpu" /
+    "wall": the mean of the two threads' steps}, medians over rounds."""
+    model = Dinov2Model.random(arch, seed=0, threads=2)
+    pixels = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    expected = model.forward(pixels)
+    samples: dict[str, dict[str, list[float]]] = {k: defaultdict(list)
+                                                  for k in ("one", "cpu", "wall")}
+    with blas_threads(1):
+        for round_ in range(rounds + 1):
+            x = model._tokens(pixels)  # one thread, every row
+            _, t, d = x.shape
+            qkv = model._scratch[0].get("qkv", t, 3 * d)
+            one: Clock = defaultdict(float)
+            tick = _clocked(one, defaultdict(float))
+            for blk in model._blocks:
+                model.block_step(0, blk, x.reshape(t, d), qkv, 0, t, t, tick=tick)
+            model._final_norm(model._scratch[0], x.reshape(t, d))
+            if not np.allclose(x, expected, atol=1e-5, rtol=0):
+                raise SystemExit("the one-thread loop no longer matches Dinov2Model.forward")
+            x = model._tokens(pixels)
+            walls, cpus = _split_forward(model, x)
+            if not np.allclose(x, expected, atol=1e-5, rtol=0):
+                raise SystemExit("the split loop no longer matches Dinov2Model.forward")
+            if round_ == 0:
+                continue
+            for step in (*STEPS, WAIT):
+                samples["one"][step].append(one[step] * 1000)
+                samples["cpu"][step].append(sum(c[step] for c in cpus) / 2 * 1000)
+                samples["wall"][step].append(sum(w[step] for w in walls) / 2 * 1000)
+    model.close()
+    return {kind: {step: float(np.median(v)) for step, v in steps.items()}
+            for kind, steps in samples.items()}
+
+
+def product_halves(arch: str, calls: int = 200) -> list[tuple[str, float, float, float]]:
+    """One thread, each of the block's products (`x @ W.T`) on 257 rows; the same on 128 rows
+    (a thread's share when the rows are split) and on 257 rows with half the output columns
+    (a share when the weights are split): (product, us on 257 rows, 128-row time / 257-row
+    time, half-column time / whole time), medians of `calls` calls after a warm-up."""
+    blk = Dinov2Model.random(arch, seed=0, threads=1)._blocks[0]
+    rng = np.random.default_rng(0)
+
+    def timed(x: F32, w: F32) -> float:
+        out = np.empty((x.shape[0], w.shape[0]), np.float32)
+        for _ in range(10):
+            np.matmul(x, w.T, out=out)
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            np.matmul(x, w.T, out=out)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)) * 1e6
+
+    rows = []
+    with blas_threads(1):
+        for name, w in (("QKV", blk.w_qkv), ("projection", blk.w_proj), ("fc1", blk.w_in),
+                        ("fc2", blk.w_out)):
+            x = rng.standard_normal((257, w.shape[1]), dtype=np.float32)
+            whole = timed(x, w)
+            rows.append((name, whole, timed(x[:128], w) / whole,
+                         timed(x, w[:w.shape[0] // 2]) / whole))
+    return rows
 
 
 # ONNX Runtime's operators (after its graph optimisations) by what they compute
@@ -139,9 +264,14 @@ def main() -> None:
     parser.add_argument("--print-only", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ort-child", help=argparse.SUPPRESS)
+    parser.add_argument("--split-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(profile(args.child, args.images, args.rounds)))
+        return
+    if args.split_child:
+        print(json.dumps([profile_split(args.split_child, args.rounds),
+                          product_halves(args.split_child)]))
         return
     if args.ort_child:
         print(json.dumps(profile_ort(args.ort_child, args.images, args.rounds)))
@@ -170,6 +300,16 @@ def main() -> None:
         ort_results[arch] = json.loads(done.stdout.strip().splitlines()[-1])
         print(arch, "ORT", {k: round(v, 1) for k, v in ort_results[arch][0].items()},
               flush=True)
+    split_label, split_env = runs[-1]  # the kernels OpenBLAS detects
+    splits: dict[str, dict[str, dict[str, float]]] = {}
+    halves: dict[str, list[tuple[str, float, float, float]]] = {}
+    for arch in archs:
+        done = subprocess.run(
+            [sys.executable, __file__, "--split-child", arch, "--rounds", str(args.rounds)],
+            capture_output=True, text=True, check=True, env=split_env)
+        splits[arch], halves[arch] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(arch, "split", {kind: round(sum(v.values()), 1)
+                              for kind, v in splits[arch].items()}, flush=True)
     columns = [(arch, label) for arch in archs for label, _ in runs]
     rows: list[list[object]] = []
     for step in STEPS:
@@ -206,6 +346,38 @@ def main() -> None:
         "`matrix products` here, in `attention` above.",
         markdown_table(["operators", *(f"{names[a]} ORT ms/image" for a in archs)],
                        ort_rows),
+    ])
+    split_rows: list[list[object]] = []
+    for step in (*STEPS, WAIT, "all blocks"):
+        row = [f"**{step}**" if step == "all blocks" else step]
+        for arch in archs:
+            cells = {kind: (sum(v.values()) if step == "all blocks" else v.get(step, 0.0))
+                     for kind, v in splits[arch].items()}
+            share = f" ({cells['cpu'] / cells['one']:.2f})" if cells["one"] else ""
+            row += [f"{cells['one']:.1f}", f"{cells['cpu']:.1f}{share}", f"{cells['wall']:.1f}"]
+        split_rows.append(row)
+    by_product = {a: {name: (f"{us:.0f}", f"{r:.2f}", f"{c:.2f}") for name, us, r, c in halves[a]}
+                  for a in archs}
+    half_rows: list[list[object]] = [[name, *(cell for a in archs for cell in by_product[a][name])]
+                 for name in by_product[archs[0]]]
+    body += "\n\n" + "\n\n".join([
+        "Batch 1, one image's 257 rows: one thread running every block on all of them, and "
+        "the two threads of the engine's row split (128 and 129 rows each, one barrier per "
+        "block), each timing its own steps by its CPU time and by the wall clock (means of "
+        f"the two threads), ms per forward, median of {args.rounds} rounds after a warm-up; "
+        f"OpenBLAS kernels: {split_label}. `(x)` is a thread's CPU time over one thread's time "
+        "on all the rows: 0.50 would be a perfect split. Wall time beyond CPU time is time a "
+        "thread did not run: waiting for the interpreter lock after a NumPy call, at the "
+        "barrier, or descheduled. Both loops are checked against `Dinov2Model.forward`.",
+        markdown_table(["step", *(f"{names[a]} {h}" for a in archs
+                                  for h in ("one thread ms", "split: CPU ms per thread",
+                                            "split: wall ms per thread"))], split_rows),
+        "The same kernels, one thread: each product of a block on 257 rows (us per call), "
+        "and the time of a row split's share (128 rows) and of a column split's share (257 "
+        "rows, half the output columns) over it, medians of 200 calls:",
+        markdown_table(["product", *(f"{names[a]} {h}" for a in archs
+                                     for h in ("257 rows us", "128 rows", "half the columns"))],
+                       half_rows),
     ])
     if args.print_only:
         print(body)

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from bench.engine_profile import ORT_GROUPS, ORT_OTHER, STEPS, profile, profile_ort
+from bench.engine_profile import (
+    ORT_GROUPS,
+    ORT_OTHER,
+    STEPS,
+    WAIT,
+    product_halves,
+    profile,
+    profile_ort,
+    profile_split,
+)
 from tests.helpers.requirements import require_module
 
 
@@ -14,6 +23,26 @@ def test_profiled_loop_is_the_engine_and_every_step_is_timed() -> None:
     assert set(steps) == set(STEPS)
     assert all(ms > 0 for ms in steps.values())
     assert total == sum(steps.values())
+
+
+def test_split_profile_times_both_threads_of_the_row_split() -> None:
+    """Batch 1 with the rows split over two threads (the loop raises if it stops matching
+    `forward`): every step of both threads is timed, the barrier only on the split."""
+    timed = profile_split("dinov2_vits14", rounds=1)
+    assert set(timed) == {"one", "cpu", "wall"}
+    for kind, steps in timed.items():
+        assert set(steps) == {*STEPS, WAIT}
+        assert all(steps[step] > 0 for step in STEPS), kind
+    assert timed["one"][WAIT] == 0 and timed["wall"][WAIT] > 0
+    # a thread's CPU time fits in its wall time, step by step (clock reads aside)
+    assert all(timed["cpu"][step] <= timed["wall"][step] + 0.5 for step in STEPS)
+
+
+
+def test_product_halves_time_every_product_of_a_block() -> None:
+    rows = product_halves("dinov2_vits14", calls=3)
+    assert [name for name, *_ in rows] == ["QKV", "projection", "fc1", "fc2"]
+    assert all(us > 0 and by_rows > 0 and by_columns > 0 for _, us, by_rows, by_columns in rows)
 
 
 @pytest.mark.torch
