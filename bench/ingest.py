@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._report import markdown_table, write_section  # noqa: E402
 from tests.helpers.procs import ServiceProcess, free_port  # noqa: E402
+from tests.helpers.redis_keys import drop_prefix  # noqa: E402
 from tests.helpers.stack import Stack, start_stack  # noqa: E402
 
 REPLICAS_NOTE = (
@@ -199,9 +200,9 @@ def scale_run(args: argparse.Namespace) -> str:
         print(f"generated {args.count} images in {time.perf_counter() - began:.0f}s", flush=True)
         extra = {"IMGSEARCH_EMBEDDING_IMAGE_SIZE": str(args.image_size)}
         kwargs: dict[str, object] = {"model": args.model, "extra_env": extra}
+        prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}:"
         if args.redis:
-            kwargs.update(redis_url=args.redis,
-                          redis_prefix=f"bench-ingest-{uuid.uuid4().hex[:8]}:")
+            kwargs.update(redis_url=args.redis, redis_prefix=prefix)
         if args.mysql:
             kwargs["database_url"] = args.mysql
         stack = start_stack(tmp, **kwargs)  # type: ignore[arg-type]
@@ -209,6 +210,8 @@ def scale_run(args: argparse.Namespace) -> str:
             return _measure(stack, folder, tmp, args)
         finally:
             stack.stop()
+            if args.redis:  # the broker's keys of this run
+                drop_prefix(args.redis, prefix)
 
 
 def _measure(stack: Stack, folder: Path, tmp: Path, args: argparse.Namespace) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import common_settings
+from tests.helpers.redis_keys import drop_prefix
 from tests.helpers.requirements import missing
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -59,14 +60,9 @@ def mysql_database_url(mysql_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test; every key under it is deleted afterwards."""
-    import redis
-
     prefix = f"imgsearch-test-{RUN_ID}-{secrets.token_hex(3)}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=prefix + "*", count=1000):
-        client.delete(key)
-    client.close()
+    drop_prefix(redis_url, prefix)
 
 
 @pytest.fixture

@@ -47,6 +47,7 @@ import pytest
 import yaml
 
 from tests.helpers.procs import free_port
+from tests.helpers.redis_keys import drop_prefix
 from tests.helpers.requirements import missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -301,9 +302,8 @@ def stack(built: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
         with admin_engine.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{database}`"))
         admin_engine.dispose()
+        drop_prefix(redis_url, prefix)
         client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=prefix + "*", count=1000):
-            client.delete(key)
         client.delete(f"q-{run_id}")
         client.close()
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers.redis_keys import drop_prefix
 from tests.helpers.stack import Stack, start_stack
 
 JWT_SECRET = "test-secret-" + "x" * 40
@@ -20,7 +21,6 @@ JWT_SECRET = "test-secret-" + "x" * 40
 @pytest.fixture(scope="session")
 def stack(mysql_server_url: str, redis_url: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    import redis
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
@@ -49,10 +49,7 @@ def stack(mysql_server_url: str, redis_url: str,
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=prefix + "*", count=1000):
-            client.delete(key)
-        client.close()
+        drop_prefix(redis_url, prefix)
 
 
 def png_bytes(seed: int, size: tuple[int, int] = (96, 80)) -> bytes:

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from tests.helpers.redis_keys import drop_prefix
 from tests.workers.stack import Stack, running_stack
 
 
@@ -18,8 +19,6 @@ from tests.workers.stack import Stack, running_stack
 def shared_stack(tmp_path_factory: pytest.TempPathFactory, mysql_server_url: str,
                  redis_url: str) -> Iterator[Stack]:
     """The services, their own MariaDB database and Redis key prefix, all removed afterwards."""
-    import redis
-
     root = tmp_path_factory.mktemp("workers-stack")
     data_dir = root / "data"
     data_dir.mkdir()
@@ -39,7 +38,4 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory, mysql_server_url: str
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=prefix + "*", count=1000):
-            client.delete(key)
-        client.close()
+        drop_prefix(redis_url, prefix)
