@@ -6,7 +6,10 @@ them, and the job completes."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -29,13 +32,35 @@ RECOVERED = re.compile(r"reconcile: (re-queued pending image|re-drove ingest job
                        r"re-drove bulk_ingest job)")
 
 
+def wait_all_taken(broker_db: Path, timeout: float) -> None:
+    """Until the embedded broker holds no message that a worker has not taken (kombu's
+    SQLAlchemy transport marks a message invisible when a worker takes it and never shows it
+    again), three reads in a row. A message still there when the worker dies is not lost work:
+    the next worker simply takes it."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(broker_db, timeout=5)) as db:
+            try:
+                waiting = db.execute(
+                    "SELECT COUNT(*) FROM kombu_message WHERE visible = 1").fetchone()[0]
+            except sqlite3.OperationalError:  # not created yet, or locked: read again
+                waiting = -1
+        quiet = quiet + 1 if waiting == 0 else 0
+        if quiet >= 3:
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"messages still waiting in {broker_db} after {timeout} s")
+
+
 def test_work_lost_with_a_killed_worker_is_redriven_by_beat(shared_stack: Stack,
                                                             tmp_path: Path) -> None:
     stack = shared_stack
     before = len(stack.catalog_ids("indexed"))
     count = 12
     folder = gallery(tmp_path / "in", count, offset=7000)
-    env, producer = stack.broker(f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}", "unused:",
+    broker_db = tmp_path / "broker.sqlite"
+    env, producer = stack.broker(f"sqla+sqlite:///{broker_db}", "unused:",
                                  extra={"IMGSEARCH_WORKERS_PENDING_GRACE_S": "4",
                                         "IMGSEARCH_WORKERS_IMAGE_LEASE_S": "3",
                                         "IMGSEARCH_WORKERS_RECOVER_EVERY_S": "2",
@@ -48,6 +73,9 @@ def test_work_lost_with_a_killed_worker_is_redriven_by_beat(shared_stack: Stack,
         stack.enqueue(queue.BULK_INGEST, {"job_id": job_id, "folder": str(folder)},
                       producer=producer)
         worker.wait_for(RETRY_LINE.pattern, timeout=120)
+        # Killed once it holds every message (the other ingest may not be taken yet when
+        # the first retry is logged, and a retry is published before the worker takes it).
+        wait_all_taken(broker_db, timeout=60)
         worker.kill()
         stack.embedding.start()
         stalled = stack.job(job_id)
