@@ -6,8 +6,9 @@ output is checked against `Dinov2Model.forward` before anything is reported. Fou
 one thread's share of a batch of 8 on two threads. When an OPENBLAS_CORETYPE is in effect,
 the profile also runs in a child process with the kernels OpenBLAS detects. Then batch 1 as
 the engine runs it on two threads, the rows split, each thread timing its own steps by CPU
-and wall time beside one thread on all the rows, and the block's products on a row split's
-and a column split's share. Writes section "engine-profile" of docs/benchmarks.md.
+and wall time beside one thread on all the rows, the block's products on a row split's
+and a column split's share, and the same products by one level of Strassen-Winograd.
+Writes section "engine-profile" of docs/benchmarks.md.
 
     .venv/bin/python bench/engine_profile.py              # ViT-S and ViT-B (about 2 minutes)
     .venv/bin/python bench/engine_profile.py --print-only
@@ -205,6 +206,83 @@ def product_halves(arch: str, calls: int = 200) -> list[tuple[str, float, float,
     return rows
 
 
+def winograd_weights(w: F32) -> dict[str, F32]:
+    """The sums of weight blocks one level of Strassen-Winograd multiplies by, for `x @ w.T`
+    with w (out, in): made once (in float64, rounded once), as a loader would."""
+    n, k = w.shape[0] // 2, w.shape[1] // 2
+    w64 = w.astype(np.float64)
+    # blocks of B = w.T, each kept (out, in) as the engine keeps its weights
+    b11, b12, b21, b22 = w64[:n, :k], w64[n:, :k], w64[:n, k:], w64[n:, k:]
+    t1 = b12 - b11
+    t2 = b22 - t1
+    sums = {"b11": b11, "b21": b21, "b22": b22, "t1": t1, "t2": t2, "t3": b22 - b12,
+            "t4": t2 - b21}
+    return {name: np.ascontiguousarray(m, dtype=np.float32) for name, m in sums.items()}
+
+
+def winograd_product(x: F32, ws: dict[str, F32], out: F32, a: list[F32], tmp: F32) -> None:
+    """out = x @ w.T by one level of Strassen-Winograd: 7 products of half the rows, half
+    the inner dimension and half the columns (one product's 8), 4 adds of quarters of x
+    and 7 of quarters of out; `a` is 4 scratch quarters of x, `tmp` one quarter of out."""
+    m, k, n = x.shape[0] // 2, x.shape[1] // 2, out.shape[1] // 2
+    a11, a12, a21, a22 = x[:m, :k], x[:m, k:], x[m:, :k], x[m:, k:]
+    s1, s2, s3, s4 = a
+    np.add(a21, a22, out=s1)
+    np.subtract(s1, a11, out=s2)
+    np.subtract(a11, a21, out=s3)
+    np.subtract(a12, s2, out=s4)
+    c11, c12, c21, c22 = out[:m, :n], out[:m, n:], out[m:, :n], out[m:, n:]
+    np.matmul(a11, ws["b11"].T, out=c21)                            # M1
+    np.matmul(a12, ws["b21"].T, out=c11)                            # M2
+    c11 += c21                                                      # C11 = M1 + M2
+    np.matmul(s2, ws["t2"].T, out=tmp)
+    c21 += tmp                                                      # U2 = M1 + M6
+    np.matmul(s3, ws["t3"].T, out=c22)                              # M7
+    np.matmul(s1, ws["t1"].T, out=tmp)                              # M5
+    np.add(c21, tmp, out=c12)                                       # U4 = U2 + M5
+    c21 += c22                                                      # U3 = U2 + M7
+    np.add(c21, tmp, out=c22)                                       # C22 = U3 + M5
+    np.matmul(s4, ws["b22"].T, out=tmp)
+    c12 += tmp                                                      # C12 = U4 + M3
+    np.matmul(a22, ws["t4"].T, out=tmp)
+    c21 -= tmp                                                      # C21 = U3 - M4
+
+
+def product_winograd(arch: str, rows: int = 4 * 257,
+                     calls: int = 30) -> list[tuple[str, float, float, float, float]]:
+    """One thread, each of the block's products on `rows` rows (a thread's four images at
+    batch 8), as one sgemm and as one level of Strassen-Winograd with the weights' sums made
+    beforehand: (product, us as one sgemm, Winograd time / sgemm time, max abs error of each
+    against float64), medians of `calls` calls, the two alternating."""
+    blk = Dinov2Model.random(arch, seed=0, threads=1)._blocks[0]
+    rng = np.random.default_rng(0)
+    result = []
+    with blas_threads(1):
+        for name, w in (("QKV", blk.w_qkv), ("projection", blk.w_proj), ("fc1", blk.w_in),
+                        ("fc2", blk.w_out)):
+            x = rng.standard_normal((rows, w.shape[1]), dtype=np.float32)
+            ws = winograd_weights(w)
+            plain = np.empty((rows, w.shape[0]), np.float32)
+            wino = np.empty_like(plain)
+            a = [np.empty((rows // 2, w.shape[1] // 2), np.float32) for _ in range(4)]
+            tmp = np.empty((rows // 2, w.shape[0] // 2), np.float32)
+            times: dict[str, list[float]] = {"sgemm": [], "winograd": []}
+            for i in range(calls + 3):
+                start = time.perf_counter()
+                np.matmul(x, w.T, out=plain)
+                middle = time.perf_counter()
+                winograd_product(x, ws, wino, a, tmp)
+                if i >= 3:
+                    times["sgemm"].append(middle - start)
+                    times["winograd"].append(time.perf_counter() - middle)
+            exact = x.astype(np.float64) @ w.T.astype(np.float64)
+            sgemm, winograd = (float(np.median(times[k])) for k in ("sgemm", "winograd"))
+            result.append((name, sgemm * 1e6, winograd / sgemm,
+                           float(np.abs(plain - exact).max()),
+                           float(np.abs(wino - exact).max())))
+    return result
+
+
 # ONNX Runtime's operators (after its graph optimisations) by what they compute
 ORT_GROUPS = {"MatMul": "matrix products", "FusedMatMul": "matrix products",
               "Gemm": "matrix products", "BiasGelu": "GELU", "Gelu": "GELU", "Erf": "GELU",
@@ -271,7 +349,8 @@ def main() -> None:
         return
     if args.split_child:
         print(json.dumps([profile_split(args.split_child, args.rounds),
-                          product_halves(args.split_child)]))
+                          product_halves(args.split_child),
+                          product_winograd(args.split_child)]))
         return
     if args.ort_child:
         print(json.dumps(profile_ort(args.ort_child, args.images, args.rounds)))
@@ -303,11 +382,13 @@ def main() -> None:
     split_label, split_env = runs[-1]  # the kernels OpenBLAS detects
     splits: dict[str, dict[str, dict[str, float]]] = {}
     halves: dict[str, list[tuple[str, float, float, float]]] = {}
+    winograd: dict[str, list[tuple[str, float, float, float, float]]] = {}
     for arch in archs:
         done = subprocess.run(
             [sys.executable, __file__, "--split-child", arch, "--rounds", str(args.rounds)],
             capture_output=True, text=True, check=True, env=split_env)
-        splits[arch], halves[arch] = json.loads(done.stdout.strip().splitlines()[-1])
+        splits[arch], halves[arch], winograd[arch] = json.loads(
+            done.stdout.strip().splitlines()[-1])
         print(arch, "split", {kind: round(sum(v.values()), 1)
                               for kind, v in splits[arch].items()}, flush=True)
     columns = [(arch, label) for arch in archs for label, _ in runs]
@@ -360,6 +441,10 @@ def main() -> None:
                   for a in archs}
     half_rows: list[list[object]] = [[name, *(cell for a in archs for cell in by_product[a][name])]
                  for name in by_product[archs[0]]]
+    by_wino = {a: {name: (f"{us:.0f}", f"{r:.2f}", f"{e1:.1e} / {e2:.1e}")
+                   for name, us, r, e1, e2 in winograd[a]} for a in archs}
+    wino_rows: list[list[object]] = [[name, *(cell for a in archs for cell in by_wino[a][name])]
+                                     for name in by_wino[archs[0]]]
     body += "\n\n" + "\n\n".join([
         "Batch 1, one image's 257 rows: one thread running every block on all of them, and "
         "the two threads of the engine's row split (128 and 129 rows each, one barrier per "
@@ -378,6 +463,15 @@ def main() -> None:
         markdown_table(["product", *(f"{names[a]} {h}" for a in archs
                                      for h in ("257 rows us", "128 rows", "half the columns"))],
                        half_rows),
+        "Fewer multiplications instead: each product on 1028 rows (one thread's four images "
+        "at batch 8) as one sgemm (us per call) and as one level of Strassen-Winograd (7 "
+        "products of half the rows, inner dimension and columns in place of 8, the weights' "
+        "block sums made beforehand, 11 adds of quarters per call), the Winograd time over "
+        "the sgemm's, medians of 30 calls alternating, and each one's largest error against "
+        "float64 on inputs of unit variance:",
+        markdown_table(["product", *(f"{names[a]} {h}" for a in archs
+                                     for h in ("sgemm us", "Winograd", "error sgemm / Winograd"))],
+                       wino_rows),
     ])
     if args.print_only:
         print(body)

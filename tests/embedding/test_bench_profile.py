@@ -3,6 +3,7 @@ step; the script checks its loop against `forward` before it reports anything.""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bench.engine_profile import (
@@ -11,9 +12,12 @@ from bench.engine_profile import (
     STEPS,
     WAIT,
     product_halves,
+    product_winograd,
     profile,
     profile_ort,
     profile_split,
+    winograd_product,
+    winograd_weights,
 )
 from tests.helpers.requirements import require_module
 
@@ -38,11 +42,27 @@ def test_split_profile_times_both_threads_of_the_row_split() -> None:
     assert all(timed["cpu"][step] <= timed["wall"][step] + 0.5 for step in STEPS)
 
 
-
 def test_product_halves_time_every_product_of_a_block() -> None:
     rows = product_halves("dinov2_vits14", calls=3)
     assert [name for name, *_ in rows] == ["QKV", "projection", "fc1", "fc2"]
     assert all(us > 0 and by_rows > 0 and by_columns > 0 for _, us, by_rows, by_columns in rows)
+
+
+def test_winograd_product_is_the_product() -> None:
+    """The Strassen-Winograd product the bench times beside sgemm computes x @ w.T, on
+    every quarter of the output (a wrong sign in any of the 7 products or 11 adds shows)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((12, 8), dtype=np.float32)
+    w = rng.standard_normal((6, 8), dtype=np.float32)
+    out = np.full((12, 6), np.nan, np.float32)
+    scratch = [np.empty((6, 4), np.float32) for _ in range(4)]
+    winograd_product(x, winograd_weights(w), out, scratch, np.empty((6, 3), np.float32))
+    np.testing.assert_allclose(out, x.astype(np.float64) @ w.T.astype(np.float64),
+                               rtol=1e-5, atol=1e-5)
+    rows = product_winograd("dinov2_vits14", rows=64, calls=2)
+    assert [name for name, *_ in rows] == ["QKV", "projection", "fc1", "fc2"]
+    assert all(us > 0 and ratio > 0 and 0 < err_wino < 1e-3 and err_sgemm < 1e-3
+               for _, us, ratio, err_sgemm, err_wino in rows)
 
 
 @pytest.mark.torch
