@@ -11,6 +11,7 @@ import click
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.commands._words import counted
 from services.common.errors import DomainError
 
 
@@ -90,4 +91,4 @@ def embed(images: tuple[Path, ...], model: str | None, weights: Path | None, fmt
         else:
             out.write_bytes(buffer.getvalue())
     if out is not None:
-        click.echo(f"{len(images)} vectors of {model_id} -> {out}", err=True)
+        click.echo(f"{counted(len(images), 'vector')} of {model_id} -> {out}", err=True)

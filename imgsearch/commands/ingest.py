@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from imgsearch.commands._api import Api, api_options, raise_for
+from imgsearch.commands._words import counted
 from services.common.vocabulary import GONE, IMAGE_SUFFIXES, JOB_FINISHED
 
 Parts = tuple[str, ...]
@@ -318,12 +319,13 @@ def ingest(folder: Path, tags: str, reset_db: bool, yes: bool, batch: int, windo
                 click.confirm("--reset-db deletes EVERY image of the gallery (files, rows, "
                               "vectors). Continue?", abort=True)
             removed = reset_gallery(api)
-            click.echo(f"deleted {removed} images")
+            click.echo(f"deleted {counted(removed, 'image')}")
         path = state_path(url, folder)
         state = None if restart or reset_db else load_state(path, url, folder)
         if state is not None:
-            click.echo(f"resuming after {'/'.join(state.cursor)} ({state.sent} files sent, "
-                       f"{len(state.jobs)} jobs in flight)")
+            click.echo(f"resuming after {'/'.join(state.cursor)} "
+                       f"({counted(state.sent, 'file')} sent, "
+                       f"{counted(len(state.jobs), 'job')} in flight)")
         else:
             state = State(url=url, folder=str(folder.resolve()))
         total = sum(1 for _ in walk(folder))  # a count only: constant memory

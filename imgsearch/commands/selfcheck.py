@@ -16,6 +16,7 @@ import click
 import numpy as np
 from numpy.typing import NDArray
 
+from imgsearch.commands._words import counted
 from services.common.errors import DomainError
 from services.common.vocabulary import IMAGE_SUFFIXES
 
@@ -142,7 +143,7 @@ def selfcheck(weights: Path | None, model: str | None, reference: Path | None,
         raise click.ClickException(exc.message) from exc
     engine = loaded.model
     source = loaded.path or "random weights (IMGSEARCH_RANDOM_WEIGHTS=1)"
-    click.echo(f"model {engine.model_id} from {source}; {len(paths)} images, "
+    click.echo(f"model {engine.model_id} from {source}; {counted(len(paths), 'image')}, "
                f"{settings.resize_mode} {settings.image_size}")
     ours_cls, ours_patch, served_cls = [], [], []
     for array in pixels:

@@ -30,6 +30,7 @@ from typing import Any
 import click
 import httpx
 
+from imgsearch.commands._words import counted
 from imgsearch.commands.supervise import GaveUp, Supervisor
 from services.common.peers import Peer, address, peer_url
 from services.common.settings import REPO_ROOT
@@ -426,13 +427,13 @@ def ingest_gallery(gateway_url: str, catalog_url: str, token: str, folder: Path,
                         f"`imgsearch ingest {folder} --username ADMIN`", fg="yellow", err=True)
             return
         api.http.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
-        click.echo(f"ingesting {len(files)} images from {folder} ...")
+        click.echo(f"ingesting {counted(len(files), 'image')} from {folder} ...")
         job_ids, new, _, rejected = upload_files(api, files, tags="demo", quiet=True)
         jobs = follow_all(api, job_ids, label="indexing the demo gallery")
         done = sum(j["done"] for j in jobs)
         click.echo(f"demo gallery: {done} of {new} indexed, {len(rejected)} rejected")
         if done < new:
-            click.secho(f"{new - done} images of the demo gallery were not indexed: see "
+            click.secho(f"{counted(new - done, 'image')} of the demo gallery not indexed: see "
                         "Admin > Jobs in the web app, or the worker's log", fg="yellow",
                         err=True)
     finally:

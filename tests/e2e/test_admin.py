@@ -81,7 +81,7 @@ def test_admin_login_upload_and_delete(page: Any, stack: Any) -> None:
     page.get_by_test_id("delete-selected").click()
     dialog = page.get_by_test_id("confirm-dialog")
     expect(dialog).to_be_visible()
-    expect(dialog).to_contain_text("1 images")
+    expect(dialog).to_contain_text("1 image will be removed")
     # The sticky header is under the backdrop, out of reach.
     nav = page.get_by_test_id("nav-sketch").bounding_box()
     at = page.evaluate(

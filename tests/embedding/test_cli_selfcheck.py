@@ -89,4 +89,4 @@ def test_selfcheck_with_own_images(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["selfcheck", "--weights", str(weights), "--no-transformers",
                                  "--image", str(image), "--reference", str(ref)])
     assert result.exit_code == 0, result.output
-    assert "1 images" in result.stdout
+    assert "; 1 image," in result.stdout

@@ -11,6 +11,8 @@ function keys(node, prefix = '') {
 
 const PLURAL_FORM = /_(zero|one|two|few|many)$/
 
+const lookupEn = (key) => key.split('.').reduce((node, part) => node?.[part], messages.en)
+
 describe('i18n', () => {
   afterEach(() => {
     setLocale('en')
@@ -41,6 +43,19 @@ describe('i18n', () => {
   it('has every English key in Chinese too (plural forms are each language\'s own)', () => {
     const base = (code) => keys(messages[code]).filter((k) => !PLURAL_FORM.test(k)).sort()
     expect(base('zh-CN')).toEqual(base('en'))
+  })
+
+  it('has a one-form for every English text that counts things', () => {
+    // texts whose count names no noun of its own read right for 1 as they are
+    const neutral = ['admin.deleteSelected', 'admin.jobStatus']
+    const counted = keys(messages.en).filter(
+      (k) => !PLURAL_FORM.test(k) && /\{(n|total)\}/.test(lookupEn(k)) && !neutral.includes(k),
+    )
+    expect(counted.length).toBeGreaterThan(3)
+    for (const k of counted) expect(lookupEn(`${k}_one`), k).toBeTypeOf('string')
+    expect(t('admin.confirmBody', { n: 1 })).toBe(
+      '1 image will be removed from disk, catalog and index. This cannot be undone.')
+    expect(t('admin.confirmTitle', { n: 2 })).toBe('Delete images?')
   })
 
   it('takes the plural form the count needs where the language has one', () => {
