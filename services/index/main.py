@@ -25,7 +25,7 @@ def _configure_faiss(settings: IndexSettings) -> None:
 
     faiss.omp_set_num_threads(settings.threads or available_cpus())
     faiss.cvar.distance_compute_blas_threshold = settings.faiss_blas_threshold
-    blas_on_calling_thread()
+    logger.info("BLAS held to the calling thread", extra={"libraries": blas_on_calling_thread()})
 
 
 def blas_on_calling_thread() -> list[str]:
