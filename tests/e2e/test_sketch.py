@@ -52,6 +52,12 @@ def test_sketch_search(page: Any) -> None:
     assert sent["type"] == "image/png" and sent["size"] > 100
     expect(page.get_by_test_id("result")).to_have_count(len(body["results"]))
     assert body["results"]
+    # The count says "at least" when the server has not counted every match.
+    count = page.get_by_test_id("result-count")
+    if body["total_exact"]:
+        expect(count).to_have_text(f"{body['total']} results")
+    else:
+        expect(count).to_have_text(f"At least {body['total']} results")
 
     page.get_by_test_id("sketch-clear").click()
     assert page.eval_on_selector("[data-testid=sketch-canvas]", INK) == 0

@@ -6,6 +6,8 @@ export function useSearch() {
   const state = reactive({
     results: [],
     total: 0,
+    // false when the server found `total` results so far and more may follow ("at least")
+    totalExact: true,
     offset: 0,
     k: 20,
     loading: false,
@@ -26,6 +28,7 @@ export function useSearch() {
       if (mine !== generation) return
       state.results = offset === 0 ? page.results : [...state.results, ...page.results]
       state.total = page.total ?? state.results.length
+      state.totalExact = page.total_exact !== false
       state.offset = offset + page.results.length
       state.k = page.k ?? state.k
       state.tookMs = page.took_ms ?? null
@@ -44,6 +47,7 @@ export function useSearch() {
     fetchPage = pageFn
     state.results = []
     state.total = 0
+    state.totalExact = true
     state.offset = 0
     return load(0)
   }
@@ -56,7 +60,9 @@ export function useSearch() {
   function reset() {
     generation += 1
     fetchPage = null
-    Object.assign(state, { results: [], total: 0, offset: 0, error: null, searched: false })
+    Object.assign(state, {
+      results: [], total: 0, totalExact: true, offset: 0, error: null, searched: false,
+    })
     state.loading = false
   }
 
