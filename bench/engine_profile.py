@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -176,12 +176,28 @@ def profile_split(arch: str, rounds: int) -> dict[str, dict[str, float]]:
             for kind, steps in samples.items()}
 
 
+def block_products(arch: str) -> list[tuple[str, F32]]:
+    """The four weight matrices of a block (random weights, as the engine folds them), named."""
+    blk = Dinov2Model.random(arch, seed=0, threads=1)._blocks[0]
+    return [("QKV", blk.w_qkv), ("projection", blk.w_proj), ("fc1", blk.w_in),
+            ("fc2", blk.w_out)]
+
+
+def product_table(archs: tuple[str, ...], names: dict[str, str], headers: tuple[str, ...],
+                  cells: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
+    """A table of the block's products, one row each, `headers` columns per architecture;
+    `cells[arch][product]` are that row's cells for the architecture."""
+    rows: list[list[object]] = [[name, *(cell for a in archs for cell in cells[a][name])]
+                                for name in cells[archs[0]]]
+    return markdown_table(["product", *(f"{names[a]} {h}" for a in archs for h in headers)],
+                          rows)
+
+
 def product_halves(arch: str, calls: int = 200) -> list[tuple[str, float, float, float]]:
     """One thread, each of the block's products (`x @ W.T`) on 257 rows; the same on 128 rows
     (a thread's share when the rows are split) and on 257 rows with half the output columns
     (a share when the weights are split): (product, us on 257 rows, 128-row time / 257-row
     time, half-column time / whole time), medians of `calls` calls after a warm-up."""
-    blk = Dinov2Model.random(arch, seed=0, threads=1)._blocks[0]
     rng = np.random.default_rng(0)
 
     def timed(x: F32, w: F32) -> float:
@@ -197,8 +213,7 @@ def product_halves(arch: str, calls: int = 200) -> list[tuple[str, float, float,
 
     rows = []
     with blas_threads(1):
-        for name, w in (("QKV", blk.w_qkv), ("projection", blk.w_proj), ("fc1", blk.w_in),
-                        ("fc2", blk.w_out)):
+        for name, w in block_products(arch):
             x = rng.standard_normal((257, w.shape[1]), dtype=np.float32)
             whole = timed(x, w)
             rows.append((name, whole, timed(x[:128], w) / whole,
@@ -254,12 +269,10 @@ def product_winograd(arch: str, rows: int = 4 * 257,
     batch 8), as one sgemm and as one level of Strassen-Winograd with the weights' sums made
     beforehand: (product, us as one sgemm, Winograd time / sgemm time, max abs error of each
     against float64), medians of `calls` calls, the two alternating."""
-    blk = Dinov2Model.random(arch, seed=0, threads=1)._blocks[0]
     rng = np.random.default_rng(0)
     result = []
     with blas_threads(1):
-        for name, w in (("QKV", blk.w_qkv), ("projection", blk.w_proj), ("fc1", blk.w_in),
-                        ("fc2", blk.w_out)):
+        for name, w in block_products(arch):
             x = rng.standard_normal((rows, w.shape[1]), dtype=np.float32)
             ws = winograd_weights(w)
             plain = np.empty((rows, w.shape[0]), np.float32)
@@ -437,14 +450,10 @@ def main() -> None:
             share = f" ({cells['cpu'] / cells['one']:.2f})" if cells["one"] else ""
             row += [f"{cells['one']:.1f}", f"{cells['cpu']:.1f}{share}", f"{cells['wall']:.1f}"]
         split_rows.append(row)
-    by_product = {a: {name: (f"{us:.0f}", f"{r:.2f}", f"{c:.2f}") for name, us, r, c in halves[a]}
-                  for a in archs}
-    half_rows: list[list[object]] = [[name, *(cell for a in archs for cell in by_product[a][name])]
-                 for name in by_product[archs[0]]]
+    by_halves = {a: {name: (f"{us:.0f}", f"{r:.2f}", f"{c:.2f}") for name, us, r, c in halves[a]}
+                 for a in archs}
     by_wino = {a: {name: (f"{us:.0f}", f"{r:.2f}", f"{e1:.1e} / {e2:.1e}")
                    for name, us, r, e1, e2 in winograd[a]} for a in archs}
-    wino_rows: list[list[object]] = [[name, *(cell for a in archs for cell in by_wino[a][name])]
-                                     for name in by_wino[archs[0]]]
     body += "\n\n" + "\n\n".join([
         "Batch 1, one image's 257 rows: one thread running every block on all of them, and "
         "the two threads of the engine's row split (128 and 129 rows each, one barrier per "
@@ -460,18 +469,16 @@ def main() -> None:
         "The same kernels, one thread: each product of a block on 257 rows (us per call), "
         "and the time of a row split's share (128 rows) and of a column split's share (257 "
         "rows, half the output columns) over it, medians of 200 calls:",
-        markdown_table(["product", *(f"{names[a]} {h}" for a in archs
-                                     for h in ("257 rows us", "128 rows", "half the columns"))],
-                       half_rows),
+        product_table(archs, names, ("257 rows us", "128 rows", "half the columns"),
+                      by_halves),
         "Fewer multiplications instead: each product on 1028 rows (one thread's four images "
         "at batch 8) as one sgemm (us per call) and as one level of Strassen-Winograd (7 "
         "products of half the rows, inner dimension and columns in place of 8, the weights' "
         "block sums made beforehand, 11 adds of quarters per call), the Winograd time over "
         "the sgemm's, medians of 30 calls alternating, and each one's largest error against "
         "float64 on inputs of unit variance:",
-        markdown_table(["product", *(f"{names[a]} {h}" for a in archs
-                                     for h in ("sgemm us", "Winograd", "error sgemm / Winograd"))],
-                       wino_rows),
+        product_table(archs, names, ("sgemm us", "Winograd", "error sgemm / Winograd"),
+                      by_wino),
     ])
     if args.print_only:
         print(body)
