@@ -14,7 +14,6 @@ export function useSearch() {
     error: null,
     searched: false,
     tookMs: null,
-    extra: null,
   })
   let fetchPage = null
   let generation = 0
@@ -32,7 +31,6 @@ export function useSearch() {
       state.offset = offset + page.results.length
       state.k = page.k ?? state.k
       state.tookMs = page.took_ms ?? null
-      state.extra = page
       state.searched = true
     } catch (error) {
       if (mine === generation) state.error = error
